@@ -1,0 +1,32 @@
+# Two entry points, each self-sufficient on a fresh machine with Python 3.11+:
+#   make demo   trains a reference victim, simulates benign and attack clients, prints verdicts
+#   make test   runs the whole test suite (doctests included)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/extraction-monitor demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest monitor victims attacks tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/per_query_cost.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

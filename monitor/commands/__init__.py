@@ -1,0 +1,1 @@
+"""Subcommands of the ``extraction-monitor`` CLI, one module each."""

@@ -1,0 +1,137 @@
+"""The calibrated per-query detectors.
+
+Every detector follows one small protocol: ``extremes(batch, state)`` returns,
+for each distinct query of the batch in order, whether it is *extreme*: its
+conformal p-value against the profile's calibration distribution is at most
+the configured level. Stateful detectors update their bounded per-client state
+in the same call. The evidence layer (:mod:`monitor.evidence`) turns these
+events into scores.
+
+* :class:`DensityDetector` (training-set-specific): mean distance to the k
+  nearest training records, larger than real held-out inputs show.
+* :class:`BoundaryDetector` (victim-specific): closeness to the decision
+  boundary (probability margin, or distance to a tree's split thresholds).
+* :class:`ChainDetector` (victim-specific distribution shift): distance to the
+  nearest of the client's own recent distinct queries, smaller than real
+  inputs' distance to their nearest training record: the small steps of
+  Jacobian augmentation, boundary walks, line searches and path finding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.boundary import margin_closeness
+from monitor.conformal import conformal_pvalues
+from monitor.neighbors import knn_distances
+from monitor.profile import Profile
+from monitor.state import ClientState
+
+
+@dataclass
+class Batch:
+    """The distinct queries of one ``observe`` call, as the detectors see them."""
+
+    X: np.ndarray             # raw rows (m, d)
+    Z: np.ndarray             # scaled rows, rounded through float32 (as stored in state)
+    proba: np.ndarray | None  # class probabilities (m, k), or None when unknown
+
+
+class DensityDetector:
+    """Far from the training data: k-NN distance beyond real inputs' distances."""
+
+    name = "density"
+
+    def __init__(self, profile: Profile, level: float) -> None:
+        self.profile, self.level = profile, level
+        self._reference = profile.reference_.astype(np.float64)
+
+    def phrase(self) -> str:
+        return f"lie farther from the training data than {100 * (1 - self.level):g}% of real inputs"
+
+    def pvalues(self, batch: Batch) -> np.ndarray:
+        stats = knn_distances(batch.Z, self._reference, self.profile.k_neighbors).mean(axis=1)
+        return conformal_pvalues(stats, self.profile.cal_density_)
+
+    def extremes(self, batch: Batch, state: ClientState) -> np.ndarray:
+        return self.pvalues(batch) <= self.level
+
+
+class BoundaryDetector:
+    """Near the decision boundary: closer than real inputs usually are."""
+
+    name = "boundary"
+
+    def __init__(self, profile: Profile, level: float) -> None:
+        self.profile, self.level = profile, level
+
+    def phrase(self) -> str:
+        what = "a split threshold of the tree" if self.profile.tree_ is not None else \
+            "the decision boundary"
+        return f"lie closer to {what} than {100 * (1 - self.level):g}% of real inputs"
+
+    def pvalues(self, batch: Batch) -> np.ndarray | None:
+        if self.profile.tree_ is not None:
+            stats = self.profile.tree_.closeness(batch.X, self.profile.scale_)
+        elif batch.proba is not None:
+            stats = margin_closeness(batch.proba)
+        else:
+            return None
+        return conformal_pvalues(stats, self.profile.cal_boundary_)
+
+    def extremes(self, batch: Batch, state: ClientState) -> np.ndarray:
+        p = self.pvalues(batch)
+        if p is None:  # labels only and no model to compute margins: no evidence
+            return np.zeros(len(batch.X), dtype=bool)
+        return p <= self.level
+
+
+class ChainDetector:
+    """Near-duplicates of the client's own recent queries (bounded memory, blockwise)."""
+
+    name = "chain"
+
+    def __init__(self, profile: Profile, level: float, memory: int) -> None:
+        self.profile, self.level, self.memory = profile, level, memory
+        self._cal = np.sort(-profile.cal_nearest_)
+
+    def phrase(self) -> str:
+        return ("are near-duplicates of the client's own recent queries (closer than "
+                f"{100 * (1 - self.level):g}% of real inputs are to any training record)")
+
+    def nearest_previous(self, Z: np.ndarray, state: ClientState) -> np.ndarray:
+        """Distance of each row to the nearest of the previous ``memory`` distinct rows."""
+        R = self.memory
+        out = np.empty(len(Z))
+        buffer = state.chain.astype(np.float64)
+        for start in range(0, len(Z), R):
+            block = Z[start:start + R]
+            b = len(buffer)
+            candidates = np.concatenate([buffer, block])
+            diff = block[:, None, :] - candidates[None, :, :]
+            d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+            i = np.arange(len(block))[:, None]
+            j = np.arange(b + len(block))[None, :]
+            valid = (j < b + i) & (j >= b + i - R)
+            d[~valid] = np.inf
+            out[start:start + R] = d.min(axis=1)
+            buffer = candidates[-R:]
+        state.chain = buffer.astype(np.float32)
+        return out
+
+    def extremes(self, batch: Batch, state: ClientState) -> np.ndarray:
+        stats = -self.nearest_previous(batch.Z, state)
+        return conformal_pvalues(stats, self._cal) <= self.level
+
+
+def build_detectors(profile: Profile, config) -> list:
+    """The detectors named in ``config.detectors``, in that order."""
+    level = config.extreme_level
+    factories = {
+        "density": lambda: DensityDetector(profile, level),
+        "boundary": lambda: BoundaryDetector(profile, level),
+        "chain": lambda: ChainDetector(profile, level, config.chain_memory),
+    }
+    return [factories[name]() for name in config.detectors]

@@ -1,0 +1,219 @@
+"""The :class:`Monitor`: per-client detection over a stream of queries.
+
+>>> from victims import load_victim
+>>> from monitor import Monitor, Profile
+>>> v = load_victim("cancer-logreg")
+>>> profile = Profile().fit(v.model, v.X_train, v.y_train, X_cal=v.X_cal, y_cal=v.y_cal)
+>>> mon = Monitor(profile, model=v.model)
+>>> mon.observe("alice", v.X_public[:100]).flagged
+False
+>>> rng = np.random.default_rng(0)
+>>> verdict = mon.observe("mallory", rng.uniform(v.lower, v.upper, size=(100, 30)))
+>>> verdict.flagged, verdict.flag_at
+(True, 18)
+>>> verdict.reason
+'14 of the last 19 distinct queries lie farther from the training data than 99% of real inputs'
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+
+from monitor.config import MonitorConfig
+from monitor.detectors import Batch, build_detectors
+from monitor.errors import InvalidInput
+from monitor.evidence import WindowEvidence, rolling_counts
+from monitor.hashing import duplicate_mask, row_hashes
+from monitor.prada import PradaState
+from monitor.profile import Profile
+from monitor.state import ClientState
+from monitor.verdict import Verdict
+
+log = logging.getLogger("extraction_monitor")
+
+
+class Monitor:
+    """Watches every client's queries and keeps a calibrated verdict per client.
+
+    ``model`` is optional: when given, margins come from it (needed when the
+    API answers with labels only); otherwise from the probabilities passed as
+    ``outputs``.
+    """
+
+    def __init__(self, profile: Profile, config: MonitorConfig | None = None, model=None) -> None:
+        self.profile = profile
+        self.config = config or MonitorConfig()
+        self.model = model
+        self.detectors = build_detectors(profile, self.config)
+        self.evidence = WindowEvidence(
+            self.config.window, self.config.tolerated_rate, self.config.horizon,
+            len(self.detectors), self.config.alpha)
+        self.detector_errors: dict[str, int] = {d.name: 0 for d in self.detectors}
+        self._states: dict[str, ClientState] = {}
+        self._lock = threading.RLock()
+
+    # ----------------------------------------------------------------- input checks
+    def _check_outputs(self, outputs, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(probabilities, labels) from what the API returned; either may be None."""
+        if outputs is None:
+            return None, None
+        arr = np.asarray(outputs)
+        k = len(self.profile.classes_)
+        if arr.ndim == 2 and arr.shape == (n, k) and np.issubdtype(arr.dtype, np.number):
+            proba = arr.astype(np.float64)
+            if not np.isfinite(proba).all():
+                raise InvalidInput("outputs contain NaN or infinite probabilities")
+            return proba, self.profile.classes_[proba.argmax(axis=1)]
+        if arr.ndim == 1 and arr.shape[0] == n:
+            return None, arr
+        raise InvalidInput(f"outputs must be ({n}, {k}) probabilities or {n} labels, "
+                           f"got shape {arr.shape}")
+
+    # ----------------------------------------------------------------- the stream
+    def observe(self, client_id: str, X, outputs=None) -> Verdict:
+        """Process rows ``X`` (``(n, d)`` or one row) from ``client_id``; return its verdict.
+
+        Raises :class:`~monitor.errors.InvalidInput` before touching any state
+        if the rows or outputs are malformed.
+        """
+        X = self.profile.check_rows(X)
+        proba, labels = self._check_outputs(outputs, len(X))
+        if self.model is not None:
+            proba = self.model.predict_proba(X)
+            labels = self.profile.classes_[proba.argmax(axis=1)]
+        hashes = row_hashes(X)
+        with self._lock:
+            state = self._states.get(client_id)
+            if state is None:
+                state = self._states[client_id] = self._new_state()
+            row_scores = self._update(state, X, proba, labels, hashes)
+            return self._verdict(client_id, state, row_scores)
+
+    def _new_state(self) -> ClientState:
+        state = ClientState(
+            windows={d.name: np.zeros(0, dtype=np.uint8) for d in self.detectors},
+            chain=np.zeros((0, self.profile.n_features_), dtype=np.float32),
+        )
+        if self.config.prada:
+            state.prada = PradaState(self.config.prada_max_stored)
+        return state
+
+    def _update(self, state: ClientState, X, proba, labels, hashes) -> np.ndarray:
+        n = len(X)
+        dup = duplicate_mask(hashes, state.hashes)
+        distinct = np.flatnonzero(~dup)
+        m = len(distinct)
+        Z = self.profile.transform(X[distinct]).astype(np.float32).astype(np.float64)
+        batch = Batch(X=X[distinct], Z=Z, proba=None if proba is None else proba[distinct])
+
+        counts = np.zeros((len(self.detectors), m), dtype=np.int64)
+        for i, detector in enumerate(self.detectors):
+            try:
+                events = detector.extremes(batch, state).astype(np.uint8)
+            except Exception:  # a broken detector must never break serving
+                self.detector_errors[detector.name] += 1
+                log.exception("detector %s failed; its evidence is skipped", detector.name)
+                events = np.zeros(m, dtype=np.uint8)
+            counts[i], state.windows[detector.name] = rolling_counts(
+                state.windows[detector.name], events, self.config.window)
+
+        if state.prada is not None and labels is not None and m:
+            index = state.n_queries + distinct
+            state.prada.update(Z, np.asarray(labels)[distinct], self.config.prada_delta, index)
+
+        # overall score after each distinct row; duplicates carry the previous score forward
+        distinct_scores = self.evidence.overall(counts.max(axis=0)) if m else np.zeros(0)
+        position = np.cumsum(~dup) - 1  # index of the latest distinct row at each row
+        with_prev = np.concatenate([[state.score], distinct_scores])
+        row_scores = with_prev[position + 1]
+
+        if state.flag_at is None:
+            over = np.flatnonzero(row_scores >= self.evidence.threshold)
+            if len(over):
+                row = int(over[0])
+                state.flag_at = state.n_queries + row
+                at = int(position[row])
+                window = min(self.config.window, state.n_distinct + at + 1)
+                state.flag_reason = self._reason(counts[:, at], window)
+        state.n_queries += n
+        state.n_distinct += m
+        state.score = float(row_scores[-1]) if n else state.score
+        state.peak_score = max(state.peak_score, float(row_scores.max(initial=0.0)))
+        state.hashes = np.concatenate([state.hashes, hashes[distinct]])[
+            len(state.hashes) + m - self.config.dedup_memory:] if self.config.dedup_memory else \
+            state.hashes
+        state.history = np.concatenate([state.history, row_scores.astype(np.float32)])[
+            -self.config.history:]
+        return row_scores
+
+    # ----------------------------------------------------------------- verdicts
+    def _reason(self, counts: np.ndarray, window: int) -> str:
+        i = int(np.argmax(counts))
+        detector = self.detectors[i]
+        return f"{counts[i]} of the last {window} distinct queries {detector.phrase()}"
+
+    def _window_counts(self, state: ClientState) -> np.ndarray:
+        return np.array([int(state.windows[d.name].sum()) for d in self.detectors])
+
+    def _verdict(self, client_id: str, state: ClientState, row_scores: np.ndarray) -> Verdict:
+        counts = self._window_counts(state)
+        detectors = {
+            d.name: {"score": float(self.evidence.scores(np.array([c]))[0]), "count": int(c),
+                     "window": int(len(state.windows[d.name]))}
+            for d, c in zip(self.detectors, counts, strict=True)
+        }
+        if state.flag_at is not None:
+            reason = state.flag_reason or "flagged"
+        else:
+            i = int(np.argmax(counts))
+            reason = (f"not flagged: at most {counts[i]} extreme queries in the last "
+                      f"{len(state.windows[self.detectors[i].name])} ({self.detectors[i].name}); "
+                      f"{self.evidence.flag_count} of {self.config.window} would flag")
+        prada = None
+        if state.prada is not None:
+            prada = {"flagged": state.prada.flag_at is not None, "flag_at": state.prada.flag_at,
+                     "score": state.prada.score}
+        return Verdict(
+            client_id=client_id, n_queries=state.n_queries, score=state.score,
+            peak_score=state.peak_score, threshold=self.evidence.threshold,
+            flagged=state.flag_at is not None, flag_at=state.flag_at, reason=reason,
+            detectors=detectors, n_distinct=state.n_distinct,
+            history=[float(s) for s in state.history], prada=prada, row_scores=row_scores,
+        )
+
+    def verdict(self, client_id: str) -> Verdict:
+        """The client's current verdict (an all-clear verdict for an unseen client)."""
+        with self._lock:
+            state = self._states.get(client_id) or self._new_state()
+            return self._verdict(client_id, state, np.zeros(0))
+
+    def clients(self) -> list[str]:
+        """Ids of all clients with state."""
+        with self._lock:
+            return list(self._states)
+
+    def reset(self, client_id: str) -> None:
+        """Forget a client's state (an operator action)."""
+        with self._lock:
+            self._states.pop(client_id, None)
+
+    def state(self, client_id: str) -> ClientState | None:
+        """The client's state object (for stores and tests); do not mutate."""
+        with self._lock:
+            return self._states.get(client_id)
+
+    def set_state(self, client_id: str, state: ClientState) -> None:
+        """Install a client's state (loaded from a store)."""
+        with self._lock:
+            self._states[client_id] = state
+
+    def observe_rows(self, client_id: str, rows: Iterable) -> Verdict:
+        """Observe rows one at a time (the reference semantics the batch path must equal)."""
+        verdict = self.verdict(client_id)
+        for row in rows:
+            verdict = self.observe(client_id, row)
+        return verdict

@@ -1,0 +1,207 @@
+"""The reference profile: what benign traffic to one victim model looks like.
+
+A :class:`Profile` is fitted once from the victim model and its training data
+(and, when the owner has one, a held-out calibration split). It holds the
+feature scaling, a compact reference index of the training data, and the
+calibration distribution of every per-query statistic the detectors use.
+
+Calibration is honest: statistics are calibrated on data the victim did not
+train on. With a calibration split we use it; without one we cross-fit (clones
+of the model trained on folds of the training data, distances measured to the
+other folds only). Calibrating on the victim's own training points would make
+every real held-out input look suspicious.
+
+Saved as a folder of ``profile.json`` + ``arrays.npz``; loading never unpickles.
+
+>>> from sklearn.datasets import load_iris
+>>> from sklearn.linear_model import LogisticRegression
+>>> X, y = load_iris(return_X_y=True)
+>>> model = LogisticRegression(max_iter=500).fit(X[::2], y[::2])
+>>> profile = Profile(seed=0).fit(model, X[::2], y[::2], X_cal=X[1::2], y_cal=y[1::2])
+>>> profile.n_features_, profile.boundary_kind_, len(profile.cal_density_)
+(4, 'margin', 150)
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold
+
+from monitor.boundary import TreeGeometry, margin_closeness
+from monitor.errors import InvalidInput
+from monitor.neighbors import knn_distances
+
+FORMAT_VERSION = 1
+
+
+def _as_matrix(X, name: str, n_features: int | None = None) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise InvalidInput(f"{name} must be a 2-D array of rows, got shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise InvalidInput(f"{name} has {X.shape[1]} features, the model expects {n_features}")
+    if not np.isfinite(X).all():
+        raise InvalidInput(f"{name} contains NaN or infinite values; drop or impute those rows")
+    return X
+
+
+class Profile:
+    """Reference profile of a victim model (scikit-learn style estimator).
+
+    Parameters
+    ----------
+    k_neighbors : neighbours averaged in the training-density statistic.
+    max_reference : training rows kept in the reference index (seeded subsample).
+    n_folds : folds for cross-fitted calibration when no calibration split is given.
+    cross_fit : also calibrate on cross-fitted training folds when a calibration split
+        is given (more calibration values give conformal p-values finer resolution).
+    seed : random seed for subsampling and folds.
+    """
+
+    def __init__(self, k_neighbors: int = 5, max_reference: int = 2000, n_folds: int = 5,
+                 cross_fit: bool = True, seed: int = 0) -> None:
+        self.k_neighbors = k_neighbors
+        self.cross_fit = cross_fit
+        self.max_reference = max_reference
+        self.n_folds = n_folds
+        self.seed = seed
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, model, X_train, y_train=None, X_cal=None, y_cal=None,
+            feature_names: list[str] | None = None) -> Profile:
+        """Fit the profile from the victim ``model`` and its training data."""
+        if not hasattr(model, "predict_proba"):
+            raise InvalidInput("the model must have predict_proba (a scikit-learn classifier)")
+        X_train = _as_matrix(X_train, "training data")
+        d = X_train.shape[1]
+        rng = np.random.default_rng(self.seed)
+
+        std = X_train.std(axis=0)
+        positive = std[std > 0]
+        floor = 0.25 * float(np.median(positive)) if len(positive) else 1.0
+        self.center_ = X_train.mean(axis=0)
+        self.scale_ = np.maximum(std, floor)
+        self.n_features_ = d
+        self.classes_ = np.asarray(model.classes_)
+        self.feature_names_ = list(feature_names) if feature_names is not None else [
+            f"x_{i}" for i in range(d)]
+        self.tree_ = TreeGeometry.from_model(model)
+        self.boundary_kind_ = "tree" if self.tree_ is not None else "margin"
+
+        Z_train = self.transform(X_train)
+        keep = np.sort(rng.permutation(len(Z_train))[: self.max_reference])
+        self.reference_ = Z_train[keep].astype(np.float32)
+
+        dists, boundaries, sources = [], [], []
+        if X_cal is not None:
+            X_cal = _as_matrix(X_cal, "calibration data", d)
+            dists.append(knn_distances(self.transform(X_cal), self.reference_.astype(np.float64),
+                                       self.k_neighbors))
+            boundaries.append(self._boundary_stat(model, X_cal, self.tree_))
+            sources.append(f"calibration split ({len(X_cal)} rows)")
+        if self.cross_fit or X_cal is None:
+            y = np.asarray(y_train) if y_train is not None else model.predict(X_train)
+            dist, boundary = self._cross_fit(model, X_train, Z_train, y, rng)
+            dists.append(dist[:, : dists[0].shape[1]] if dists else dist)
+            boundaries.append(boundary)
+            sources.append(f"{self.n_folds}-fold cross-fitting on the training data "
+                           f"({len(X_train)} rows)")
+        dist = np.concatenate(dists)
+        boundary = np.concatenate(boundaries)
+        self.calibration_source_ = " + ".join(sources)
+        self.cal_density_ = np.sort(dist.mean(axis=1))
+        self.cal_nearest_ = np.sort(dist[:, 0])
+        self.cal_boundary_ = np.sort(boundary)
+        self.meta_ = {"model": type(model).__name__, "n_train": int(len(X_train)),
+                      "sklearn": sklearn.__version__, "python": platform.python_version()}
+        return self
+
+    def _boundary_stat(self, model, X: np.ndarray, tree: TreeGeometry | None) -> np.ndarray:
+        if tree is not None:
+            return tree.closeness(X, self.scale_)
+        return margin_closeness(model.predict_proba(X))
+
+    def _cross_fit(self, model, X, Z, y, rng):
+        folds = StratifiedKFold(n_splits=self.n_folds, shuffle=True,
+                                random_state=int(rng.integers(2**31)))
+        dist = np.empty((len(X), min(self.k_neighbors, len(X) - 1)))
+        boundary = np.empty(len(X))
+        for fit_idx, held_idx in folds.split(X, y):
+            ref_idx = fit_idx[rng.permutation(len(fit_idx))[: self.max_reference]]
+            dist[held_idx] = knn_distances(Z[held_idx], Z[ref_idx], self.k_neighbors)
+            fold_model = clone(model).fit(X[fit_idx], y[fit_idx])
+            boundary[held_idx] = self._boundary_stat(
+                fold_model, X[held_idx], TreeGeometry.from_model(fold_model))
+        return dist, boundary
+
+    # ------------------------------------------------------------------ use
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Rows in the profile's scaled feature space."""
+        return (np.asarray(X, dtype=np.float64) - self.center_) / self.scale_
+
+    def check_rows(self, X, name: str = "rows") -> np.ndarray:
+        """``X`` as an ``(n, d)`` float array, or :class:`InvalidInput` saying what is wrong."""
+        X = np.asarray(X, dtype=np.float64) if not isinstance(X, np.ndarray) else X
+        if X.ndim == 1:
+            X = X[None, :]
+        return _as_matrix(X, name, self.n_features_)
+
+    # ------------------------------------------------------------------ persistence
+    _ARRAYS = ("center_", "scale_", "classes_", "reference_", "cal_density_", "cal_nearest_",
+               "cal_boundary_")
+
+    def save(self, path: str | Path) -> Path:
+        """Write the profile to folder ``path`` (``profile.json`` + ``arrays.npz``)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {name.rstrip("_"): getattr(self, name) for name in self._ARRAYS}
+        if self.tree_ is not None:
+            arrays.update(self.tree_.to_arrays())
+        np.savez_compressed(path / "arrays.npz", **arrays)
+        meta: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "params": {"k_neighbors": self.k_neighbors, "max_reference": self.max_reference,
+                       "n_folds": self.n_folds, "cross_fit": self.cross_fit,
+                       "seed": self.seed},
+            "n_features": self.n_features_, "feature_names": self.feature_names_,
+            "boundary_kind": self.boundary_kind_, "calibration_source": self.calibration_source_,
+            **self.meta_,
+        }
+        (path / "profile.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Profile:
+        """Read a profile folder written by :meth:`save` (no pickle involved)."""
+        path = Path(path)
+        meta_file = path / "profile.json"
+        if not meta_file.exists():
+            raise InvalidInput(f"{path} is not a profile folder (no profile.json); "
+                               "create one with `extraction-monitor profile`")
+        meta = json.loads(meta_file.read_text())
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise InvalidInput(f"profile {path} has format version {version}; this release "
+                               f"reads version {FORMAT_VERSION}: refit it with "
+                               "`extraction-monitor profile`")
+        profile = cls(**meta["params"])
+        with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
+            for name in cls._ARRAYS:
+                setattr(profile, name, arrays[name.rstrip("_")])
+            profile.tree_ = TreeGeometry.from_arrays(arrays)
+        profile.n_features_ = int(meta["n_features"])
+        profile.feature_names_ = list(meta["feature_names"])
+        profile.boundary_kind_ = meta["boundary_kind"]
+        profile.calibration_source_ = meta["calibration_source"]
+        profile.meta_ = {k: meta[k] for k in ("model", "n_train", "sklearn", "python")}
+        return profile
+
+
+__all__ = ["FORMAT_VERSION", "Profile"]
