@@ -59,6 +59,9 @@ class MonitorConfig:
     """Recent row hashes kept per client to recognise exact retries."""
     history: int = 64
     """Recent overall scores kept per client (for timelines and the admin API)."""
+    score_threshold: float | None = None
+    """Overall score at which a client is flagged; ``None`` means ``-log10(alpha)``.
+    Set by ``extraction-monitor tune`` from an operator's own benign logs."""
     prada: bool = False
     """Also run the PRADA baseline (Juuti et al. 2019); its state grows with history."""
     prada_delta: float = 0.95
@@ -71,6 +74,8 @@ class MonitorConfig:
         checks = [
             (0 < self.alpha < 1, "alpha must be in (0, 1)"),
             (self.horizon >= 1, "horizon must be >= 1"),
+            (self.score_threshold is None or self.score_threshold > 0,
+             "score_threshold must be > 0 (or absent)"),
             (5 <= self.window <= 10_000, "window must be in [5, 10000]"),
             (0 < self.extreme_level < 1, "extreme_level must be in (0, 1)"),
             (self.extreme_level <= self.tolerated_rate < 1,
@@ -103,6 +108,8 @@ class MonitorConfig:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["detectors"] = list(self.detectors)
+        if out["score_threshold"] is None:  # TOML has no null
+            del out["score_threshold"]
         return out
 
     @classmethod

@@ -35,9 +35,9 @@ class WindowEvidence:
     """The window-count test shared by all detectors (a lookup table, O(1) per query)."""
 
     def __init__(self, window: int, tolerated_rate: float, horizon: int, n_detectors: int,
-                 alpha: float) -> None:
+                 alpha: float, threshold: float | None = None) -> None:
         self.window = window
-        self.threshold = float(-np.log10(alpha))
+        self.threshold = float(-np.log10(alpha)) if threshold is None else float(threshold)
         counts = np.arange(window + 1)
         tail = binom.sf(counts - 1, window, tolerated_rate)
         with np.errstate(divide="ignore"):

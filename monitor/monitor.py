@@ -41,18 +41,23 @@ class Monitor:
 
     ``model`` is optional: when given, margins come from it (needed when the
     API answers with labels only); otherwise from the probabilities passed as
-    ``outputs``.
+    ``outputs``. ``store`` is optional: a :class:`monitor.stores.StateStore`
+    that keeps per-client state outside this process (several workers, restarts);
+    by default state lives in this object.
     """
 
-    def __init__(self, profile: Profile, config: MonitorConfig | None = None, model=None) -> None:
+    def __init__(self, profile: Profile, config: MonitorConfig | None = None, model=None,
+                 store=None) -> None:
         self.profile = profile
         self.config = config or MonitorConfig()
         self.model = model
+        self.store = store
         self.detectors = build_detectors(profile, self.config)
         self.evidence = WindowEvidence(
             self.config.window, self.config.tolerated_rate, self.config.horizon,
-            len(self.detectors), self.config.alpha)
+            len(self.detectors), self.config.alpha, self.config.score_threshold)
         self.detector_errors: dict[str, int] = {d.name: 0 for d in self.detectors}
+        self.state_errors = 0
         self._states: dict[str, ClientState] = {}
         self._lock = threading.RLock()
 
@@ -86,12 +91,34 @@ class Monitor:
             proba = self.model.predict_proba(X)
             labels = self.profile.classes_[proba.argmax(axis=1)]
         hashes = row_hashes(X)
+        if self.store is not None:
+            with self.store.transaction(client_id) as tx:
+                state = self._load_state(client_id, tx.load())
+                row_scores = self._update(state, X, proba, labels, hashes)
+                tx.save(state.to_arrays())
+            return self._verdict(client_id, state, row_scores)
         with self._lock:
             state = self._states.get(client_id)
             if state is None:
                 state = self._states[client_id] = self._new_state()
             row_scores = self._update(state, X, proba, labels, hashes)
             return self._verdict(client_id, state, row_scores)
+
+    def _load_state(self, client_id: str, arrays) -> ClientState:
+        """A client's state from stored arrays; a corrupt or old record resets that client only."""
+        if arrays is None:
+            return self._new_state()
+        try:
+            state = ClientState.from_arrays(arrays)
+            if set(state.windows) != {d.name for d in self.detectors} or (
+                    state.chain.shape[1:] != (self.profile.n_features_,)):
+                raise ValueError("stored state was written for other detectors or features")
+            return state
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            self.state_errors += 1
+            log.error("client %s: unreadable stored state (%s); resetting this client", client_id,
+                      exc)
+            return self._new_state()
 
     def _new_state(self) -> ClientState:
         state = ClientState(
@@ -187,22 +214,29 @@ class Monitor:
 
     def verdict(self, client_id: str) -> Verdict:
         """The client's current verdict (an all-clear verdict for an unseen client)."""
-        with self._lock:
-            state = self._states.get(client_id) or self._new_state()
-            return self._verdict(client_id, state, np.zeros(0))
+        state = self.state(client_id) or self._new_state()
+        return self._verdict(client_id, state, np.zeros(0))
 
     def clients(self) -> list[str]:
         """Ids of all clients with state."""
+        if self.store is not None:
+            return list(self.store.clients())
         with self._lock:
             return list(self._states)
 
     def reset(self, client_id: str) -> None:
         """Forget a client's state (an operator action)."""
+        if self.store is not None:
+            self.store.delete(client_id)
+            return
         with self._lock:
             self._states.pop(client_id, None)
 
     def state(self, client_id: str) -> ClientState | None:
-        """The client's state object (for stores and tests); do not mutate."""
+        """The client's state (a copy when it comes from a store); do not mutate."""
+        if self.store is not None:
+            arrays = self.store.get(client_id)
+            return None if arrays is None else self._load_state(client_id, arrays)
         with self._lock:
             return self._states.get(client_id)
 

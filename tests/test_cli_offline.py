@@ -1,0 +1,191 @@
+"""The offline CLI end to end: `profile` then `analyze` on real files; model loading; errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.cli import build_parser, main
+from monitor.model_io import ModelLoadError, load_model, save_model, untrusted_types
+from victims import load_victim
+
+
+@pytest.fixture(scope="module")
+def victim():
+    return load_victim("cancer-logreg", seed=0)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, victim):
+    """Model (skops + joblib), training CSV with labels, calibration Parquet, a query log."""
+    root = tmp_path_factory.mktemp("offline")
+    save_model(victim.model, root / "model.skops")
+    save_model(victim.model, root / "model.joblib")
+    train = pd.DataFrame(victim.X_train, columns=victim.feature_names)
+    train["y"] = victim.y_train
+    train.to_csv(root / "train.csv", index=False)
+    cal = pd.DataFrame(victim.X_cal, columns=victim.feature_names)
+    cal["y"] = victim.y_cal
+    cal.to_parquet(root / "cal.parquet")
+
+    rng = np.random.default_rng(0)
+    benign = [victim.X_public[rng.choice(len(victim.X_public), 50, replace=False)]
+              for _ in range(3)]
+    attack = rng.uniform(victim.lower, victim.upper, size=(120, victim.n_features))
+    X = np.vstack([*benign, attack])
+    log = pd.DataFrame(X, columns=victim.feature_names)  # named like the training data
+    log.insert(0, "client_id", [f"user{i}" for i in range(3) for _ in range(50)]
+               + ["scraper"] * 120)
+    log.insert(1, "ts", rng.permutation(len(log)).astype(float))
+    log["pred"] = victim.answer(X).argmax(axis=1)
+    log["user_agent"] = "curl"
+    log.loc[[0, 1], victim.feature_names[2]] = np.nan
+    log.to_csv(root / "log.csv", index=False)
+    return root
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def profile_dir(files):
+    out = files / "profile"
+    assert main(["profile", "--model", str(files / "model.skops"), "--train",
+                 str(files / "train.csv"), "--calibration", str(files / "cal.parquet"),
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_profile_command_writes_a_profile(files, profile_dir, capsys, victim):
+    from monitor import Profile
+
+    profile = Profile.load(profile_dir)
+    assert profile.feature_names_ == victim.feature_names
+    assert profile.calibration_source_.startswith("calibration split")
+    code, out, _ = run_cli(capsys, "profile", "--model", files / "model.joblib", "--train",
+                           files / "train.csv", "--label-column", "y", "--out",
+                           files / "profile-cv")
+    assert code == 0 and "cross-fitting" in out and "30 features, 2 classes" in out
+
+
+@pytest.mark.parametrize("model", [None, "model.joblib", "model.skops"])
+def test_analyze_end_to_end(files, profile_dir, capsys, model):
+    out_path = files / f"verdicts-{model}.csv"
+    extra = ["--model", files / model] if model else []
+    code, out, err = run_cli(capsys, "analyze", files / "log.csv", "--profile", profile_dir,
+                             "--out", out_path, *extra)
+    assert code == 0, err
+    table = pd.read_csv(out_path).set_index("client_id")
+    assert table.loc["scraper", "flagged"] and not table.drop(index="scraper")["flagged"].any()
+    assert table["n_skipped"].sum() == 2
+    assert {"n_queries", "score", "peak_score", "flag_at", "reason", "score_density"} <= set(
+        table.columns)
+    assert out.startswith("analyzed 268 queries from 4 clients: 1 flagged (scraper); "
+                          "2 rows skipped")
+    assert out.rstrip().endswith(f"verdicts written to {out_path}") and out.count("\n") == 1
+    assert err == ""  # no progress bar: not a TTY and no --progress
+
+
+def test_analyze_with_config_and_progress(files, profile_dir, capsys):
+    config = files / "monitor.toml"
+    config.write_text("[monitor]\nalpha = 0.001\nwindow = 40\n")
+    out_path = files / "verdicts.parquet"
+    code, out, err = run_cli(capsys, "analyze", files / "log.csv", "--profile", profile_dir,
+                             "--out", out_path, "--config", config, "--progress")
+    assert code == 0
+    assert "268/268 rows" in err
+    table = pd.read_parquet(out_path)
+    assert table["flagged"].sum() == 1
+    (files / "bad.toml").write_text("[monitor]\nalpah = 0.1\n")
+    code, _, err = run_cli(capsys, "analyze", files / "log.csv", "--profile", profile_dir,
+                           "--out", out_path, "--config", files / "bad.toml")
+    assert code == 2 and "unknown monitor config key(s): alpah" in err
+
+
+def _one_line_error(capsys, *argv) -> str:
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("extraction-monitor ")
+    return err
+
+
+def test_analyze_errors_are_one_line(files, profile_dir, capsys, victim):
+    log = pd.read_csv(files / "log.csv")
+    out = files / "v.csv"
+    (files / "log.txt").write_text("x")
+    err = _one_line_error(capsys, "analyze", files / "log.txt", "--profile", profile_dir,
+                          "--out", out)
+    assert "unknown file type" in err
+    log.drop(columns=["client_id"]).to_csv(files / "noclient.csv", index=False)
+    err = _one_line_error(capsys, "analyze", files / "noclient.csv", "--profile", profile_dir,
+                          "--out", out)
+    assert "no 'client_id' column" in err
+    log.drop(columns=victim.feature_names[-3:]).to_csv(files / "short.csv", index=False)
+    err = _one_line_error(capsys, "analyze", files / "short.csv", "--profile", profile_dir,
+                          "--out", out)
+    assert "missing feature columns" in err and victim.feature_names[-3] in err
+    err = _one_line_error(capsys, "analyze", files / "log.csv", "--profile", files / "nope",
+                          "--out", out)
+    assert "not a profile folder" in err
+    err = _one_line_error(capsys, "analyze", files / "log.csv", "--profile", profile_dir,
+                          "--out", files / "v.xlsx")
+    assert "--out v.xlsx: unknown file type" in err
+
+
+def test_profile_errors_are_one_line(files, capsys, victim):
+    train = pd.read_csv(files / "train.csv")
+    train.assign(city="Paris").to_csv(files / "train-text.csv", index=False)
+    err = _one_line_error(capsys, "profile", "--model", files / "model.joblib", "--train",
+                          files / "train-text.csv", "--out", files / "p")
+    assert "non-numeric columns city" in err
+    err = _one_line_error(capsys, "profile", "--model", files / "model.joblib", "--train",
+                          files / "train.csv", "--label-column", "target", "--out", files / "p")
+    assert "no label column 'target'" in err
+    train.drop(columns=["y"]).iloc[:, :10].to_csv(files / "narrow.csv", index=False)
+    err = _one_line_error(capsys, "profile", "--model", files / "model.joblib", "--train",
+                          files / "narrow.csv", "--out", files / "p")
+    assert "has 10 feature columns but the model expects 30" in err
+    (files / "model.bin").write_bytes(b"x")
+    err = _one_line_error(capsys, "profile", "--model", files / "model.bin", "--train",
+                          files / "train.csv", "--out", files / "p")
+    assert "unknown model file type" in err
+
+
+def test_skops_refuses_untrusted_types_unless_listed(tmp_path, capsys):
+    tree = load_victim("wine-tree", seed=0)
+    path = save_model(tree.model, tmp_path / "tree.skops")
+    pd.DataFrame(tree.X_train, columns=tree.feature_names).assign(y=tree.y_train).to_csv(
+        tmp_path / "train.csv", index=False)
+    with pytest.raises(ModelLoadError, match="sklearn.tree._tree.Tree; if you trust them"):
+        load_model(path)
+    trusted = untrusted_types(path)
+    assert load_model(path, trusted=trusted).predict(tree.X_public[:3]).shape == (3,)
+    err = _one_line_error(capsys, "profile", "--model", path, "--train", tmp_path / "train.csv",
+                          "--out", tmp_path / "p")
+    assert "--trust" in err
+    code, out, _ = run_cli(capsys, "profile", "--model", path, "--trust", trusted[0], "--train",
+                           tmp_path / "train.csv", "--out", tmp_path / "p")
+    assert code == 0 and "DecisionTreeClassifier" in out
+
+
+def test_model_io_rejects_non_classifiers(tmp_path):
+    path = save_model({"not": "a model"}, tmp_path / "thing.joblib")
+    with pytest.raises(ModelLoadError, match="not a fitted classifier with predict_proba"):
+        load_model(path)
+    with pytest.raises(ModelLoadError, match="no such model file"):
+        load_model(tmp_path / "absent.skops")
+    (tmp_path / "junk.skops").write_bytes(b"junk")
+    with pytest.raises(ModelLoadError, match="cannot load skops model"):
+        load_model(tmp_path / "junk.skops")
+
+
+def test_help_says_joblib_means_trust():
+    sub = build_parser()._subparsers._group_actions[0].choices
+    for name in ("profile", "analyze"):
+        text = " ".join(sub[name].format_help().split())
+        assert "Loading a joblib/pickle file means trusting it" in text
+        assert "--trust" in text
