@@ -9,7 +9,7 @@ silently ignored setting.
 >>> MonitorConfig.from_dict({"alpah": 0.1})
 Traceback (most recent call last):
 ...
-ValueError: unknown monitor config key(s): alpah; known keys: alpha, chain_memory, ...
+ValueError: unknown monitor config key(s): alpah; known keys: alpha, broad_level, ...
 """
 
 from __future__ import annotations
@@ -35,10 +35,14 @@ same records (see docs/detectors.md)."""
 class MonitorConfig:
     """Settings of a :class:`~monitor.Monitor`.
 
-    The false-alarm guarantee: a benign client whose per-query extreme events
-    occur independently at a rate of at most ``tolerated_rate`` (for each
-    detector) is flagged with probability at most ``alpha`` over its first
-    ``horizon`` distinct queries.
+    Each detector runs two window tests on its per-query p-values: a *sharp*
+    one (p <= ``extreme_level`` in the last ``window`` queries) for blatant
+    traffic, and a *broad* one (p <= ``broad_level`` in the last
+    ``broad_window``) for traffic that is only moderately unusual but
+    persistently so. The false-alarm guarantee: a benign client whose events
+    occur independently at rates of at most ``tolerated_rate`` and
+    ``broad_tolerated_rate`` is flagged with probability at most ``alpha`` over
+    its first ``horizon`` distinct queries.
     """
 
     alpha: float = 0.01
@@ -53,6 +57,12 @@ class MonitorConfig:
     """Rate of extreme queries a benign client may show (drift, narrow data) without being flagged."""
     detectors: tuple[str, ...] = DEFAULT_DETECTORS
     """Detectors combined into the overall score."""
+    broad_level: float = 0.1
+    """Second, broader test: a query is unusual when its p-value is at most this."""
+    broad_window: int = 100
+    """Window of the broad test (0 turns it off)."""
+    broad_tolerated_rate: float = 0.3
+    """Rate of unusual queries a benign client may show in the broad test."""
     chain_memory: int = 64
     """Distinct recent queries kept per client for the near-duplicate chain detector."""
     dedup_memory: int = 256
@@ -80,6 +90,11 @@ class MonitorConfig:
             (0 < self.extreme_level < 1, "extreme_level must be in (0, 1)"),
             (self.extreme_level <= self.tolerated_rate < 1,
              "tolerated_rate must be in [extreme_level, 1)"),
+            (self.broad_window == 0 or 5 <= self.broad_window <= 10_000,
+             "broad_window must be 0 (off) or in [5, 10000]"),
+            (0 < self.broad_level < 1, "broad_level must be in (0, 1)"),
+            (self.broad_level <= self.broad_tolerated_rate < 1,
+             "broad_tolerated_rate must be in [broad_level, 1)"),
             (len(self.detectors) > 0, "detectors must name at least one detector"),
             (set(self.detectors) <= set(DETECTORS),
              f"detectors must be among {', '.join(DETECTORS)}"),

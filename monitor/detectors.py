@@ -1,11 +1,12 @@
 """The calibrated per-query detectors.
 
-Every detector follows one small protocol: ``extremes(batch, state)`` returns,
-for each distinct query of the batch in order, whether it is *extreme*: its
-conformal p-value against the profile's calibration distribution is at most
-the configured level. Stateful detectors update their bounded per-client state
-in the same call. The evidence layer (:mod:`monitor.evidence`) turns these
-events into scores.
+Every detector follows one small protocol: ``pvalues(batch, state)`` returns,
+for each distinct query of the batch in order, its conformal p-value against
+the profile's calibration distribution (small = unusual; 1.0 where the
+detector has nothing to say). Stateful detectors update their bounded
+per-client state in the same call. ``phrase(level)`` says in words what a
+p-value at most ``level`` means, for verdict reasons. The evidence layer
+(:mod:`monitor.evidence`) turns p-values into window counts and scores.
 
 * :class:`DensityDetector` (training-set-specific): mean distance to the k
   nearest training records, larger than real held-out inputs show.
@@ -44,19 +45,16 @@ class DensityDetector:
 
     name = "density"
 
-    def __init__(self, profile: Profile, level: float) -> None:
-        self.profile, self.level = profile, level
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
         self._reference = profile.reference_.astype(np.float64)
 
-    def phrase(self) -> str:
-        return f"lie farther from the training data than {100 * (1 - self.level):g}% of real inputs"
+    def phrase(self, level: float) -> str:
+        return f"lie farther from the training data than {100 * (1 - level):g}% of real inputs"
 
-    def pvalues(self, batch: Batch) -> np.ndarray:
+    def pvalues(self, batch: Batch, state: ClientState | None = None) -> np.ndarray:
         stats = knn_distances(batch.Z, self._reference, self.profile.k_neighbors).mean(axis=1)
         return conformal_pvalues(stats, self.profile.cal_density_)
-
-    def extremes(self, batch: Batch, state: ClientState) -> np.ndarray:
-        return self.pvalues(batch) <= self.level
 
 
 class BoundaryDetector:
@@ -64,28 +62,22 @@ class BoundaryDetector:
 
     name = "boundary"
 
-    def __init__(self, profile: Profile, level: float) -> None:
-        self.profile, self.level = profile, level
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
 
-    def phrase(self) -> str:
+    def phrase(self, level: float) -> str:
         what = "a split threshold of the tree" if self.profile.tree_ is not None else \
             "the decision boundary"
-        return f"lie closer to {what} than {100 * (1 - self.level):g}% of real inputs"
+        return f"lie closer to {what} than {100 * (1 - level):g}% of real inputs"
 
-    def pvalues(self, batch: Batch) -> np.ndarray | None:
+    def pvalues(self, batch: Batch, state: ClientState | None = None) -> np.ndarray:
         if self.profile.tree_ is not None:
             stats = self.profile.tree_.closeness(batch.X, self.profile.scale_)
         elif batch.proba is not None:
             stats = margin_closeness(batch.proba)
-        else:
-            return None
+        else:  # labels only and no model to compute margins: no evidence
+            return np.ones(len(batch.X))
         return conformal_pvalues(stats, self.profile.cal_boundary_)
-
-    def extremes(self, batch: Batch, state: ClientState) -> np.ndarray:
-        p = self.pvalues(batch)
-        if p is None:  # labels only and no model to compute margins: no evidence
-            return np.zeros(len(batch.X), dtype=bool)
-        return p <= self.level
 
 
 class ChainDetector:
@@ -93,13 +85,13 @@ class ChainDetector:
 
     name = "chain"
 
-    def __init__(self, profile: Profile, level: float, memory: int) -> None:
-        self.profile, self.level, self.memory = profile, level, memory
+    def __init__(self, profile: Profile, memory: int) -> None:
+        self.profile, self.memory = profile, memory
         self._cal = np.sort(-profile.cal_nearest_)
 
-    def phrase(self) -> str:
+    def phrase(self, level: float) -> str:
         return ("are near-duplicates of the client's own recent queries (closer than "
-                f"{100 * (1 - self.level):g}% of real inputs are to any training record)")
+                f"{100 * (1 - level):g}% of real inputs are to any training record)")
 
     def nearest_previous(self, Z: np.ndarray, state: ClientState) -> np.ndarray:
         """Distance of each row to the nearest of the previous ``memory`` distinct rows."""
@@ -121,17 +113,16 @@ class ChainDetector:
         state.chain = buffer.astype(np.float32)
         return out
 
-    def extremes(self, batch: Batch, state: ClientState) -> np.ndarray:
+    def pvalues(self, batch: Batch, state: ClientState) -> np.ndarray:
         stats = -self.nearest_previous(batch.Z, state)
-        return conformal_pvalues(stats, self._cal) <= self.level
+        return conformal_pvalues(stats, self._cal)
 
 
 def build_detectors(profile: Profile, config) -> list:
     """The detectors named in ``config.detectors``, in that order."""
-    level = config.extreme_level
     factories = {
-        "density": lambda: DensityDetector(profile, level),
-        "boundary": lambda: BoundaryDetector(profile, level),
-        "chain": lambda: ChainDetector(profile, level, config.chain_memory),
+        "density": lambda: DensityDetector(profile),
+        "boundary": lambda: BoundaryDetector(profile),
+        "chain": lambda: ChainDetector(profile, config.chain_memory),
     }
     return [factories[name]() for name in config.detectors]

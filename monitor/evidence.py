@@ -32,11 +32,16 @@ from scipy.stats import binom
 
 
 class WindowEvidence:
-    """The window-count test shared by all detectors (a lookup table, O(1) per query)."""
+    """One window-count test (a lookup table, O(1) per query).
+
+    ``n_detectors`` is the number of tests combined by Bonferroni into the
+    overall score.
+    """
 
     def __init__(self, window: int, tolerated_rate: float, horizon: int, n_detectors: int,
-                 alpha: float, threshold: float | None = None) -> None:
+                 alpha: float, threshold: float | None = None, level: float = 0.01) -> None:
         self.window = window
+        self.level = level
         self.threshold = float(-np.log10(alpha)) if threshold is None else float(threshold)
         counts = np.arange(window + 1)
         tail = binom.sf(counts - 1, window, tolerated_rate)

@@ -53,13 +53,25 @@ class Monitor:
         self.model = model
         self.store = store
         self.detectors = build_detectors(profile, self.config)
-        self.evidence = WindowEvidence(
-            self.config.window, self.config.tolerated_rate, self.config.horizon,
-            len(self.detectors), self.config.alpha, self.config.score_threshold)
+        self.tests = self._build_tests()
+        self.threshold = self.tests[0][2].threshold
         self.detector_errors: dict[str, int] = {d.name: 0 for d in self.detectors}
         self.state_errors = 0
         self._states: dict[str, ClientState] = {}
         self._lock = threading.RLock()
+
+    def _build_tests(self) -> list[tuple[int, str, WindowEvidence]]:
+        """(detector index, window key, evidence) for every window test, sharp then broad."""
+        cfg = self.config
+        kinds = [("", cfg.extreme_level, cfg.window, cfg.tolerated_rate)]
+        if cfg.broad_window:
+            kinds.append((":broad", cfg.broad_level, cfg.broad_window, cfg.broad_tolerated_rate))
+        n_tests = len(kinds) * len(self.detectors)
+        return [
+            (i, d.name + suffix, WindowEvidence(window, rate, cfg.horizon, n_tests, cfg.alpha,
+                                                cfg.score_threshold, level))
+            for suffix, level, window, rate in kinds for i, d in enumerate(self.detectors)
+        ]
 
     # ----------------------------------------------------------------- input checks
     def _check_outputs(self, outputs, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -110,7 +122,7 @@ class Monitor:
             return self._new_state()
         try:
             state = ClientState.from_arrays(arrays)
-            if set(state.windows) != {d.name for d in self.detectors} or (
+            if set(state.windows) != {key for _, key, _ in self.tests} or (
                     state.chain.shape[1:] != (self.profile.n_features_,)):
                 raise ValueError("stored state was written for other detectors or features")
             return state
@@ -122,7 +134,7 @@ class Monitor:
 
     def _new_state(self) -> ClientState:
         state = ClientState(
-            windows={d.name: np.zeros(0, dtype=np.uint8) for d in self.detectors},
+            windows={key: np.zeros(0, dtype=np.uint8) for _, key, _ in self.tests},
             chain=np.zeros((0, self.profile.n_features_), dtype=np.float32),
         )
         if self.config.prada:
@@ -137,35 +149,40 @@ class Monitor:
         Z = self.profile.transform(X[distinct]).astype(np.float32).astype(np.float64)
         batch = Batch(X=X[distinct], Z=Z, proba=None if proba is None else proba[distinct])
 
-        counts = np.zeros((len(self.detectors), m), dtype=np.int64)
-        for i, detector in enumerate(self.detectors):
+        pvalues = []
+        for detector in self.detectors:
             try:
-                events = detector.extremes(batch, state).astype(np.uint8)
+                pvalues.append(np.asarray(detector.pvalues(batch, state), dtype=np.float64))
             except Exception:  # a broken detector must never break serving
                 self.detector_errors[detector.name] += 1
                 log.exception("detector %s failed; its evidence is skipped", detector.name)
-                events = np.zeros(m, dtype=np.uint8)
-            counts[i], state.windows[detector.name] = rolling_counts(
-                state.windows[detector.name], events, self.config.window)
+                pvalues.append(np.ones(m))
+        counts = np.zeros((len(self.tests), m), dtype=np.int64)
+        test_scores = np.zeros((len(self.tests), m))
+        for t, (i, key, evidence) in enumerate(self.tests):
+            events = (pvalues[i] <= evidence.level).astype(np.uint8)
+            counts[t], state.windows[key] = rolling_counts(state.windows[key], events,
+                                                           evidence.window)
+            test_scores[t] = evidence.overall(counts[t])
 
         if state.prada is not None and labels is not None and m:
             index = state.n_queries + distinct
             state.prada.update(Z, np.asarray(labels)[distinct], self.config.prada_delta, index)
 
         # overall score after each distinct row; duplicates carry the previous score forward
-        distinct_scores = self.evidence.overall(counts.max(axis=0)) if m else np.zeros(0)
+        distinct_scores = test_scores.max(axis=0) if m else np.zeros(0)
         position = np.cumsum(~dup) - 1  # index of the latest distinct row at each row
         with_prev = np.concatenate([[state.score], distinct_scores])
         row_scores = with_prev[position + 1]
 
         if state.flag_at is None:
-            over = np.flatnonzero(row_scores >= self.evidence.threshold)
+            over = np.flatnonzero(row_scores >= self.threshold)
             if len(over):
                 row = int(over[0])
                 state.flag_at = state.n_queries + row
                 at = int(position[row])
-                window = min(self.config.window, state.n_distinct + at + 1)
-                state.flag_reason = self._reason(counts[:, at], window)
+                t = int(np.argmax(test_scores[:, at]))
+                state.flag_reason = self._reason(t, int(counts[t, at]), state.n_distinct + at + 1)
         state.n_queries += n
         state.n_distinct += m
         state.score = float(row_scores[-1]) if n else state.score
@@ -178,35 +195,39 @@ class Monitor:
         return row_scores
 
     # ----------------------------------------------------------------- verdicts
-    def _reason(self, counts: np.ndarray, window: int) -> str:
-        i = int(np.argmax(counts))
-        detector = self.detectors[i]
-        return f"{counts[i]} of the last {window} distinct queries {detector.phrase()}"
-
-    def _window_counts(self, state: ClientState) -> np.ndarray:
-        return np.array([int(state.windows[d.name].sum()) for d in self.detectors])
+    def _reason(self, test: int, count: int, n_distinct: int) -> str:
+        i, _, evidence = self.tests[test]
+        window = min(evidence.window, n_distinct)
+        return (f"{count} of the last {window} distinct queries "
+                f"{self.detectors[i].phrase(evidence.level)}")
 
     def _verdict(self, client_id: str, state: ClientState, row_scores: np.ndarray) -> Verdict:
-        counts = self._window_counts(state)
-        detectors = {
-            d.name: {"score": float(self.evidence.scores(np.array([c]))[0]), "count": int(c),
-                     "window": int(len(state.windows[d.name]))}
-            for d, c in zip(self.detectors, counts, strict=True)
-        }
+        detectors: dict[str, dict[str, float]] = {d.name: {"score": 0.0} for d in self.detectors}
+        best, best_ratio = 0, -1.0
+        for t, (i, key, evidence) in enumerate(self.tests):
+            window = state.windows[key]
+            count = int(window.sum())
+            entry = detectors[self.detectors[i].name]
+            prefix = "broad_" if key.endswith(":broad") else ""
+            entry[prefix + "count"] = count
+            entry[prefix + "window"] = int(len(window))
+            entry["score"] = max(entry["score"], float(evidence.scores(np.array([count]))[0]))
+            if count / evidence.flag_count > best_ratio:
+                best, best_ratio = t, count / evidence.flag_count
         if state.flag_at is not None:
             reason = state.flag_reason or "flagged"
         else:
-            i = int(np.argmax(counts))
-            reason = (f"not flagged: at most {counts[i]} extreme queries in the last "
-                      f"{len(state.windows[self.detectors[i].name])} ({self.detectors[i].name}); "
-                      f"{self.evidence.flag_count} of {self.config.window} would flag")
+            i, key, evidence = self.tests[best]
+            reason = (f"not flagged: closest test is {key} with {int(state.windows[key].sum())} "
+                      f"unusual queries in the last {len(state.windows[key])}; "
+                      f"{evidence.flag_count} of {evidence.window} would flag")
         prada = None
         if state.prada is not None:
             prada = {"flagged": state.prada.flag_at is not None, "flag_at": state.prada.flag_at,
                      "score": state.prada.score}
         return Verdict(
             client_id=client_id, n_queries=state.n_queries, score=state.score,
-            peak_score=state.peak_score, threshold=self.evidence.threshold,
+            peak_score=state.peak_score, threshold=self.threshold,
             flagged=state.flag_at is not None, flag_at=state.flag_at, reason=reason,
             detectors=detectors, n_distinct=state.n_distinct,
             history=[float(s) for s in state.history], prada=prada, row_scores=row_scores,

@@ -1,0 +1,106 @@
+"""What to do with a flagged client: which action applies, degraded answers, throttling.
+
+Enforcement actions by severity: ``block`` (403) > ``throttle`` (429 with ``Retry-After``)
+> ``degrade`` (answer, but with less information). ``log`` and ``alert`` are side effects
+fired once when a client is first flagged. All apply from the flagging query onward.
+
+Degrade modes (``ServingConfig.degrade_mode``):
+
+* ``label``   — the predicted label only (``classes[argmax]``) instead of probabilities;
+* ``round``   — probabilities rounded to ``degrade_decimals`` decimals;
+* ``flatten`` — ``p' = (1 - s) * p + s / k`` with ``s = degrade_strength``: mixed towards the
+  uniform distribution; rows still sum to 1 and the argmax (the label) is unchanged, but the
+  confidence information an extraction attack learns from is shrunk by a factor ``1 - s``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+
+from monitor.serving.config import ServingConfig
+
+ENFORCEMENT = ("block", "throttle", "degrade")
+
+
+def enforcement(config: ServingConfig, flagged: bool, peak_score: float) -> str | None:
+    """The most severe enforcement action active for a client, or ``None``.
+
+    >>> cfg = ServingConfig(actions=[{"action": "degrade"}, {"action": "block", "min_score": 5}],
+    ...                     salt="s")
+    >>> enforcement(cfg, True, 1.0), enforcement(cfg, True, 9.0), enforcement(cfg, False, 9.0)
+    ('degrade', 'block', None)
+    """
+    active = {a.action for a in config.actions if a.applies(flagged, peak_score)}
+    for action in ENFORCEMENT:
+        if action in active:
+            return action
+    return None
+
+
+def degrade(outputs: np.ndarray, mode: str, classes: np.ndarray | None = None,
+            decimals: int = 1, strength: float = 0.5) -> np.ndarray:
+    """Less informative outputs; labels (1-D) pass through unchanged.
+
+    >>> p = np.array([[0.7, 0.2, 0.1]])
+    >>> degrade(p, "flatten", strength=0.5).round(3).tolist()
+    [[0.517, 0.267, 0.217]]
+    >>> degrade(p, "label", classes=np.array([3, 4, 5])).tolist()
+    [3]
+    >>> degrade(p, "round", decimals=0).tolist()
+    [[1.0, 0.0, 0.0]]
+    """
+    if outputs.ndim != 2:
+        return outputs
+    if mode == "label":
+        idx = outputs.argmax(axis=1)
+        if classes is not None and len(classes) == outputs.shape[1]:
+            return np.asarray(classes)[idx]
+        return idx
+    if mode == "round":
+        return np.round(outputs, decimals)
+    if mode == "flatten":
+        k = outputs.shape[1]
+        return (1.0 - strength) * outputs + strength / k
+    raise ValueError(f"unknown degrade mode {mode!r}")
+
+
+class Throttle:
+    """Per-client token buckets: ``rate`` requests per second, ``burst`` at most.
+
+    A bucket starts empty when the client is flagged (the flagging request is refused).
+
+    >>> t = Throttle(rate=1.0, burst=1)
+    >>> t.start("c", now=0.0); t.take("c", now=0.5), t.take("c", now=1.0), t.take("c", now=1.2)
+    (1, 0, 1)
+    """
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, client_id: str, now: float | None = None) -> None:
+        """Begin throttling ``client_id`` with an empty bucket."""
+        with self._lock:
+            self._buckets[client_id] = (0.0, time.monotonic() if now is None else now)
+
+    def take(self, client_id: str, now: float | None = None) -> int:
+        """0 if the request may pass, else the seconds to wait (``Retry-After``)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(client_id, (0.0, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[client_id] = (tokens - 1.0, now)
+                return 0
+            self._buckets[client_id] = (tokens, now)
+            return max(1, math.ceil((1.0 - tokens) / self.rate))
+
+    def forget(self, client_id: str) -> None:
+        with self._lock:
+            self._buckets.pop(client_id, None)

@@ -1,0 +1,168 @@
+"""The admin API (``/monitor/...``, token required) and ``GET /metrics``.
+
+* ``GET /monitor/clients?offset=0&limit=50&sort=-score&flagged=true`` — paginated verdicts;
+  ``sort`` is one of ``score``, ``-score``, ``n_queries``, ``-n_queries``, ``client_id``;
+* ``GET /monitor/clients/{id}`` — the verdict, per-detector scores and recent score history;
+* ``POST /monitor/clients/{id}/reset`` — forget the client (monitor state, flag, throttle);
+* ``GET /monitor/alerts?limit=100`` — recent flag alerts and their webhook delivery status;
+* ``GET /metrics`` — Prometheus text (open unless ``metrics_require_token``).
+
+The token comes from ``EXTRACTION_MONITOR_ADMIN_TOKEN`` (or ``--admin-token``) and is sent
+as ``Authorization: Bearer <token>``. No token configured: the admin routes answer 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import anyio.to_thread
+
+from monitor.serving.responses import send_bytes, send_error, send_json
+
+ADMIN_TOKEN_ENV = "EXTRACTION_MONITOR_ADMIN_TOKEN"
+PREFIX = "/monitor/"
+SORTS = {"score": ("score", False), "-score": ("score", True),
+         "n_queries": ("n_queries", False), "-n_queries": ("n_queries", True),
+         "client_id": ("client_id", False)}
+
+
+class AdminAPI:
+    """ASGI handler for the admin routes of one :class:`ExtractionMonitorMiddleware`.
+
+    >>> AdminAPI(middleware=None, token=None).handles("/monitor/clients")
+    True
+    """
+
+    def __init__(self, middleware, token: str | None) -> None:
+        self.mw = middleware
+        self.token = token.encode() if token else None
+
+    def handles(self, path: str) -> bool:
+        return path == "/metrics" or path.startswith(PREFIX) or path == PREFIX.rstrip("/")
+
+    def _authorised(self, scope) -> bool:
+        auth = b""
+        for name, value in scope.get("headers", []):
+            if name.lower() == b"authorization":
+                auth = value
+        given = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
+        return self.token is not None and hmac.compare_digest(given, self.token)
+
+    async def __call__(self, scope, receive, send) -> None:
+        path, method = scope["path"], scope["method"]
+        if path == "/metrics":
+            if self.mw.config.metrics_require_token and not self._authorised(scope):
+                await self._deny(send)
+                return
+            if method != "GET":
+                await send_error(send, 405, "use GET /metrics")
+                return
+            await send_bytes(send, 200, await anyio.to_thread.run_sync(self._metrics),
+                             content_type=self.mw.metrics.content_type.encode())
+            return
+        if self.token is None:
+            await send_error(send, 404, "not found (the admin API is disabled: no admin token "
+                                        "configured)")
+            return
+        if not self._authorised(scope):
+            await self._deny(send)
+            return
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        parts = [unquote(p) for p in path[len(PREFIX):].split("/")] if path.startswith(
+            PREFIX) else []
+        try:
+            if parts == ["clients"] and method == "GET":
+                body = await anyio.to_thread.run_sync(self._list_clients, query)
+            elif len(parts) == 2 and parts[0] == "clients" and method == "GET":
+                body = await anyio.to_thread.run_sync(self._client, parts[1])
+            elif len(parts) == 3 and parts[0] == "clients" and parts[2] == "reset" \
+                    and method == "POST":
+                body = await anyio.to_thread.run_sync(self._reset, parts[1])
+            elif parts == ["alerts"] and method == "GET":
+                limit = _int_param(query, "limit", 100, 1, 10_000)
+                body = {"alerts": self.mw.alerter.recent(limit)}
+            else:
+                await send_error(send, 404, f"no admin route {method} {path}")
+                return
+        except _NotFound as exc:
+            await send_error(send, 404, str(exc))
+            return
+        except ValueError as exc:
+            await send_error(send, 400, str(exc))
+            return
+        await send_json(send, 200, body)
+
+    async def _deny(self, send) -> None:
+        await send_error(send, 401, "admin token required: send 'Authorization: Bearer <token>'",
+                         headers=[(b"www-authenticate", b"Bearer")])
+
+    def _metrics(self) -> bytes:
+        m = self.mw.metrics
+        m.clients.set(len(self.mw.monitor.clients()))
+        m.flagged_clients.set(len(self.mw.flagged))
+        return m.render()
+
+    def _list_clients(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        offset = _int_param(query, "offset", 0, 0, 10**9)
+        limit = _int_param(query, "limit", 50, 1, 1000)
+        sort = query.get("sort", ["-score"])[-1]
+        if sort not in SORTS:
+            raise ValueError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+        flagged = query.get("flagged", [None])[-1]
+        if flagged not in (None, "true", "false"):
+            raise ValueError(f"flagged must be true or false, got {flagged!r}")
+        monitor = self.mw.monitor
+        rows = [_summary(monitor.verdict(c)) for c in monitor.clients()]
+        if flagged is not None:
+            rows = [r for r in rows if r["flagged"] == (flagged == "true")]
+        key, reverse = SORTS[sort]
+        rows.sort(key=lambda r: r[key], reverse=reverse)
+        return {"total": len(rows), "offset": offset, "limit": limit, "sort": sort,
+                "clients": rows[offset:offset + limit]}
+
+    def _client(self, client_id: str) -> dict[str, Any]:
+        monitor = self.mw.monitor
+        if client_id not in monitor.clients():
+            raise _NotFound(f"unknown client {client_id!r}")
+        out = monitor.verdict(client_id).to_dict()
+        out.pop("row_scores", None)
+        out["action"] = _action(self.mw, out)
+        return out
+
+    def _reset(self, client_id: str) -> dict[str, Any]:
+        if client_id not in self.mw.monitor.clients() and client_id not in self.mw.flagged:
+            raise _NotFound(f"unknown client {client_id!r}")
+        self.mw.reset(client_id)
+        return {"client_id": client_id, "reset": True}
+
+
+class _NotFound(Exception):
+    pass
+
+
+def _action(mw, verdict: dict[str, Any]) -> str | None:
+    from monitor.serving.actions import enforcement
+
+    return enforcement(mw.config, bool(verdict["flagged"]), float(verdict["peak_score"]))
+
+
+def _summary(verdict) -> dict[str, Any]:
+    return {"client_id": verdict.client_id, "n_queries": int(verdict.n_queries),
+            "score": float(verdict.score), "peak_score": float(verdict.peak_score),
+            "flagged": bool(verdict.flagged), "flag_at": verdict.flag_at,
+            "reason": verdict.reason}
+
+
+def _int_param(query: dict[str, list[str]], name: str, default: int, lo: int, hi: int) -> int:
+    raw = query.get(name, [None])[-1]
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+    return value
