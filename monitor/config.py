@@ -59,7 +59,7 @@ class MonitorConfig:
     """Detectors combined into the overall score."""
     broad_level: float = 0.1
     """Second, broader test: a query is unusual when its p-value is at most this."""
-    broad_window: int = 100
+    broad_window: int = 200
     """Window of the broad test (0 turns it off)."""
     broad_tolerated_rate: float = 0.3
     """Rate of unusual queries a benign client may show in the broad test."""

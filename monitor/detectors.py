@@ -36,7 +36,7 @@ class Batch:
     """The distinct queries of one ``observe`` call, as the detectors see them."""
 
     X: np.ndarray             # raw rows (m, d)
-    Z: np.ndarray             # scaled rows, rounded through float32 (as stored in state)
+    Z: np.ndarray             # rows in the profile's scaled space
     proba: np.ndarray | None  # class probabilities (m, k), or None when unknown
 
 
@@ -97,6 +97,7 @@ class ChainDetector:
         """Distance of each row to the nearest of the previous ``memory`` distinct rows."""
         R = self.memory
         out = np.empty(len(Z))
+        Z = Z.astype(np.float16).astype(np.float64)  # as stored: half precision halves the state
         buffer = state.chain.astype(np.float64)
         for start in range(0, len(Z), R):
             block = Z[start:start + R]
@@ -110,7 +111,7 @@ class ChainDetector:
             d[~valid] = np.inf
             out[start:start + R] = d.min(axis=1)
             buffer = candidates[-R:]
-        state.chain = buffer.astype(np.float32)
+        state.chain = buffer.astype(np.float16)
         return out
 
     def pvalues(self, batch: Batch, state: ClientState) -> np.ndarray:

@@ -135,7 +135,7 @@ class Monitor:
     def _new_state(self) -> ClientState:
         state = ClientState(
             windows={key: np.zeros(0, dtype=np.uint8) for _, key, _ in self.tests},
-            chain=np.zeros((0, self.profile.n_features_), dtype=np.float32),
+            chain=np.zeros((0, self.profile.n_features_), dtype=np.float16),
         )
         if self.config.prada:
             state.prada = PradaState(self.config.prada_max_stored)
@@ -146,7 +146,7 @@ class Monitor:
         dup = duplicate_mask(hashes, state.hashes)
         distinct = np.flatnonzero(~dup)
         m = len(distinct)
-        Z = self.profile.transform(X[distinct]).astype(np.float32).astype(np.float64)
+        Z = self.profile.transform(X[distinct])
         batch = Batch(X=X[distinct], Z=Z, proba=None if proba is None else proba[distinct])
 
         pvalues = []

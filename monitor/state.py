@@ -24,12 +24,12 @@ class ClientState:
     n_distinct: int = 0
     hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     windows: dict[str, np.ndarray] = field(default_factory=dict)
-    chain: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    chain: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float16))
     score: float = 0.0
     peak_score: float = 0.0
     flag_at: int | None = None
     flag_reason: str | None = None
-    history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float16))
     prada: object | None = None
 
     def nbytes(self) -> int:

@@ -1,0 +1,137 @@
+"""The Monitor's contract: input checks, batch equals row-by-row, bounded state, robustness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor import InvalidInput, Monitor, MonitorConfig
+from monitor.config import read_config_file
+
+
+def _uniform(victim, n, seed=0):
+    return np.random.default_rng(seed).uniform(victim.lower, victim.upper,
+                                               size=(n, victim.n_features))
+
+
+def test_bad_rows_are_rejected_before_any_state_changes(fitted_victim):
+    victim, profile = fitted_victim("cancer-logreg")
+    mon = Monitor(profile, model=victim.model)
+    mon.observe("c", victim.X_public[:5])
+    bad_nan = victim.X_public[:3].copy()
+    bad_nan[1, 2] = np.nan
+    cases = [
+        (bad_nan, "NaN"),
+        (np.full((2, 30), np.inf), "NaN or infinite"),
+        (victim.X_public[:3, :10], "has 10 features"),
+        (np.zeros((2, 3, 30)), "2-D"),
+    ]
+    for X, message in cases:
+        with pytest.raises(InvalidInput, match=message):
+            mon.observe("c", X)
+    with pytest.raises(InvalidInput, match="outputs must be"):
+        Monitor(profile).observe("c", victim.X_public[:3], outputs=np.zeros((3, 5)))
+    assert mon.verdict("c").n_queries == 5
+    assert mon.clients() == ["c"]
+
+
+@pytest.mark.parametrize("name", ["digits-mlp", "wine-tree"])
+def test_batch_path_equals_row_by_row_replay(fitted_victim, name):
+    victim, profile = fitted_victim(name)
+    config = MonitorConfig(detectors=("density", "boundary", "chain"), prada=True)
+    rng = np.random.default_rng(1)
+    public = victim.X_public[rng.integers(0, len(victim.X_public), 120)]
+    X = np.vstack([public, public[:20], _uniform(victim, 150)])  # includes retries
+    batch = Monitor(profile, config, model=victim.model).observe("c", X)
+    one = Monitor(profile, config, model=victim.model)
+    scores = np.concatenate([one.observe("c", row).row_scores for row in X])
+    single = one.verdict("c")
+    np.testing.assert_allclose(batch.row_scores, scores, rtol=0, atol=1e-9)
+    assert (batch.flagged, batch.flag_at, batch.reason) == (single.flagged, single.flag_at,
+                                                            single.reason)
+    assert batch.prada == single.prada
+    assert batch.detectors == single.detectors
+
+
+def test_retries_add_no_evidence(fitted_victim):
+    victim, profile = fitted_victim("cancer-logreg")
+    mon = Monitor(profile, model=victim.model)
+    row = _uniform(victim, 1)
+    verdict = mon.observe("retry", np.repeat(row, 200, axis=0))
+    assert not verdict.flagged and verdict.n_queries == 200 and verdict.n_distinct == 1
+    assert mon.observe("fresh", _uniform(victim, 200)).flagged
+
+
+def test_state_is_bounded_whatever_the_history(fitted_victim):
+    victim, profile = fitted_victim("digits-mlp")
+    config = MonitorConfig(detectors=("density", "boundary", "chain"))
+    mon = Monitor(profile, config, model=victim.model)
+    rng = np.random.default_rng(0)
+    mon.observe("c", victim.X_public[rng.integers(0, len(victim.X_public), 1000)]
+                + rng.normal(0, 0.01, (1000, 64)))
+    after_1k = mon.state("c").nbytes()
+    mon.observe("c", victim.X_public[rng.integers(0, len(victim.X_public), 9000)]
+                + rng.normal(0, 0.01, (9000, 64)))
+    state = mon.state("c")
+    assert state.n_queries == 10_000
+    assert state.nbytes() == after_1k
+    limit = (8 * config.dedup_memory + 2 * config.chain_memory * 64 + 4 * config.history
+             + 2 * (config.window + config.broad_window) * 3 + 64)
+    assert state.nbytes() <= limit <= 16 * 1024
+
+
+def test_a_failing_detector_is_counted_and_never_breaks_observe(fitted_victim):
+    victim, profile = fitted_victim("cancer-logreg")
+    mon = Monitor(profile, model=victim.model)
+
+    def broken(batch, state):
+        raise RuntimeError("boom")
+
+    mon.detectors[1].pvalues = broken
+    verdict = mon.observe("c", _uniform(victim, 40))
+    assert mon.detector_errors == {"density": 0, "boundary": 1}
+    assert verdict.flagged  # the density detector still works
+    assert verdict.n_queries == 40
+
+
+def test_labels_only_outputs_without_a_model(fitted_victim):
+    """Without a model and with labels only, margins are unknown: density still works."""
+    victim, profile = fitted_victim("cancer-logreg")
+    mon = Monitor(profile)
+    X = _uniform(victim, 60)
+    verdict = mon.observe("c", X, outputs=victim.model.predict(X))
+    assert verdict.flagged and verdict.detectors["boundary"]["count"] == 0
+
+
+def test_reset_forgets_a_client(fitted_victim):
+    victim, profile = fitted_victim("cancer-logreg")
+    mon = Monitor(profile, model=victim.model)
+    assert mon.observe("c", _uniform(victim, 60)).flagged
+    mon.reset("c")
+    assert mon.clients() == [] and not mon.verdict("c").flagged
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_config_round_trips_and_rejects_unknown_keys(tmp_path, suffix):
+    config = MonitorConfig(alpha=0.001, detectors=("density",), score_threshold=4.5)
+    path = tmp_path / f"c{suffix}"
+    config.save(path)
+    assert MonitorConfig.load(path) == config
+    assert read_config_file(path)["monitor"]["alpha"] == 0.001
+    with pytest.raises(ValueError, match="unknown monitor config key"):
+        MonitorConfig.from_dict({"windw": 10})
+    with pytest.raises(ValueError, match="alpha must be"):
+        MonitorConfig(alpha=2.0)
+    with pytest.raises(ValueError, match="detectors must be among"):
+        MonitorConfig(detectors=("psychic",))
+
+
+def test_threshold_means_what_it_says():
+    """The analytic bound: at the flag count, horizon x tests x tail <= alpha."""
+    from scipy.stats import binom
+
+    from monitor.evidence import WindowEvidence
+
+    ev = WindowEvidence(window=50, tolerated_rate=0.05, horizon=10_000, n_detectors=4, alpha=0.01)
+    c = ev.flag_count
+    assert 4 * 10_000 * binom.sf(c - 1, 50, 0.05) <= 0.01 < 4 * 10_000 * binom.sf(c - 2, 50, 0.05)

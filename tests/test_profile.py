@@ -1,0 +1,84 @@
+"""The reference profile: honest calibration, and persistence without pickle."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from monitor import InvalidInput, Monitor, Profile
+from monitor.boundary import margin_closeness
+from monitor.conformal import conformal_pvalues
+from monitor.detectors import Batch, BoundaryDetector, DensityDetector
+from victims import VICTIMS
+
+
+def _public_pvalues(victim, profile):
+    X = victim.X_public
+    batch = Batch(X=X, Z=profile.transform(X), proba=victim.predict_proba(X))
+    return DensityDetector(profile).pvalues(batch), BoundaryDetector(profile).pvalues(batch)
+
+
+@pytest.mark.parametrize("name", VICTIMS)
+@pytest.mark.parametrize("cross_fit_only", [False, True])
+def test_pvalues_of_held_out_records_are_calibrated(fitted_victim, name, cross_fit_only):
+    """Public records (never trained on) get super-uniform p-values: P(p <= a) is about a."""
+    victim, profile = fitted_victim(name, cross_fit_only)
+    for p in _public_pvalues(victim, profile):
+        for level in (0.05, 0.1, 0.25):
+            # binomial sampling slack for ~160-540 public records, plus a small margin
+            slack = 3 * np.sqrt(level * (1 - level) / len(p)) + 0.02
+            assert np.mean(p <= level) <= level + slack, (name, level, np.mean(p <= level))
+
+
+def test_naive_calibration_on_training_points_would_be_dishonest(fitted_victim):
+    """The reason for cross-fitting: the victim's own training margins are optimistic."""
+    victim, profile = fitted_victim("digits-mlp")
+    naive = np.sort(margin_closeness(victim.predict_proba(victim.X_train)))
+    public = margin_closeness(victim.predict_proba(victim.X_public))
+    naive_rate = np.mean(conformal_pvalues(public, naive) <= 0.01)
+    honest_rate = np.mean(conformal_pvalues(public, profile.cal_boundary_) <= 0.01)
+    assert naive_rate > 5 * max(honest_rate, 0.01)
+
+
+def test_save_and_load_round_trip_without_pickle(fitted_victim, tmp_path):
+    victim, profile = fitted_victim("wine-tree")
+    profile.save(tmp_path / "p")
+    with zipfile.ZipFile(tmp_path / "p" / "arrays.npz") as z:
+        for name in z.namelist():  # every array loads with pickle disabled
+            with z.open(name) as f:
+                np.lib.format.read_array(f, allow_pickle=False)
+    loaded = Profile.load(tmp_path / "p")
+    assert loaded.boundary_kind_ == "tree"
+    rng = np.random.default_rng(0)
+    X = np.vstack([victim.X_public[:50], rng.uniform(victim.lower, victim.upper, (60, 13))])
+    a = Monitor(profile).observe("c", X)
+    b = Monitor(loaded).observe("c", X)
+    np.testing.assert_array_equal(a.row_scores, b.row_scores)
+    assert a.flag_at == b.flag_at
+
+
+def test_load_rejects_other_format_versions_and_non_profiles(fitted_victim, tmp_path):
+    _, profile = fitted_victim("cancer-logreg")
+    profile.save(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "profile.json").read_text())
+    meta["format_version"] = 999
+    (tmp_path / "p" / "profile.json").write_text(json.dumps(meta))
+    with pytest.raises(InvalidInput, match="format version 999"):
+        Profile.load(tmp_path / "p")
+    with pytest.raises(InvalidInput, match="not a profile folder"):
+        Profile.load(tmp_path)
+
+
+def test_fit_validates_its_inputs(fitted_victim):
+    victim, _ = fitted_victim("cancer-logreg")
+    with pytest.raises(InvalidInput, match="predict_proba"):
+        Profile().fit(object(), victim.X_train)
+    bad = victim.X_train.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(InvalidInput, match="NaN"):
+        Profile().fit(victim.model, bad)
+    with pytest.raises(InvalidInput, match="features"):
+        Profile().fit(victim.model, victim.X_train, X_cal=victim.X_cal[:, :5])
