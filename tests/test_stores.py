@@ -1,0 +1,338 @@
+"""State stores: record format, the store interface on all three back ends, TTL, restarts,
+corrupt records, and Redis outages (fail-open buffer and fail-closed)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+from redis_server import redis_server_fixture
+
+from monitor import Monitor, MonitorConfig, Profile
+from monitor.stores import (
+    CorruptRecord,
+    MemoryStore,
+    SQLiteStore,
+    StoreUnavailable,
+    decode_state,
+    encode_state,
+    open_store,
+    state_size_bound,
+)
+from monitor.stores.base import FORMAT_VERSION, MAGIC
+from victims import load_victim
+
+redis_server = redis_server_fixture()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def victim():
+    return load_victim("cancer-logreg")
+
+
+@pytest.fixture(scope="module")
+def profile(victim):
+    return Profile().fit(victim.model, victim.X_train, victim.y_train, X_cal=victim.X_cal,
+                         y_cal=victim.y_cal)
+
+
+@pytest.fixture(scope="module")
+def attack(victim):
+    return np.random.default_rng(7).uniform(victim.lower, victim.upper, size=(120, 30))
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store(request, tmp_path):
+    if request.param == "memory":
+        yield open_store("memory://")
+    elif request.param == "sqlite":
+        store = open_store(f"sqlite://{tmp_path}/state.db")
+        yield store
+        store.close()
+    else:
+        server = request.getfixturevalue("redis_server")
+        store = open_store(server.url)
+        yield store
+        store.close()
+
+
+def arrays(n: int = 3) -> dict[str, np.ndarray]:
+    return {"counters": np.array([n, n, -1]), "scores": np.array([0.5, 1.5]),
+            "hashes": np.arange(n, dtype=np.uint64), "flag_reason": np.array(["because"]),
+            "window_density": np.ones(4, dtype=np.uint8),
+            "chain": np.zeros((0, 30), dtype=np.float32)}
+
+
+# ------------------------------------------------------------------ record format
+def test_encode_decode_round_trip_keeps_dtypes_and_shapes():
+    original = arrays(5)
+    decoded = decode_state(encode_state(original))
+    assert set(decoded) == set(original)
+    for name, value in original.items():
+        assert decoded[name].dtype == value.dtype and decoded[name].shape == value.shape
+        assert np.array_equal(decoded[name], value)
+
+
+@pytest.mark.parametrize("blob, message", [
+    (b"", "not an extraction-monitor state record"),
+    (b"\x93NUMPY garbage that is long enough", "not an extraction-monitor state record"),
+    (MAGIC + bytes([FORMAT_VERSION]) + b"\xff\xff\xff\x00{", "unreadable header"),
+])
+def test_decode_rejects_garbage_with_a_clear_value_error(blob, message):
+    with pytest.raises(ValueError, match=message):
+        decode_state(blob)
+
+
+def test_decode_rejects_truncated_trailing_old_version_and_object_dtypes():
+    blob = encode_state(arrays())
+    with pytest.raises(ValueError, match="truncated"):
+        decode_state(blob[:-3])
+    with pytest.raises(ValueError, match="trailing"):
+        decode_state(blob + b"xx")
+    old = blob[:7] + bytes([0]) + blob[8:]
+    with pytest.raises(ValueError, match="format version 0; this release reads version 1"):
+        decode_state(old)
+    evil = encode_state({"a": np.zeros(1)}).replace(b'"<f8"', b'"|O8"')
+    with pytest.raises(ValueError, match="unsupported dtype"):
+        decode_state(evil)
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        encode_state({"a": np.array([object()])})
+
+
+def test_real_client_state_fits_the_documented_size_bound(profile, attack):
+    for config in (MonitorConfig(), MonitorConfig(detectors=("density", "boundary", "chain"))):
+        mon = Monitor(profile, config=config, store=MemoryStore())
+        mon.observe("mallory", attack)
+        mon.observe("alice", attack[:1])
+        bound = state_size_bound(config, n_features=30)
+        for client in ("mallory", "alice"):
+            size = len(mon.store.export(client))
+            assert size <= bound, (client, size, bound)
+    assert state_size_bound(MonitorConfig(), 30) < 5 * 1024  # "a few KiB" with defaults
+
+
+# ------------------------------------------------------------------ URIs
+@pytest.mark.parametrize("uri, message", [
+    ("postgres://x", "unsupported state store URI"),
+    ("state.db", "must look like"),
+    ("memory://?tll=5", "unknown state store option 'tll'"),
+    ("memory://?ttl=soon", "ttl='soon' is not a valid float"),
+    ("memory://?ttl=0", "ttl_seconds must be > 0"),
+    ("sqlite://relative.db", "absolute path with three slashes"),
+    ("sqlite:///no/such/dir/state.db", "directory /no/such/dir does not exist"),
+    ("redis://localhost:6379/zero", "database must be a number"),
+    ("redis://localhost:6379/0?on_error=maybe", "on_error must be 'open' or 'closed'"),
+])
+def test_bad_uris_give_one_line_errors(uri, message):
+    with pytest.raises(ValueError, match=message):
+        open_store(uri)
+
+
+def test_uris_configure_the_stores(tmp_path):
+    sqlite_store = open_store(f"sqlite://{tmp_path}/s.db?ttl=60&busy_timeout=2")
+    assert isinstance(sqlite_store, SQLiteStore)
+    assert (sqlite_store.ttl_seconds, sqlite_store.busy_timeout) == (60.0, 2.0)
+    redis_store = open_store("redis://127.0.0.1:1/3?ttl=86400&on_error=closed&timeout=0.1")
+    assert (redis_store.address, redis_store.on_error, redis_store.ttl_seconds) == (
+        "127.0.0.1:1/3", "closed", 86400.0)
+
+
+def test_sqlite_rejects_a_file_that_is_not_a_database(tmp_path):
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ValueError, match="cannot open the SQLite state store"):
+        open_store(f"sqlite://{path}")
+
+
+# ------------------------------------------------------------------ the interface
+def test_store_transaction_get_list_export_delete(store):
+    assert store.get("alice") is None and store.clients() == []
+    with store.transaction("alice") as tx:
+        assert tx.load() is None
+        tx.save(arrays(1))
+    with store.transaction("alice") as tx:
+        assert tx.load()["counters"].tolist() == [1, 1, -1]
+        tx.save(arrays(2))
+    with store.transaction("bob") as tx:
+        tx.save(arrays(7))
+    assert store.clients() == ["alice", "bob"]
+    assert store.get("alice")["counters"].tolist() == [2, 2, -1]
+    assert decode_state(store.export("bob"))["counters"].tolist() == [7, 7, -1]
+    store.delete("alice")
+    assert store.clients() == ["bob"] and store.get("alice") is None
+    with pytest.raises(KeyError, match="no stored state for client 'alice'"):
+        store.export("alice")
+    with pytest.raises(ValueError, match="non-empty string"):
+        store.get("")
+
+
+def test_failed_transaction_body_writes_nothing_and_releases_the_client(store):
+    with store.transaction("carol") as tx:
+        tx.save(arrays(1))
+    with pytest.raises(RuntimeError, match="boom"):
+        with store.transaction("carol") as tx:
+            tx.save(arrays(9))
+            raise RuntimeError("boom")
+    with store.transaction("carol") as tx:  # not deadlocked: the lock was released
+        assert tx.load()["counters"][0] == 1
+
+
+def test_ttl_expires_idle_clients_memory_and_sqlite(tmp_path):
+    for make in (lambda c: MemoryStore(ttl_seconds=60, clock=c),
+                 lambda c: SQLiteStore(tmp_path / "ttl.db", ttl_seconds=60, clock=c)):
+        clock = FakeClock()
+        store = make(clock)
+        for client in ("idle", "busy"):
+            with store.transaction(client) as tx:
+                tx.save(arrays(1))
+        clock.now += 50
+        with store.transaction("busy") as tx:
+            tx.save(arrays(2))
+        clock.now += 20  # idle: 70 s since its update, busy: 20 s
+        assert store.clients() == ["busy"] and store.get("idle") is None
+        with store.transaction("idle") as tx:
+            assert tx.load() is None  # starts over
+        assert store.expire() == 0 or store.clients() == ["busy"]
+        store.close()
+
+
+def test_ttl_expires_idle_clients_redis(redis_server):
+    store = open_store(redis_server.url + "?ttl=0.3")
+    with store.transaction("idle") as tx:
+        tx.save(arrays(1))
+    assert store.clients() == ["idle"]
+    time.sleep(0.6)
+    assert store.clients() == [] and store.get("idle") is None
+
+
+# ------------------------------------------------------------------ Monitor on stores
+def test_monitor_on_each_store_equals_the_in_memory_monitor(store, profile, victim, attack):
+    plain = Monitor(profile, model=victim.model)
+    stored = Monitor(profile, model=victim.model, store=store)
+    for lo in range(0, 60, 20):
+        a = plain.observe("mallory", attack[lo:lo + 20])
+        b = stored.observe("mallory", attack[lo:lo + 20])
+        np.testing.assert_allclose(a.row_scores, b.row_scores)
+        assert (a.n_queries, a.flagged, a.flag_at) == (b.n_queries, b.flagged, b.flag_at)
+    assert stored.verdict("mallory").to_dict() == plain.verdict("mallory").to_dict()
+    assert stored.clients() == ["mallory"]
+    stored.reset("mallory")
+    assert stored.verdict("mallory").n_queries == 0 and stored.clients() == []
+
+
+def test_sqlite_state_and_flag_survive_reopening(tmp_path, profile, victim, attack):
+    uri = f"sqlite://{tmp_path}/state.db"
+    first = Monitor(profile, model=victim.model, store=open_store(uri))
+    before = first.observe("mallory", attack[:60])
+    first.observe("alice", victim.X_public[:30])
+    assert before.flagged
+    first.store.close()
+    second = Monitor(profile, model=victim.model, store=open_store(uri))
+    after = second.verdict("mallory")
+    assert (after.n_queries, after.flagged, after.flag_at, after.reason) == (
+        60, True, before.flag_at, before.reason)
+    assert second.verdict("alice").n_queries == 30 and not second.verdict("alice").flagged
+    assert second.observe("mallory", attack[60:70]).n_queries == 70
+
+
+def test_redis_state_and_flag_survive_a_server_restart(redis_server, profile, victim, attack):
+    first = Monitor(profile, model=victim.model, store=open_store(redis_server.url))
+    before = first.observe("mallory", attack[:60])
+    assert before.flagged
+    first.store.close()
+    redis_server.stop()
+    redis_server.start()
+    second = Monitor(profile, model=victim.model, store=open_store(redis_server.url))
+    after = second.verdict("mallory")
+    assert (after.n_queries, after.flagged, after.flag_at) == (60, True, before.flag_at)
+
+
+@pytest.mark.parametrize("garbage, undecodable", [
+    (b"\x00junk", True),
+    (encode_state(arrays())[:7] + b"\x00" + b"x" * 40, True),  # older record format
+    (encode_state({"version": np.array([99])}), False),  # decodable, but not a v1 ClientState
+], ids=["garbage", "old-format", "other-state-version"])
+def test_corrupt_or_old_sqlite_record_resets_only_that_client(tmp_path, profile, victim, attack,
+                                                             garbage, undecodable, caplog):
+    path = tmp_path / "state.db"
+    mon = Monitor(profile, model=victim.model, store=open_store(f"sqlite://{path}"))
+    mon.observe("alice", victim.X_public[:20])
+    mon.observe("mallory", attack[:10])
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE client_state SET blob = ? WHERE client_id = 'mallory'", (garbage,))
+    assert isinstance(mon.store.get("mallory"), CorruptRecord) == undecodable
+    with caplog.at_level(logging.ERROR, logger="extraction_monitor"):
+        verdict = mon.observe("mallory", attack[10:15])
+    assert verdict.n_queries == 5  # reset, then counted afresh
+    assert mon.state_errors == 1
+    assert "client mallory: unreadable stored state" in caplog.text
+    assert mon.verdict("alice").n_queries == 20  # untouched
+
+
+# ------------------------------------------------------------------ Redis outages
+def test_redis_outage_fails_open_counts_logs_once_and_catches_up(redis_server, profile, victim,
+                                                                 attack, caplog):
+    store = open_store(redis_server.url + "?timeout=0.2")
+    store.retry_seconds = 0.2
+    mon = Monitor(profile, model=victim.model, store=store)
+    for lo in range(0, 40, 10):
+        mon.observe("mallory", attack[lo:lo + 10])
+    redis_server.stop()
+    with caplog.at_level(logging.WARNING, logger="extraction_monitor"):
+        for lo in range(40, 80, 10):  # still answered, from the local buffer
+            verdict = mon.observe("mallory", attack[lo:lo + 10])
+            assert verdict.n_queries == lo + 10
+    assert store.down and store.missed_updates == 4 and store.outages == 1
+    assert caplog.text.count("unreachable") == 1  # once per outage, not per request
+    assert store.stats()["buffered_clients"] == 1
+    redis_server.start()  # same port, same data
+    time.sleep(0.25)
+    verdict = mon.observe("mallory", attack[80:90])
+    assert not store.down and verdict.n_queries == 90
+    assert store.flushed == 1 and store.conflicts == 0
+    fresh = Monitor(profile, model=victim.model, store=open_store(redis_server.url))
+    caught_up = fresh.verdict("mallory")
+    replay = Monitor(profile, model=victim.model).observe("mallory", attack[:90])
+    assert (caught_up.n_queries, caught_up.flagged, caught_up.flag_at) == (
+        90, replay.flagged, replay.flag_at)
+
+
+def test_redis_recovery_lets_redis_win_when_it_changed_meanwhile(redis_server):
+    ours, theirs = open_store(redis_server.url), open_store(redis_server.url)
+    ours.retry_seconds = 0.0
+    with ours.transaction("c") as tx:
+        tx.save(arrays(1))
+    redis_server.stop()
+    with ours.transaction("c") as tx:
+        tx.save(arrays(2))  # buffered
+    redis_server.start()
+    with theirs.transaction("c") as tx:  # another host updates first
+        tx.save(arrays(5))
+    with ours.transaction("c") as tx:  # recovery: Redis changed, so its copy wins
+        assert tx.load()["counters"][0] == 5
+        tx.save(arrays(6))
+    assert ours.conflicts == 1 and theirs.get("c")["counters"][0] == 6
+
+
+def test_redis_outage_fails_closed_when_configured(redis_server):
+    store = open_store(redis_server.url + "?on_error=closed&timeout=0.2")
+    with store.transaction("c") as tx:
+        tx.save(arrays(1))
+    redis_server.stop()
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        with store.transaction("c") as tx:
+            tx.save(arrays(2))
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        store.get("c")
+    assert store.missed_updates == 0 and store.outages == 1
