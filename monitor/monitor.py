@@ -218,9 +218,8 @@ class Monitor:
             reason = state.flag_reason or "flagged"
         else:
             i, key, evidence = self.tests[best]
-            reason = (f"not flagged: closest test is {key} with {int(state.windows[key].sum())} "
-                      f"unusual queries in the last {len(state.windows[key])}; "
-                      f"{evidence.flag_count} of {evidence.window} would flag")
+            reason = (f"not flagged; nearest test {key}: {int(state.windows[key].sum())} of "
+                      f"{len(state.windows[key])} unusual, {evidence.flag_count} would flag")
         prada = None
         if state.prada is not None:
             prada = {"flagged": state.prada.flag_at is not None, "flag_at": state.prada.flag_at,
