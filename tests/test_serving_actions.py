@@ -1,0 +1,77 @@
+"""Webhook alerts with retries, and fail-open / fail-closed when the monitor breaks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from serving_helpers import client, running, wait_for
+
+from monitor.serving import ServingConfig, build_victim_app, build_victim_monitor
+from victims import load_victim
+
+TOKEN = "t"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def webhook_receiver(failures: int):
+    """A real HTTP webhook that fails its first ``failures`` calls with 500."""
+    received: list[dict] = []
+    app = FastAPI()
+
+    @app.post("/hook")
+    async def hook(request: Request):
+        received.append(await request.json())
+        if len(received) <= failures:
+            return JSONResponse({"error": "try again"}, status_code=500)
+        return {"ok": True}
+
+    return app, received
+
+
+def test_alert_is_posted_with_retries_and_listed():
+    v = load_victim("wine-tree")
+    hook_app, received = webhook_receiver(failures=1)
+    with running(hook_app) as hook:
+        cfg = ServingConfig(salt="s", webhook_url=f"{hook}/hook", webhook_backoff=0.05)
+        app = build_victim_app(v, build_victim_monitor(v), cfg, admin_token=TOKEN)
+        with running(app) as base, client(base, "attacker") as c:
+            X = np.random.default_rng(0).uniform(v.lower, v.upper, (60, v.n_features))
+            r = c.post("/predict", json={"instances": X.tolist()})
+            assert r.status_code == 200  # default: log + alert, answer unchanged
+
+            def delivered():
+                alerts = c.get("/monitor/alerts", headers=ADMIN).json()["alerts"]
+                return alerts and alerts[0]["status"] == "sent"
+
+            assert wait_for(delivered)
+            alert = c.get("/monitor/alerts", headers=ADMIN).json()["alerts"][0]
+            assert alert["attempts"] == 2 and alert["verdict"]["flagged"]
+            assert len(received) == 2 and received[1]["event"] == "client_flagged"
+            assert received[1]["verdict"]["client_id"] == alert["verdict"]["client_id"]
+            metrics = c.get("/metrics").text
+            assert 'extraction_monitor_alerts_total{result="sent"} 1.0' in metrics
+            c.post("/predict", json={"instances": X[:5].tolist()})
+            assert len(c.get("/monitor/alerts", headers=ADMIN).json()["alerts"]) == 1
+
+
+class BrokenDetector:
+    """Stands in for a detector bug: raises inside ``Monitor.observe``."""
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError("detector exploded")
+
+
+@pytest.mark.parametrize(("fail_mode", "status"), [("open", 200), ("closed", 503)])
+def test_monitor_exception_fails_open_by_default(fail_mode, status):
+    v = load_victim("wine-tree")
+    monitor = build_victim_monitor(v)
+    monitor._update = BrokenDetector()
+    app = build_victim_app(v, monitor, ServingConfig(salt="s", fail_mode=fail_mode))
+    with running(app) as base, client(base, "k") as c:
+        r = c.post("/predict", json={"features": v.X_public[0].tolist()})
+        assert r.status_code == status
+        if status == 200:
+            assert np.allclose(r.json()["prediction"], v.answer(v.X_public[:1])[0])
+        assert "extraction_monitor_detector_errors_total 1.0" in c.get("/metrics").text
