@@ -41,6 +41,18 @@ from monitor.neighbors import knn_distances
 FORMAT_VERSION = 1
 
 
+class _fit_method:
+    """``Profile().fit(...)`` as in scikit-learn, and ``Profile.fit(...)`` with default parameters."""
+
+    def __init__(self, func) -> None:
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, instance, owner):
+        target = instance if instance is not None else owner()
+        return self.func.__get__(target, owner)
+
+
 def _as_matrix(X, name: str, n_features: int | None = None) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
@@ -74,6 +86,7 @@ class Profile:
         self.seed = seed
 
     # ------------------------------------------------------------------ fitting
+    @_fit_method
     def fit(self, model, X_train, y_train=None, X_cal=None, y_cal=None,
             feature_names: list[str] | None = None) -> Profile:
         """Fit the profile from the victim ``model`` and its training data."""

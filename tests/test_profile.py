@@ -82,3 +82,10 @@ def test_fit_validates_its_inputs(fitted_victim):
         Profile().fit(victim.model, bad)
     with pytest.raises(InvalidInput, match="features"):
         Profile().fit(victim.model, victim.X_train, X_cal=victim.X_cal[:, :5])
+
+
+def test_fit_can_be_called_on_the_class_with_default_parameters(fitted_victim):
+    victim, fitted = fitted_victim("wine-tree")
+    profile = Profile.fit(victim.model, victim.X_train, victim.y_train,
+                          X_cal=victim.X_cal, y_cal=victim.y_cal)
+    np.testing.assert_array_equal(profile.cal_density_, fitted.cal_density_)
