@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from monitor.verdict import Verdict
 
 log = logging.getLogger("extraction_monitor")
 
+GROUP_PREFIX = "group:"
+"""State key prefix of group evidence (see ``Monitor(group_of=...)``)."""
+
 
 class Monitor:
     """Watches every client's queries and keeps a calibrated verdict per client.
@@ -43,15 +46,20 @@ class Monitor:
     API answers with labels only); otherwise from the probabilities passed as
     ``outputs``. ``store`` is optional: a :class:`monitor.stores.StateStore`
     that keeps per-client state outside this process (several workers, restarts);
-    by default state lives in this object.
+    by default state lives in this object. ``group_of`` is optional: it maps a
+    client id to a group id (an account, a subnet, a tenant — or one constant
+    for "all traffic"); every query then also feeds the group's own state, so an
+    attack split across sybil clients of one group is seen whole
+    (``verdict.group``). Exact duplicates are recognised across the group too.
     """
 
     def __init__(self, profile: Profile, config: MonitorConfig | None = None, model=None,
-                 store=None) -> None:
+                 store=None, group_of: Callable[[str], str | None] | None = None) -> None:
         self.profile = profile
         self.config = config or MonitorConfig()
         self.model = model
         self.store = store
+        self.group_of = group_of
         self.detectors = build_detectors(profile, self.config)
         self.tests = self._build_tests()
         self.threshold = self.tests[0][2].threshold
@@ -103,24 +111,38 @@ class Monitor:
             proba = self.model.predict_proba(X)
             labels = self.profile.classes_[proba.argmax(axis=1)]
         hashes = row_hashes(X)
+        verdict = self._observe_key(client_id, X, proba, labels, hashes)
+        group_id = self.group_of(client_id) if self.group_of is not None else None
+        if group_id is not None:
+            group = self._observe_key(GROUP_PREFIX + str(group_id), X, proba, labels, hashes)
+            verdict.group = {"group_id": str(group_id), "n_queries": group.n_queries,
+                             "score": group.score, "peak_score": group.peak_score,
+                             "flagged": group.flagged, "flag_at": group.flag_at,
+                             "reason": group.reason}
+        return verdict
+
+    def _observe_key(self, key: str, X, proba, labels, hashes) -> Verdict:
         if self.store is not None:
-            with self.store.transaction(client_id) as tx:
-                state = self._load_state(client_id, tx.load())
+            with self.store.transaction(key) as tx:
+                state = self._load_state(key, tx.load)
                 row_scores = self._update(state, X, proba, labels, hashes)
                 tx.save(state.to_arrays())
-            return self._verdict(client_id, state, row_scores)
+            return self._verdict(key, state, row_scores)
         with self._lock:
-            state = self._states.get(client_id)
+            state = self._states.get(key)
             if state is None:
-                state = self._states[client_id] = self._new_state()
+                state = self._states[key] = self._new_state()
             row_scores = self._update(state, X, proba, labels, hashes)
-            return self._verdict(client_id, state, row_scores)
+            return self._verdict(key, state, row_scores)
 
     def _load_state(self, client_id: str, arrays) -> ClientState:
-        """A client's state from stored arrays; a corrupt or old record resets that client only."""
-        if arrays is None:
-            return self._new_state()
+        """A client's state from stored arrays (or a callable returning them); a corrupt or
+        old record resets that client only, also when reading it raises."""
         try:
+            if callable(arrays):
+                arrays = arrays()
+            if arrays is None:
+                return self._new_state()
             state = ClientState.from_arrays(arrays)
             if set(state.windows) != {key for _, key, _ in self.tests} or (
                     state.chain.shape[1:] != (self.profile.n_features_,)):
@@ -238,7 +260,18 @@ class Monitor:
         return self._verdict(client_id, state, np.zeros(0))
 
     def clients(self) -> list[str]:
-        """Ids of all clients with state."""
+        """Ids of all clients with state (groups excluded)."""
+        return [k for k in self._keys() if not k.startswith(GROUP_PREFIX)]
+
+    def groups(self) -> list[str]:
+        """Ids of all groups with state."""
+        return [k[len(GROUP_PREFIX):] for k in self._keys() if k.startswith(GROUP_PREFIX)]
+
+    def group_verdict(self, group_id: str) -> Verdict:
+        """The verdict of a group (all its clients' queries taken together)."""
+        return self.verdict(GROUP_PREFIX + str(group_id))
+
+    def _keys(self) -> list[str]:
         if self.store is not None:
             return list(self.store.clients())
         with self._lock:

@@ -31,6 +31,7 @@ class Verdict:
     n_distinct: int = 0
     history: list[float] = field(default_factory=list)
     prada: dict[str, Any] | None = None
+    group: dict[str, Any] | None = None
     row_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -135,3 +135,21 @@ def test_threshold_means_what_it_says():
     ev = WindowEvidence(window=50, tolerated_rate=0.05, horizon=10_000, n_detectors=4, alpha=0.01)
     c = ev.flag_count
     assert 4 * 10_000 * binom.sf(c - 1, 50, 0.05) <= 0.01 < 4 * 10_000 * binom.sf(c - 2, 50, 0.05)
+
+
+def test_group_evidence_sees_an_attack_split_across_sybils(fitted_victim):
+    """Eight sybils each send 10 uniform queries: no client can be flagged, the group is."""
+    victim, profile = fitted_victim("cancer-logreg")
+    mon = Monitor(profile, model=victim.model, group_of=lambda cid: cid.split("/")[0])
+    X = _uniform(victim, 80)
+    for k in range(8):
+        verdict = mon.observe(f"tenant-a/sybil-{k}", X[10 * k:10 * (k + 1)])
+        assert not verdict.flagged
+    assert verdict.group["flagged"] and verdict.group["group_id"] == "tenant-a"
+    rng = np.random.default_rng(3)
+    for k in range(8):  # benign tenant: public records spread over eight clients
+        rows = victim.X_public[rng.integers(0, len(victim.X_public), 40)]
+        assert not mon.observe(f"tenant-b/user-{k}", rows).group["flagged"]
+    assert sorted(mon.groups()) == ["tenant-a", "tenant-b"]
+    assert mon.group_verdict("tenant-a").flagged
+    assert len(mon.clients()) == 16
