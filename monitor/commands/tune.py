@@ -1,0 +1,103 @@
+"""Tune the flag threshold on benign logs (and attack logs) and write a config file.
+
+Every client of the logs is replayed through the monitor (each with its own fresh state);
+the threshold is the smallest score level at which the one-sided Clopper-Pearson upper
+bound (--confidence) on the fraction of benign clients flagged within --horizon queries
+(default: whole streams) is at most --target-fpr. With too few benign clients for the
+target it falls back to the largest benign peak + --margin and says so.
+
+Clients are labelled by a truth_is_attack column when a log has one; otherwise clients of
+--benign logs are benign and clients of --attacks logs are attacks. Truth columns only label
+clients; they are never scored. With attack clients, per-threshold ROC / delay curves (and
+fidelity stolen before the flag when the log has truth_fidelity) go to --curves.
+
+OUT gets a [monitor] table (the base --config settings plus score_threshold), which
+`analyze`, `serve` and `proxy` load with --config, and a [tuning] table recording where the
+threshold came from (files and sha256, date, target, achieved rates, number of clients).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from monitor.cli import CommandError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", required=True, type=Path,
+                        help="profile folder written by `extraction-monitor profile`")
+    parser.add_argument("--benign", required=True, type=Path, action="append",
+                        help="log of benign traffic (repeatable)")
+    parser.add_argument("--attacks", type=Path, action="append", default=[],
+                        help="log with attack traffic (repeatable)")
+    parser.add_argument("--target-fpr", type=float, default=0.01,
+                        help="largest tolerated fraction of benign clients flagged (default 0.01)")
+    parser.add_argument("--confidence", type=float, default=0.95,
+                        help="confidence of the upper bound on the benign rate (default 0.95)")
+    parser.add_argument("--horizon", type=int, default=None,
+                        help="only count flags within each client's first N queries")
+    parser.add_argument("--margin", type=float, default=0.5,
+                        help="score margin above the largest benign peak when too few "
+                             "clients support the target (default 0.5)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="base monitor config whose other settings are kept")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="the victim model (.skops, or .joblib/.pkl: trusted code!)")
+    parser.add_argument("--trust", action="append", default=[], metavar="TYPE",
+                        help="type name a .skops model may contain beyond skops' safe set")
+    parser.add_argument("--no-detectors", action="store_true",
+                        help="skip the per-detector thresholds (one replay instead of 1 + m)")
+    parser.add_argument("--curves", type=Path, default=None,
+                        help="write the per-threshold curves table here (.csv)")
+    parser.add_argument("--out", required=True, type=Path, help="config file to write (.toml)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from monitor import MonitorConfig, Profile
+    from monitor.errors import InvalidInput
+    from monitor.logs import LogError
+    from monitor.model_io import ModelLoadError, load_model
+    from monitor.tuning import tune_logs
+
+    if args.out.suffix.lower() not in (".toml", ".json"):
+        raise CommandError(f"--out {args.out.name}: write a .toml (or .json) config file")
+    if args.horizon is not None and args.horizon < 1:
+        raise CommandError(f"--horizon must be at least 1, got {args.horizon}")
+    if args.margin < 0:
+        raise CommandError(f"--margin must be >= 0, got {args.margin}")
+    try:
+        profile = Profile.load(args.profile)
+    except (InvalidInput, OSError, ValueError, KeyError) as exc:
+        raise CommandError(f"cannot load profile {args.profile}: {exc}") from exc
+    try:
+        config = MonitorConfig.load(args.config) if args.config else MonitorConfig()
+    except (ValueError, OSError) as exc:
+        raise CommandError(str(exc)) from exc
+    model = None
+    if args.model is not None:
+        try:
+            model = load_model(args.model, trusted=args.trust)
+        except ModelLoadError as exc:
+            raise CommandError(str(exc)) from exc
+    try:
+        result = tune_logs(profile, args.benign, args.attacks, config=config, model=model,
+                           target_fpr=args.target_fpr, confidence=args.confidence,
+                           horizon=args.horizon, margin=args.margin,
+                           per_detector=not args.no_detectors)
+    except (LogError, InvalidInput, ValueError, OSError) as exc:
+        raise CommandError(str(exc)) from exc
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result.write(args.out)
+    if args.curves is not None:
+        result.curves.to_csv(args.curves, index=False)
+    print(f"threshold {result.threshold:.4g}: {result.message}")
+    for name, row in result.detectors.items():
+        extra = f", tpr {row['tpr']:.3f}, auc {row['auc']:.3f}" if "tpr" in row else ""
+        print(f"  {name}: threshold {row['threshold']:.4g}, benign flagged "
+              f"{row['benign_flagged']}, upper bound {row['fpr_upper']:.4f}{extra}")
+    if result.tpr is not None:
+        print(f"attack clients: {result.n_attack}, detected {result.tpr:.3f} at the tuned "
+              f"threshold, median queries to flag {result.median_queries_to_flag:g}")
+    print(f"config written to {args.out}")
+    return 0
