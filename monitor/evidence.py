@@ -70,6 +70,9 @@ def rolling_counts(previous: np.ndarray, events: np.ndarray, window: int) -> tup
     >>> rolling_counts(np.array([1, 1], dtype=np.uint8), np.array([0, 1, 0], dtype=np.uint8), 3)
     (array([2, 2, 1]), array([0, 1, 0], dtype=uint8))
     """
+    if len(events) == 1:  # the online fast path
+        kept = np.append(previous, events)[-window:].astype(np.uint8)
+        return np.array([int(kept.sum())]), kept
     seq = np.concatenate([previous, events]).astype(np.int64)
     cs = np.concatenate([[0], np.cumsum(seq)])
     ends = np.arange(len(previous), len(seq)) + 1

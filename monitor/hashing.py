@@ -29,6 +29,8 @@ def row_hashes(X: np.ndarray) -> np.ndarray:
 
 def duplicate_mask(hashes: np.ndarray, recent: np.ndarray) -> np.ndarray:
     """True where a row repeats one of ``recent`` or an earlier row of the same batch."""
+    if len(hashes) == 1:  # the online fast path: one row per request
+        return np.array([bool((recent == hashes[0]).any())])
     seen_before = np.isin(hashes, recent)
     _, first = np.unique(hashes, return_index=True)
     repeat_in_batch = np.ones(len(hashes), dtype=bool)

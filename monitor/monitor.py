@@ -233,7 +233,7 @@ class Monitor:
             prefix = "broad_" if key.endswith(":broad") else ""
             entry[prefix + "count"] = count
             entry[prefix + "window"] = int(len(window))
-            entry["score"] = max(entry["score"], float(evidence.scores(np.array([count]))[0]))
+            entry["score"] = max(entry["score"], float(evidence.detector_scores_[count]))
             if count / evidence.flag_count > best_ratio:
                 best, best_ratio = t, count / evidence.flag_count
         if state.flag_at is not None:
@@ -251,7 +251,7 @@ class Monitor:
             peak_score=state.peak_score, threshold=self.threshold,
             flagged=state.flag_at is not None, flag_at=state.flag_at, reason=reason,
             detectors=detectors, n_distinct=state.n_distinct,
-            history=[float(s) for s in state.history], prada=prada, row_scores=row_scores,
+            history=state.history.tolist(), prada=prada, row_scores=row_scores,
         )
 
     def verdict(self, client_id: str) -> Verdict:
