@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="monitor config file (TOML [monitor] table, or JSON)")
     parser.add_argument("--progress", action="store_true",
                         help="show a progress bar on stderr even when it is not a terminal")
+    # scale: --engine/--scheduler/--workers/--partitions/--out-of-core (monitor/engines)
+    from monitor.engines.command import add_engine_arguments
+
+    add_engine_arguments(parser)
 
 
 class ProgressBar:
@@ -103,6 +107,11 @@ def run(args: argparse.Namespace) -> int:
         if len(model.classes_) != len(profile.classes_):
             raise CommandError(f"--model has {len(model.classes_)} classes but the profile has "
                                f"{len(profile.classes_)}; use the model the profile was fit on")
+    # scale: partition folders, big files, --engine dask (monitor/engines/command.py)
+    from monitor.engines.command import run_engine, wants_engine
+
+    if wants_engine(args):
+        return run_engine(args, profile, config, model)
     try:
         log = read_log(args.log, profile.feature_names_, len(profile.classes_))
     except LogError as exc:

@@ -1,0 +1,148 @@
+"""Out-of-core offline analysis in this process: one partition at a time.
+
+Each partition file (all rows of its clients, see :mod:`monitor.partition`) is read, replayed
+through a fresh :class:`~monitor.Monitor` sharing the one profile, and reduced to its verdict
+rows before the next is read, so memory is bounded by the largest partition, not by the log.
+The combined table equals :func:`monitor.analyze.analyze_log` on the whole log.
+
+>>> import numpy as np, pandas as pd, tempfile
+>>> from pathlib import Path
+>>> from sklearn.linear_model import LogisticRegression
+>>> from monitor import Profile
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(200, 2)); y = (X[:, 0] > 0).astype(int)
+>>> profile = Profile(seed=0).fit(LogisticRegression().fit(X, y), X, y)
+>>> tmp = Path(tempfile.mkdtemp())
+>>> log = pd.DataFrame({"client_id": ["a", "b"] * 30, "seq": range(60), "x_0": rng.normal(size=60),
+...                     "x_1": rng.normal(size=60), "p_0": 0.9, "p_1": 0.1})
+>>> log.to_parquet(tmp / "log.parquet")
+>>> result = analyze_partitioned(tmp / "log.parquet", profile, n_partitions=2)
+>>> result.table[["client_id", "n_queries", "flagged"]].to_dict("records")
+[{'client_id': 'a', 'n_queries': 30, 'flagged': False}, {'client_id': 'b', 'n_queries': 30, 'flagged': False}]
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from monitor.analyze import analyze_log
+from monitor.logs import DEFAULT_CHUNK_ROWS, LogError, read_log
+from monitor.partition import partition_files, partition_log
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far, in bytes.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of this program's own
+    memory (``getrusage``'s ``ru_maxrss`` survives ``exec`` and so also counts the memory of
+    the parent that forked us). Elsewhere: ``getrusage``.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # Linux reports KiB
+
+
+@dataclass
+class EngineResult:
+    """A verdict table with how it was computed."""
+
+    table: pd.DataFrame
+    n_queries: int
+    n_skipped: int
+    n_partitions: int
+    peak_rss_bytes: int
+    """Largest peak RSS of any process that held analysis data (this one, or a worker)."""
+    seconds: float
+    engine: str = "pandas"
+    n_workers: int = 1
+
+    def summary(self) -> str:
+        """One line: engine, partitions, throughput, peak memory."""
+        rate = self.n_queries / self.seconds if self.seconds > 0 else float("nan")
+        workers = f" on {self.n_workers} workers" if self.engine != "pandas" else ""
+        return (f"{self.engine} engine{workers}: {self.n_partitions} partitions, "
+                f"{rate:,.0f} queries/s, peak RSS {self.peak_rss_bytes / 2**20:,.0f} MiB")
+
+
+def analyze_file(path: str | Path, profile, config=None, model=None,
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[pd.DataFrame, int]:
+    """Verdict table of one partition (or any log file) and its number of skipped rows."""
+    from monitor import Monitor
+
+    log = read_log(path, profile.feature_names_, len(profile.classes_), chunk_rows)
+    table = analyze_log(log, Monitor(profile, config=config, model=model))
+    return table, log.n_skipped_nonfinite
+
+
+def combine_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per-partition verdict tables as one table sorted by client id (as ``analyze_log``)."""
+    if not tables:
+        raise LogError("log has no rows; nothing to analyze")
+    table = pd.concat(tables, ignore_index=True)
+    return table.sort_values("client_id", kind="stable").reset_index(drop=True)
+
+
+def partition_rows(files: list[Path]) -> list[int]:
+    """Row counts of partition files, from their Parquet metadata."""
+    return [pq.ParquetFile(f).metadata.num_rows for f in files]
+
+
+def analyze_partitioned(
+    source: str | Path,
+    profile,
+    config=None,
+    model=None,
+    n_partitions: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    tmp_dir: str | Path | None = None,
+) -> EngineResult:
+    """Analyze a partition folder, or a log file partitioned first into a temporary folder.
+
+    ``n_partitions`` (file input only) defaults to
+    :func:`monitor.partition.suggest_partitions`; ``on_progress(rows_done, rows_total)`` is
+    called after each partition.
+    """
+    start = time.perf_counter()
+    source = Path(source)
+    if source.is_dir():
+        return _run(partition_files(source), profile, config, model, on_progress, start)
+    with tempfile.TemporaryDirectory(prefix="em-partitions-", dir=tmp_dir) as tmp:
+        parts = partition_log(source, Path(tmp) / "parts", n_partitions)
+        return _run(parts.files, profile, config, model, on_progress, start)
+
+
+def _run(files, profile, config, model, on_progress, start) -> EngineResult:
+    sizes = partition_rows(files)
+    total, done = sum(sizes), 0
+    tables, skipped = [], 0
+    for path, size in zip(files, sizes, strict=True):
+        table, n_skipped = analyze_file(path, profile, config, model)
+        tables.append(table)
+        skipped += n_skipped
+        done += size
+        if on_progress is not None:
+            on_progress(done, total)
+    table = combine_tables(tables)
+    return EngineResult(
+        table=table, n_queries=int(table["n_queries"].sum()), n_skipped=skipped,
+        n_partitions=len(files), peak_rss_bytes=peak_rss_bytes(),
+        seconds=time.perf_counter() - start)
+
+
+__all__ = ["EngineResult", "analyze_file", "analyze_partitioned", "combine_tables",
+           "partition_rows", "peak_rss_bytes"]
