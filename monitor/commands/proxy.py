@@ -6,6 +6,9 @@ applies the configured actions. An unreachable upstream gives 502 with a JSON me
 
 Security: --model loads a classifier saved with skops (.skops) or joblib (.joblib/.pkl);
 loading a joblib/pickle file runs any code it holds, so only load files you trust.
+
+State: --state URI (sqlite:///path.db by default, redis://, memory://) is shared by all
+--workers and kept across restarts; see `extraction-monitor serve --help`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from monitor.cli import CommandError
-from monitor.commands.serve import add_server_arguments, load_configs, run_server
+from monitor.commands.serve import add_server_arguments, load_configs, prepare_state, run_server
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,23 +35,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monitor import InvalidInput, Monitor, Profile
+    from monitor import InvalidInput, Profile
     from monitor.model_io import ModelLoadError, load_model
-    from monitor.serving import build_proxy_app
+    from monitor.serving.launch import PROXY_FACTORY
 
     if not args.upstream.startswith(("http://", "https://")):
         raise CommandError(f"--upstream must be an http(s) URL, got {args.upstream!r}")
-    monitor_config, serving_config = load_configs(args.config)
-    try:
-        profile = Profile.load(args.profile)
+    load_configs(args.config)  # fail early on a bad config file
+    try:  # check here once; every worker loads them again
+        Profile.load(args.profile)
     except (InvalidInput, OSError, ValueError) as exc:
         raise CommandError(str(exc)) from None
-    model = None
     if args.model is not None:
         try:
-            model = load_model(args.model, trusted=args.trust)
+            load_model(args.model, trusted=args.trust)
         except ModelLoadError as exc:
             raise CommandError(str(exc)) from None
-    monitor = Monitor(profile, config=monitor_config, model=model)
-    app = build_proxy_app(args.upstream, monitor, serving_config, args.admin_token, args.timeout)
-    return run_server(app, args)
+    state, salt = prepare_state(args, args.config)
+    options = {"upstream": args.upstream, "profile": str(args.profile.resolve()),
+               "model": None if args.model is None else str(args.model.resolve()),
+               "trust": list(args.trust), "timeout": args.timeout,
+               "config": None if args.config is None else str(args.config.resolve()),
+               "state": state, "salt": salt, "admin_token": args.admin_token}
+    return run_server(PROXY_FACTORY, options, args)

@@ -4,11 +4,17 @@
   ``sort`` is one of ``score``, ``-score``, ``n_queries``, ``-n_queries``, ``client_id``;
 * ``GET /monitor/clients/{id}`` — the verdict, per-detector scores and recent score history;
 * ``POST /monitor/clients/{id}/reset`` — forget the client (monitor state, flag, throttle);
+* ``GET /monitor/clients/{id}/state`` — the client's stored state record
+  (``application/octet-stream``; :func:`monitor.stores.decode_state` reads it);
+* ``DELETE /monitor/clients/{id}`` — delete the client's state (retention requests);
 * ``GET /monitor/alerts?limit=100`` — recent flag alerts and their webhook delivery status;
 * ``GET /metrics`` — Prometheus text (open unless ``metrics_require_token``).
 
 The token comes from ``EXTRACTION_MONITOR_ADMIN_TOKEN`` (or ``--admin-token``) and is sent
 as ``Authorization: Bearer <token>``. No token configured: the admin routes answer 404.
+With a shared state store every worker answers from the store, so any worker gives the same
+answers and a reset or delete made through one holds for all. An unreachable store
+(:class:`~monitor.stores.StoreUnavailable`) answers 503.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from urllib.parse import parse_qs, unquote
 import anyio.to_thread
 
 from monitor.serving.responses import send_bytes, send_error, send_json
+from monitor.stores.base import StoreUnavailable, encode_state
 
 ADMIN_TOKEN_ENV = "EXTRACTION_MONITOR_ADMIN_TOKEN"
 PREFIX = "/monitor/"
@@ -80,6 +87,15 @@ class AdminAPI:
             elif len(parts) == 3 and parts[0] == "clients" and parts[2] == "reset" \
                     and method == "POST":
                 body = await anyio.to_thread.run_sync(self._reset, parts[1])
+            elif len(parts) == 2 and parts[0] == "clients" and method == "DELETE":
+                body = await anyio.to_thread.run_sync(self._delete, parts[1])
+            elif len(parts) == 3 and parts[0] == "clients" and parts[2] == "state" \
+                    and method == "GET":
+                record = await anyio.to_thread.run_sync(self._export, parts[1])
+                await send_bytes(send, 200, record, content_type=b"application/octet-stream",
+                                 headers=[(b"content-disposition",
+                                           b'attachment; filename="client-state.emstate"')])
+                return
             elif parts == ["alerts"] and method == "GET":
                 limit = _int_param(query, "limit", 100, 1, 10_000)
                 body = {"alerts": self.mw.alerter.recent(limit)}
@@ -88,6 +104,9 @@ class AdminAPI:
                 return
         except _NotFound as exc:
             await send_error(send, 404, str(exc))
+            return
+        except StoreUnavailable as exc:
+            await send_error(send, 503, f"the state store is unavailable ({exc}); retry later")
             return
         except ValueError as exc:
             await send_error(send, 400, str(exc))
@@ -99,9 +118,21 @@ class AdminAPI:
                          headers=[(b"www-authenticate", b"Bearer")])
 
     def _metrics(self) -> bytes:
-        m = self.mw.metrics
-        m.clients.set(len(self.mw.monitor.clients()))
-        m.flagged_clients.set(len(self.mw.flagged))
+        m, monitor, store = self.mw.metrics, self.mw.monitor, self.mw.store
+        try:
+            clients = monitor.clients()
+            if store is None:
+                flagged = len(self.mw.flagged)
+            else:  # the store's truth, shared by all workers (one record read per client)
+                m.sync_store(store.stats(), getattr(monitor, "state_errors", 0))
+                flagged = 0
+                for client_id in clients:
+                    state = monitor.state(client_id)
+                    flagged += state is not None and state.flag_at is not None
+            m.clients.set(len(clients))
+            m.flagged_clients.set(flagged)
+        except StoreUnavailable:  # still export the other metrics (store_down says why)
+            m.sync_store(store.stats(), getattr(monitor, "state_errors", 0))
         return m.render()
 
     def _list_clients(self, query: dict[str, list[str]]) -> dict[str, Any]:
@@ -124,7 +155,7 @@ class AdminAPI:
 
     def _client(self, client_id: str) -> dict[str, Any]:
         monitor = self.mw.monitor
-        if client_id not in monitor.clients():
+        if monitor.state(client_id) is None:
             raise _NotFound(f"unknown client {client_id!r}")
         out = monitor.verdict(client_id).to_dict()
         out.pop("row_scores", None)
@@ -132,10 +163,28 @@ class AdminAPI:
         return out
 
     def _reset(self, client_id: str) -> dict[str, Any]:
-        if client_id not in self.mw.monitor.clients() and client_id not in self.mw.flagged:
+        if self.mw.monitor.state(client_id) is None and client_id not in self.mw.flagged:
             raise _NotFound(f"unknown client {client_id!r}")
         self.mw.reset(client_id)
         return {"client_id": client_id, "reset": True}
+
+    def _delete(self, client_id: str) -> dict[str, Any]:
+        if self.mw.monitor.state(client_id) is None and client_id not in self.mw.flagged:
+            raise _NotFound(f"unknown client {client_id!r}")
+        self.mw.reset(client_id)
+        return {"client_id": client_id, "deleted": True}
+
+    def _export(self, client_id: str) -> bytes:
+        store = self.mw.store
+        try:
+            if store is not None:
+                return store.export(client_id)
+        except KeyError:
+            raise _NotFound(f"unknown client {client_id!r}") from None
+        state = self.mw.monitor.state(client_id)
+        if state is None:
+            raise _NotFound(f"unknown client {client_id!r}")
+        return encode_state(state.to_arrays())
 
 
 class _NotFound(Exception):

@@ -100,10 +100,11 @@ def _error(status: int, message: str) -> JSONResponse:
     return _raw(status, {"error": message})
 
 
-def build_victim_monitor(victim, monitor_config=None):
-    """A :class:`monitor.Monitor` for ``victim`` (profile fitted on its train/cal splits)."""
+def build_victim_monitor(victim, monitor_config=None, store=None):
+    """A :class:`monitor.Monitor` for ``victim`` (profile fitted on its train/cal splits),
+    keeping client state in ``store`` (a :class:`monitor.stores.StateStore`) if given."""
     from monitor import Monitor, Profile
 
     profile = Profile().fit(victim.model, victim.X_train, victim.y_train,
                             X_cal=victim.X_cal, y_cal=victim.y_cal)
-    return Monitor(profile, config=monitor_config, model=victim.model)
+    return Monitor(profile, config=monitor_config, model=victim.model, store=store)

@@ -1,11 +1,40 @@
-"""Prometheus metrics of the serving layer, in a registry of their own (never client ids)."""
+"""Prometheus metrics of the serving layer, in a registry of their own (never client ids).
+
+With several uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``serve``/``proxy`` do it
+for ``--workers`` > 1) and every worker's ``/metrics`` reports the sum over all workers
+(prometheus_client's multiprocess mode); otherwise each process reports its own.
+"""
 
 from __future__ import annotations
+
+import os
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 PREFIX = "extraction_monitor"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+STORE_COUNTERS = {
+    "missed_updates": "Updates kept only in a worker's local buffer during a store outage.",
+    "outages": "State store outages this worker entered.",
+    "flushed": "Buffered client states written back to the store after an outage.",
+    "conflicts": "Buffered client states dropped after an outage (another worker won).",
+    "lost_locks": "Updates lost because a store lock expired before the write.",
+}
+"""Cumulative ``store.stats()`` keys, exported as ``extraction_monitor_store_<key>_total``."""
+STORE_GAUGES = {
+    "buffered_clients": "Clients whose latest state only this worker holds (store outage).",
+    "down": "1 while this worker cannot reach the state store.",
+}
+
+
+def multiprocess_mode() -> bool:
+    """Whether metric values go to ``PROMETHEUS_MULTIPROC_DIR`` files in this process
+    (prometheus_client decides once, when first imported)."""
+    from prometheus_client import values
+
+    return values.ValueClass is not values.MutexValue and bool(os.environ.get(MULTIPROC_ENV))
 
 
 class ServingMetrics:
@@ -19,18 +48,22 @@ class ServingMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess: bool | None = None) -> None:
+        self.multiprocess = multiprocess_mode() if multiprocess is None else multiprocess
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        shared = {"multiprocess_mode": "mostrecent"}  # same value in every worker (the store's)
+        summed = {"multiprocess_mode": "livesum"}  # per-worker values, added up
         self.requests = Counter(
-            f"{PREFIX}_requests", "Monitored requests by outcome "
-            "(served, degraded, blocked, throttled, rejected, error).", ["outcome"], registry=r)
+            f"{PREFIX}_requests", "Monitored requests by outcome (served, degraded, blocked, "
+            "throttled, rejected, error, store_unavailable).", ["outcome"], registry=r)
         self.queries = Counter(f"{PREFIX}_queries", "Query rows observed by the monitor.",
                                registry=r)
         self.flags = Counter(f"{PREFIX}_flags", "Clients newly flagged.", registry=r)
         self.flagged_clients = Gauge(f"{PREFIX}_flagged_clients",
-                                     "Clients currently flagged.", registry=r)
-        self.clients = Gauge(f"{PREFIX}_clients", "Clients the monitor tracks.", registry=r)
+                                     "Clients currently flagged.", registry=r, **shared)
+        self.clients = Gauge(f"{PREFIX}_clients", "Clients the monitor tracks.", registry=r,
+                             **shared)
         self.score = Histogram(
             f"{PREFIX}_score", "Overall client score after each monitored request.",
             buckets=(0.5, 1, 2, 3, 5, 8, 13, 21, 34, 55, float("inf")), registry=r)
@@ -44,7 +77,39 @@ class ServingMetrics:
             registry=r)
         self.alerts = Counter(f"{PREFIX}_alerts", "Webhook alert deliveries by result.",
                               ["result"], registry=r)
+        self.corrupt_records = Counter(
+            f"{PREFIX}_store_corrupt_records", "Unreadable stored client states (each reset "
+            "that client).", registry=r)
+        self.store_counters = {key: Counter(f"{PREFIX}_store_{key}", doc, registry=r)
+                               for key, doc in STORE_COUNTERS.items()}
+        self.store_gauges = {key: Gauge(f"{PREFIX}_store_{key}", doc, registry=r, **summed)
+                             for key, doc in STORE_GAUGES.items()}
+        self._seen: dict[str, float] = {}
+        self._sync_lock = threading.Lock()
+
+    def sync_store(self, stats: dict[str, int], corrupt_records: int = 0) -> None:
+        """Bring the store metrics up to a store's cumulative ``stats()`` (cheap; call often)."""
+        with self._sync_lock:
+            self._sync(stats, corrupt_records)
+
+    def _sync(self, stats: dict[str, int], corrupt_records: int) -> None:
+        for key, value in [*stats.items(), ("corrupt_records", corrupt_records)]:
+            counter = self.corrupt_records if key == "corrupt_records" \
+                else self.store_counters.get(key)
+            if counter is not None:
+                delta = float(value) - self._seen.get(key, 0.0)
+                if delta > 0:
+                    counter.inc(delta)
+                    self._seen[key] = float(value)
+            elif key in self.store_gauges:
+                self.store_gauges[key].set(float(value))
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of this registry."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition (summed over workers in multiprocess mode)."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)

@@ -5,6 +5,14 @@ streaming), extracts the feature rows, lets the app answer, extracts the outputs
 response, runs ``monitor.observe`` in a worker thread (never on the event loop), and applies
 the configured actions from the flagging request onward. Admin routes (``/monitor/...``) and
 ``/metrics`` are answered by :class:`~monitor.serving.admin.AdminAPI`.
+
+With a shared state store (``Monitor(..., store=...)``, several workers) the store is the
+only source of truth for flags: a request is refused early (block / throttle) only if the
+client's stored state is flagged, so a flag raised in one worker or an admin reset made
+through any worker takes effect in all of them on the next request. A client counts as newly
+flagged (log, alert, first 429) only in the request whose rows raised the flag, so each flag
+alerts once however many workers there are. :class:`~monitor.stores.StoreUnavailable` (a
+store configured to fail closed, or SQLite locked past its busy timeout) answers 503.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from monitor.serving.extractors import DEFAULT_EXTRACTORS, ExtractionError, extr
 from monitor.serving.identity import ClientIdentifier
 from monitor.serving.metrics import ServingMetrics
 from monitor.serving.responses import json_bytes, send_error
+from monitor.stores.base import StoreUnavailable
 
 logger = logging.getLogger("monitor.serving")
 
@@ -81,7 +90,9 @@ class ExtractionMonitorMiddleware:
         names = feature_names or getattr(profile, "feature_names_", None)
         self.feature_names = list(names) if names else None
         self.classes = np.asarray(profile.classes_)
-        self.flagged: dict[str, float] = {}
+        self.flagged: dict[str, float] = {}  # this worker's view; with a store, only a hint
+        self.store = getattr(monitor, "store", None)
+        self._refuses_early = bool(self.config.levels("block") or self.config.levels("throttle"))
         self._lock = threading.Lock()
         token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV)
         self.admin = AdminAPI(self, token or None)
@@ -103,7 +114,11 @@ class ExtractionMonitorMiddleware:
     async def _monitored(self, scope, receive, send) -> None:
         started = time.perf_counter()
         client_id = self.identify(scope)
-        if await self._refuse_flagged(client_id, send):
+        try:
+            if await self._refuse_flagged(client_id, send):
+                return
+        except StoreUnavailable as exc:
+            await self._send_store_unavailable(send, exc)
             return
         try:
             body = await read_body(scope, receive, self.config.max_body_bytes)
@@ -140,6 +155,9 @@ class ExtractionMonitorMiddleware:
             self.metrics.requests.labels(outcome="rejected").inc()
             await send_error(send, 422, str(exc))
             return
+        except StoreUnavailable as exc:
+            await self._send_store_unavailable(send, exc)
+            return
         except Exception:
             logger.exception("monitor.observe failed for client %s", client_id)
             self.metrics.detector_errors.inc()
@@ -169,7 +187,12 @@ class ExtractionMonitorMiddleware:
 
     async def _refuse_flagged(self, client_id: str, send) -> bool:
         """Answer 403/429 for an already-flagged client before its request reaches the app."""
-        peak = self.flagged.get(client_id)
+        if not self._refuses_early:
+            return False
+        if self.store is not None:
+            peak = await anyio.to_thread.run_sync(self._stored_peak, client_id)
+        else:
+            peak = self.flagged.get(client_id)
         if peak is None:
             return False
         action = enforcement(self.config, True, peak)
@@ -182,6 +205,21 @@ class ExtractionMonitorMiddleware:
                 await self._send_throttled(send, wait)
                 return True
         return False
+
+    def _stored_peak(self, client_id: str) -> float | None:
+        """The client's peak score if its stored state is flagged, else ``None``."""
+        state = self.monitor.state(client_id)
+        if state is None or state.flag_at is None:
+            with self._lock:
+                self.flagged.pop(client_id, None)
+            return None
+        return float(state.peak_score)
+
+    async def _send_store_unavailable(self, send, exc: Exception) -> None:
+        logger.error("state store unavailable: %s", exc)
+        self.metrics.requests.labels(outcome="store_unavailable").inc()
+        await send_error(send, 503, f"the extraction monitor's state store is unavailable "
+                                    f"({exc}); retry later")
 
     async def _send_blocked(self, send) -> None:
         self.metrics.requests.labels(outcome="blocked").inc()
@@ -223,11 +261,15 @@ class ExtractionMonitorMiddleware:
         """Update metrics and flag bookkeeping; fire log/alert once. True if newly flagged."""
         self.metrics.queries.inc(n_rows)
         self.metrics.score.observe(float(verdict.score) if np.isfinite(verdict.score) else 1e9)
+        if self.store is not None:
+            self.metrics.sync_store(self.store.stats(), getattr(self.monitor, "state_errors", 0))
         if not verdict.flagged:
             return False
         with self._lock:
-            newly = client_id not in self.flagged
             self.flagged[client_id] = float(verdict.peak_score)
+        # newly flagged iff the flag was raised by one of the rows of this request
+        newly = verdict.flag_at is not None and \
+            verdict.n_queries - n_rows <= verdict.flag_at < verdict.n_queries
         if not newly:
             return False
         self.metrics.flags.inc()
