@@ -66,19 +66,18 @@ def analyze_log(
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
     _, outputs = choose_outputs(log, getattr(monitor, "model", None) is not None)
     total = log.n_rows
-    done = 0
     records: list[dict] = []
     detector_names: list[str] = []
-    for client, rows in log.client_slices():
-        verdict = None
-        for start in range(rows.start, rows.stop, batch_rows):
-            part = slice(start, min(start + batch_rows, rows.stop))
-            verdict = monitor.observe(
-                client, log.X[part], None if outputs is None else outputs[part])
-            done += part.stop - part.start
-            if on_progress is not None:
-                on_progress(done, total)
-        verdict = monitor.verdict(client) if verdict is None else verdict
+    latest: dict[str, object] = {}
+    for start in range(0, total, batch_rows):
+        part = slice(start, min(start + batch_rows, total))
+        latest.update(monitor.observe_many(
+            log.client_ids[part], log.X[part], None if outputs is None else outputs[part]))
+        done = part.stop
+        if on_progress is not None:
+            on_progress(done, total)
+    for client, _ in log.client_slices():
+        verdict = latest.get(client) or monitor.verdict(client)
         record = _record(verdict)
         for name in verdict.detectors:
             if name not in detector_names:

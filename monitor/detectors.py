@@ -44,6 +44,7 @@ class DensityDetector:
     """Far from the training data: k-NN distance beyond real inputs' distances."""
 
     name = "density"
+    stateless = True
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
@@ -61,6 +62,7 @@ class BoundaryDetector:
     """Near the decision boundary: closer than real inputs usually are."""
 
     name = "boundary"
+    stateless = True
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
@@ -84,6 +86,7 @@ class ChainDetector:
     """Near-duplicates of the client's own recent queries (bounded memory, blockwise)."""
 
     name = "chain"
+    stateless = False
 
     def __init__(self, profile: Profile, memory: int) -> None:
         self.profile, self.memory = profile, memory

@@ -153,3 +153,22 @@ def test_group_evidence_sees_an_attack_split_across_sybils(fitted_victim):
     assert sorted(mon.groups()) == ["tenant-a", "tenant-b"]
     assert mon.group_verdict("tenant-a").flagged
     assert len(mon.clients()) == 16
+
+
+def test_observe_many_equals_observe_per_client(fitted_victim):
+    """Interleaved rows of several clients in one call give each client's own verdict."""
+    victim, profile = fitted_victim("digits-mlp")
+    config = MonitorConfig(detectors=("density", "boundary", "chain"))
+    rng = np.random.default_rng(5)
+    X = np.vstack([victim.X_public[rng.integers(0, len(victim.X_public), 150)],
+                   _uniform(victim, 150)])
+    ids = rng.choice(np.array(["a", "b", "c"], dtype=object), size=len(X))
+    many = Monitor(profile, config, model=victim.model).observe_many(ids, X)
+    one = Monitor(profile, config, model=victim.model)
+    for cid in ("a", "b", "c"):
+        single = one.observe(cid, X[ids == cid])
+        assert (many[cid].flag_at, many[cid].n_queries, many[cid].detectors) == (
+            single.flag_at, single.n_queries, single.detectors)
+        np.testing.assert_allclose(many[cid].row_scores, single.row_scores, atol=1e-9)
+    with pytest.raises(InvalidInput, match="one id per row"):
+        one.observe_many(ids[:-1], X)
