@@ -42,6 +42,7 @@ class WindowEvidence:
                  alpha: float, threshold: float | None = None, level: float = 0.01) -> None:
         self.window = window
         self.level = level
+        self.tolerated_rate = tolerated_rate
         self.threshold = float(-np.log10(alpha)) if threshold is None else float(threshold)
         counts = np.arange(window + 1)
         tail = binom.sf(counts - 1, window, tolerated_rate)

@@ -69,17 +69,24 @@ class Monitor:
         self._lock = threading.RLock()
 
     def _build_tests(self) -> list[tuple[int, str, WindowEvidence]]:
-        """(detector index, window key, evidence) for every window test, sharp then broad."""
+        """(detector index, window key, evidence) for every window test, sharp then broad.
+
+        Each test tolerates the larger of the configured rate and the rate at which the
+        profile's drifted held-out data looks unusual to that detector (capped at 0.95).
+        """
         cfg = self.config
         kinds = [("", cfg.extreme_level, cfg.window, cfg.tolerated_rate)]
         if cfg.broad_window:
             kinds.append((":broad", cfg.broad_level, cfg.broad_window, cfg.broad_tolerated_rate))
         n_tests = len(kinds) * len(self.detectors)
-        return [
-            (i, d.name + suffix, WindowEvidence(window, rate, cfg.horizon, n_tests, cfg.alpha,
-                                                cfg.score_threshold, level))
-            for suffix, level, window, rate in kinds for i, d in enumerate(self.detectors)
-        ]
+        tests = []
+        for suffix, level, window, rate in kinds:
+            for i, d in enumerate(self.detectors):
+                tolerated = min(0.95, max(rate, self.profile.drift_rate(d.name, level)))
+                tests.append((i, d.name + suffix, WindowEvidence(
+                    window, tolerated, cfg.horizon, n_tests, cfg.alpha, cfg.score_threshold,
+                    level)))
+        return tests
 
     # ----------------------------------------------------------------- input checks
     def _check_outputs(self, outputs, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:

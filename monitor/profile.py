@@ -38,7 +38,7 @@ from monitor.boundary import TreeGeometry, margin_closeness
 from monitor.errors import InvalidInput
 from monitor.neighbors import knn_distances
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class _fit_method:
@@ -74,13 +74,23 @@ class Profile:
     n_folds : folds for cross-fitted calibration when no calibration split is given.
     cross_fit : also calibrate on cross-fitted training folds when a calibration split
         is given (more calibration values give conformal p-values finer resolution).
+    drift_noise, drift_scale, drift_draws : the benign drift the monitor must tolerate:
+        Gaussian noise of ``drift_noise`` x each feature's standard deviation and a
+        per-feature scale drawn uniformly in ``drift_scale``. ``drift_draws`` drifted copies
+        of the held-out rows measure how often such data looks unusual to each detector;
+        the window tests then tolerate that rate (0 draws: no drift model).
     seed : random seed for subsampling and folds.
     """
 
     def __init__(self, k_neighbors: int = 5, max_reference: int = 2000, n_folds: int = 5,
-                 cross_fit: bool = True, seed: int = 0) -> None:
+                 cross_fit: bool = True, drift_noise: float = 0.1,
+                 drift_scale: tuple[float, float] = (0.9, 1.15), drift_draws: int = 50,
+                 seed: int = 0) -> None:
         self.k_neighbors = k_neighbors
         self.cross_fit = cross_fit
+        self.drift_noise = drift_noise
+        self.drift_scale = tuple(drift_scale)
+        self.drift_draws = drift_draws
         self.max_reference = max_reference
         self.n_folds = n_folds
         self.seed = seed
@@ -132,9 +142,41 @@ class Profile:
         self.cal_density_ = np.sort(dist.mean(axis=1))
         self.cal_nearest_ = np.sort(dist[:, 0])
         self.cal_boundary_ = np.sort(boundary)
+        held_out = X_cal if X_cal is not None else X_train
+        self.drift_density_, self.drift_boundary_ = self._drifted_pvalues(model, held_out, rng)
         self.meta_ = {"model": type(model).__name__, "n_train": int(len(X_train)),
                       "sklearn": sklearn.__version__, "python": platform.python_version()}
         return self
+
+    def _drifted_pvalues(self, model, X: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+        """Density and boundary p-values of drifted copies of held-out rows, (draws, rows)."""
+        if self.drift_draws <= 0:
+            return np.ones((0, len(X)), np.float32), np.ones((0, len(X)), np.float32)
+        from monitor.conformal import conformal_pvalues
+
+        std = X.std(axis=0)
+        non_negative = X.min(axis=0) >= 0
+        reference = self.reference_.astype(np.float64)
+        density, boundary = [], []
+        for _ in range(self.drift_draws):
+            scale = rng.uniform(*self.drift_scale, size=X.shape[1])
+            drifted = X * scale + rng.normal(size=X.shape) * (self.drift_noise * std)
+            drifted = np.where(non_negative, np.maximum(drifted, 0.0), drifted)
+            stats = knn_distances(self.transform(drifted), reference, self.k_neighbors)
+            density.append(conformal_pvalues(stats.mean(axis=1), self.cal_density_))
+            boundary.append(conformal_pvalues(self._boundary_stat(model, drifted, self.tree_),
+                                              self.cal_boundary_))
+        return np.asarray(density, np.float32), np.asarray(boundary, np.float32)
+
+    def drift_rate(self, detector: str, level: float) -> float:
+        """The largest rate, over the drift draws, of p <= ``level`` for ``detector``.
+
+        0.0 when there is no drift model or no such detector in it.
+        """
+        pvalues = {"density": self.drift_density_, "boundary": self.drift_boundary_}.get(detector)
+        if pvalues is None or len(pvalues) == 0:
+            return 0.0
+        return float((pvalues <= level).mean(axis=1).max())
 
     def _boundary_stat(self, model, X: np.ndarray, tree: TreeGeometry | None) -> np.ndarray:
         if tree is not None:
@@ -168,7 +210,7 @@ class Profile:
 
     # ------------------------------------------------------------------ persistence
     _ARRAYS = ("center_", "scale_", "classes_", "reference_", "cal_density_", "cal_nearest_",
-               "cal_boundary_")
+               "cal_boundary_", "drift_density_", "drift_boundary_")
 
     def save(self, path: str | Path) -> Path:
         """Write the profile to folder ``path`` (``profile.json`` + ``arrays.npz``)."""
@@ -182,7 +224,8 @@ class Profile:
             "format_version": FORMAT_VERSION,
             "params": {"k_neighbors": self.k_neighbors, "max_reference": self.max_reference,
                        "n_folds": self.n_folds, "cross_fit": self.cross_fit,
-                       "seed": self.seed},
+                       "drift_noise": self.drift_noise, "drift_scale": list(self.drift_scale),
+                       "drift_draws": self.drift_draws, "seed": self.seed},
             "n_features": self.n_features_, "feature_names": self.feature_names_,
             "boundary_kind": self.boundary_kind_, "calibration_source": self.calibration_source_,
             **self.meta_,

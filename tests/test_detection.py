@@ -19,6 +19,10 @@ KNOWN_MISSES = {
     # density test needs 95 of 200 to call. On the SVM the walk stays just under that
     # within 400 queries (PRADA flags it at ~120, but PRADA also flags drifted benign data).
     ("digits-svm", "jbda"),
+    # On wine (13 features, 71 calibration rows) drifted benign data already has ~45% of its
+    # queries beyond the 90th percentile of real distances; the profile's drift model makes the
+    # broad test tolerate that, and JbDA (~44%) is indistinguishable from drift there.
+    ("wine-tree", "jbda"),
 }
 
 
