@@ -14,11 +14,21 @@ import numpy as np
 _MULTIPLIERS = np.random.default_rng(20190101).integers(1, 2**63, size=4096, dtype=np.uint64) | 1
 
 
+_MULTIPLIERS_BY_WIDTH: dict[int, np.ndarray] = {}
+
+
+def _multipliers(d: int) -> np.ndarray:
+    mult = _MULTIPLIERS_BY_WIDTH.get(d)
+    if mult is None:
+        mult = _MULTIPLIERS[np.arange(d) % len(_MULTIPLIERS)] + np.uint64(d // len(_MULTIPLIERS))
+        _MULTIPLIERS_BY_WIDTH[d] = mult
+    return mult
+
+
 def row_hashes(X: np.ndarray) -> np.ndarray:
     """One uint64 per row; equal rows (``-0.0 == 0.0``) get equal hashes."""
     bits = np.ascontiguousarray(np.asarray(X, dtype=np.float64) + 0.0).view(np.uint64)
-    d = bits.shape[1]
-    mult = _MULTIPLIERS[np.arange(d) % len(_MULTIPLIERS)] + np.uint64(d // len(_MULTIPLIERS))
+    mult = _multipliers(bits.shape[1])
     with np.errstate(over="ignore"):
         mixed = bits ^ (bits >> np.uint64(29))
         h = (mixed * mult).sum(axis=1, dtype=np.uint64)

@@ -174,15 +174,15 @@ class Monitor:
         if self.store is not None:
             with self.store.transaction(key) as tx:
                 state = self._load_state(key, tx.load)
-                row_scores = self._update(state, X, proba, labels, hashes, pre)
+                row_scores, counts = self._update(state, X, proba, labels, hashes, pre)
                 tx.save(state.to_arrays())
-            return self._verdict(key, state, row_scores)
+            return self._verdict(key, state, row_scores, counts)
         with self._lock:
             state = self._states.get(key)
             if state is None:
                 state = self._states[key] = self._new_state()
-            row_scores = self._update(state, X, proba, labels, hashes, pre)
-            return self._verdict(key, state, row_scores)
+            row_scores, counts = self._update(state, X, proba, labels, hashes, pre)
+            return self._verdict(key, state, row_scores, counts)
 
     def _load_state(self, client_id: str, arrays) -> ClientState:
         """A client's state from stored arrays (or a callable returning them); a corrupt or
@@ -212,7 +212,9 @@ class Monitor:
             state.prada = PradaState(self.config.prada_max_stored)
         return state
 
-    def _update(self, state: ClientState, X, proba, labels, hashes, pre=None) -> np.ndarray:
+    def _update(self, state: ClientState, X, proba, labels, hashes,
+                pre=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Advance the client's state by rows ``X``; (row scores, window counts now)."""
         n = len(X)
         dup = duplicate_mask(hashes, state.hashes)
         distinct = np.flatnonzero(~dup)
@@ -266,7 +268,7 @@ class Monitor:
             state.hashes
         state.history = np.concatenate([state.history, row_scores.astype(np.float32)])[
             -self.config.history:]
-        return row_scores
+        return row_scores, (counts[:, -1] if m else None)
 
     # ----------------------------------------------------------------- verdicts
     def _reason(self, test: int, count: int, n_distinct: int) -> str:
@@ -275,12 +277,15 @@ class Monitor:
         return (f"{count} of the last {window} distinct queries "
                 f"{self.detectors[i].phrase(evidence.level)}")
 
-    def _verdict(self, client_id: str, state: ClientState, row_scores: np.ndarray) -> Verdict:
+    def _verdict(self, client_id: str, state: ClientState, row_scores: np.ndarray,
+                 counts: np.ndarray | None = None) -> Verdict:
+        if counts is None:
+            counts = [int(state.windows[key].sum()) for _, key, _ in self.tests]
         detectors: dict[str, dict[str, float]] = {d.name: {"score": 0.0} for d in self.detectors}
         best, best_ratio = 0, -1.0
         for t, (i, key, evidence) in enumerate(self.tests):
             window = state.windows[key]
-            count = int(window.sum())
+            count = int(counts[t])
             entry = detectors[self.detectors[i].name]
             prefix = "broad_" if key.endswith(":broad") else ""
             entry[prefix + "count"] = count
@@ -292,7 +297,7 @@ class Monitor:
             reason = state.flag_reason or "flagged"
         else:
             i, key, evidence = self.tests[best]
-            reason = (f"not flagged; nearest test {key}: {int(state.windows[key].sum())} of "
+            reason = (f"not flagged; nearest test {key}: {int(counts[best])} of "
                       f"{len(state.windows[key])} unusual, {evidence.flag_count} would flag")
         prada = None
         if state.prada is not None:
