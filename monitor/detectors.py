@@ -49,12 +49,14 @@ class DensityDetector:
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         self._reference = profile.reference_.astype(np.float64)
+        self._reference_sq = np.einsum("ij,ij->i", self._reference, self._reference)
 
     def phrase(self, level: float) -> str:
         return f"lie farther from the training data than {100 * (1 - level):g}% of real inputs"
 
     def pvalues(self, batch: Batch, state: ClientState | None = None) -> np.ndarray:
-        stats = knn_distances(batch.Z, self._reference, self.profile.k_neighbors).mean(axis=1)
+        stats = knn_distances(batch.Z, self._reference, self.profile.k_neighbors,
+                              self._reference_sq).mean(axis=1)
         return conformal_pvalues(stats, self.profile.cal_density_)
 
 

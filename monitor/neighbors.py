@@ -23,12 +23,17 @@ def squared_distances(X: np.ndarray, ref: np.ndarray, ref_sq: np.ndarray | None 
     return np.maximum(d2, 0.0, out=d2)
 
 
-def knn_distances(X: np.ndarray, ref: np.ndarray, k: int) -> np.ndarray:
-    """Distances from each row of ``X`` to its ``k`` nearest rows of ``ref``, ascending."""
+def knn_distances(X: np.ndarray, ref: np.ndarray, k: int,
+                  ref_sq: np.ndarray | None = None) -> np.ndarray:
+    """Distances from each row of ``X`` to its ``k`` nearest rows of ``ref``, ascending.
+
+    ``ref_sq`` (the squared norms of ``ref``'s rows) may be passed to save recomputing them.
+    """
     X = np.asarray(X, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     k = min(k, len(ref))
-    ref_sq = np.einsum("ij,ij->i", ref, ref)
+    if ref_sq is None:
+        ref_sq = np.einsum("ij,ij->i", ref, ref)
     out = np.empty((len(X), k))
     step = max(1, _CHUNK_CELLS // max(1, len(ref)))
     for start in range(0, len(X), step):
