@@ -48,8 +48,10 @@ class DensityDetector:
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
-        self._reference = profile.reference_.astype(np.float64)
-        self._reference_sq = np.einsum("ij,ij->i", self._reference, self._reference)
+        # float32 for the k-NN cross product (the offline hot spot); norms in float64
+        self._reference = np.ascontiguousarray(profile.reference_, dtype=np.float32)
+        self._reference_sq = np.einsum("ij,ij->i", self._reference, self._reference,
+                                       dtype=np.float64)
 
     def phrase(self, level: float) -> str:
         return f"lie farther from the training data than {100 * (1 - level):g}% of real inputs"

@@ -15,11 +15,15 @@ _CHUNK_CELLS = 4_000_000  # rows x reference points per block: bounds memory at 
 
 
 def squared_distances(X: np.ndarray, ref: np.ndarray, ref_sq: np.ndarray | None = None) -> np.ndarray:
-    """All squared Euclidean distances between rows of ``X`` and of ``ref``, clipped at 0."""
+    """All squared Euclidean distances between rows of ``X`` and of ``ref``, clipped at 0.
+
+    The cross product runs in ``ref``'s precision (float32 halves its cost); the norms and
+    the result are float64.
+    """
     if ref_sq is None:
-        ref_sq = np.einsum("ij,ij->i", ref, ref)
+        ref_sq = np.einsum("ij,ij->i", ref, ref, dtype=np.float64)
     x_sq = np.einsum("ij,ij->i", X, X)
-    d2 = x_sq[:, None] - 2.0 * (X @ ref.T) + ref_sq[None, :]
+    d2 = x_sq[:, None] - 2.0 * (X.astype(ref.dtype, copy=False) @ ref.T) + ref_sq[None, :]
     return np.maximum(d2, 0.0, out=d2)
 
 
@@ -30,10 +34,12 @@ def knn_distances(X: np.ndarray, ref: np.ndarray, k: int,
     ``ref_sq`` (the squared norms of ``ref``'s rows) may be passed to save recomputing them.
     """
     X = np.asarray(X, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
+    ref = np.asarray(ref)
+    if ref.dtype not in (np.float32, np.float64):
+        ref = ref.astype(np.float64)
     k = min(k, len(ref))
     if ref_sq is None:
-        ref_sq = np.einsum("ij,ij->i", ref, ref)
+        ref_sq = np.einsum("ij,ij->i", ref, ref, dtype=np.float64)
     out = np.empty((len(X), k))
     step = max(1, _CHUNK_CELLS // max(1, len(ref)))
     for start in range(0, len(X), step):
