@@ -24,8 +24,6 @@ import numpy as np
 
 from victims import VICTIMS
 
-_WIDTH = 118
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--victim", choices=VICTIMS, default="cancer-logreg",
@@ -133,16 +131,19 @@ def run(args: argparse.Namespace) -> int:
                         for key in answered}
 
     print()
-    print(f"{'client':22s} {'answered':>8s} {'flagged':>7s} {'flag_at':>7s} {'score':>6s}  reason")
-    print("-" * _WIDTH)
+    print(f"{'client':22s} {'answered':>8s} {'flagged':>7s} {'flag_at':>7s} {'score':>6s}")
+    print("-" * 56)
     for key, v in verdicts.items():
         flag_at = "-" if v.get("flag_at") is None else str(v["flag_at"])
-        reason = v.get("reason", "")
         print(f"{key:22s} {answered[key]:8d} {v.get('flagged')!s:>7s} {flag_at:>7s} "
-              f"{v.get('peak_score', 0.0):6.1f}  {reason[:_WIDTH - 56]}")
+              f"{v.get('peak_score', 0.0):6.1f}")
+    print("-" * 56)
+    print("answered: queries the API answered (a request holding the flagged query is refused "
+          "whole)\nwhy:")
+    for key, v in verdicts.items():
+        print(f"  {key:22s} {v.get('reason', '')}")
     benign_flagged = sum(verdicts[k].get("flagged", False) for k in benign_clients)
     caught = sum(verdicts[k].get("flagged", False) for k in attackers)
-    print("-" * _WIDTH)
     print(f"{caught} of {len(attackers)} attackers flagged and blocked; {benign_flagged} of "
           f"{len(benign_clients)} benign clients flagged; {time.perf_counter() - started:.0f} s")
     return 0 if caught and not benign_flagged else 1
