@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from monitor.cli import CommandError
+from monitor.commands.inputs import load_config, load_model_file, load_profile
 from monitor.logs import LogError, read_log
-from monitor.model_io import ModelLoadError, load_model
 
 PROGRESS_MIN_ROWS = 20_000
 """Logs with fewer rows never show a progress bar unless --progress is given."""
@@ -83,30 +83,16 @@ def _write_table(table, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monitor import Monitor, MonitorConfig, Profile
+    from monitor import Monitor
     from monitor.analyze import analyze_log, summary_line
     from monitor.errors import InvalidInput
 
     if args.out.suffix.lower() not in (".csv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq"):
         raise CommandError(f"--out {args.out.name}: unknown file type; use .csv, .jsonl or "
                            ".parquet")
-    try:
-        profile = Profile.load(args.profile)
-    except (InvalidInput, OSError, ValueError, KeyError) as exc:
-        raise CommandError(f"cannot load profile {args.profile}: {exc}") from exc
-    try:
-        config = MonitorConfig.load(args.config) if args.config else None
-    except (ValueError, OSError) as exc:
-        raise CommandError(str(exc)) from exc
-    model = None
-    if args.model is not None:
-        try:
-            model = load_model(args.model, trusted=args.trust)
-        except ModelLoadError as exc:
-            raise CommandError(str(exc)) from exc
-        if len(model.classes_) != len(profile.classes_):
-            raise CommandError(f"--model has {len(model.classes_)} classes but the profile has "
-                               f"{len(profile.classes_)}; use the model the profile was fit on")
+    profile = load_profile(args.profile)
+    config = load_config(args.config)
+    model = load_model_file(args.model, args.trust, profile)
     # scale: partition folders, big files, --engine dask (monitor/engines/command.py)
     from monitor.engines.command import run_engine, wants_engine
 

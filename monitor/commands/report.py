@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from monitor.cli import CommandError
+from monitor.commands.inputs import load_config, load_model_file, load_profile
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,10 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monitor import MonitorConfig, Profile
     from monitor.errors import InvalidInput
     from monitor.logs import LogError
-    from monitor.model_io import ModelLoadError, load_model
     try:
         from monitor.report import build_report
     except ImportError as exc:
@@ -43,20 +42,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in (".html", ".htm"):
         raise CommandError(f"--out {args.out.name}: the report is HTML; name it .html")
-    try:
-        profile = Profile.load(args.profile)
-    except (InvalidInput, OSError, ValueError, KeyError) as exc:
-        raise CommandError(f"cannot load profile {args.profile}: {exc}") from exc
-    try:
-        config = MonitorConfig.load(args.config) if args.config else None
-    except (ValueError, OSError) as exc:
-        raise CommandError(str(exc)) from exc
-    model = None
-    if args.model is not None:
-        try:
-            model = load_model(args.model, trusted=args.trust)
-        except ModelLoadError as exc:
-            raise CommandError(str(exc)) from exc
+    profile = load_profile(args.profile)
+    config = load_config(args.config)
+    model = load_model_file(args.model, args.trust)
     try:
         page = build_report(args.source, profile, config, model, title=args.title)
     except (LogError, InvalidInput, ValueError, OSError) as exc:

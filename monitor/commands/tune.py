@@ -22,6 +22,7 @@ import argparse
 from pathlib import Path
 
 from monitor.cli import CommandError
+from monitor.commands.inputs import load_config, load_model_file, load_profile
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,10 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monitor import MonitorConfig, Profile
+    from monitor import MonitorConfig
     from monitor.errors import InvalidInput
     from monitor.logs import LogError
-    from monitor.model_io import ModelLoadError, load_model
     from monitor.tuning import tune_logs
 
     if args.out.suffix.lower() not in (".toml", ".json"):
@@ -66,20 +66,9 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--horizon must be at least 1, got {args.horizon}")
     if args.margin < 0:
         raise CommandError(f"--margin must be >= 0, got {args.margin}")
-    try:
-        profile = Profile.load(args.profile)
-    except (InvalidInput, OSError, ValueError, KeyError) as exc:
-        raise CommandError(f"cannot load profile {args.profile}: {exc}") from exc
-    try:
-        config = MonitorConfig.load(args.config) if args.config else MonitorConfig()
-    except (ValueError, OSError) as exc:
-        raise CommandError(str(exc)) from exc
-    model = None
-    if args.model is not None:
-        try:
-            model = load_model(args.model, trusted=args.trust)
-        except ModelLoadError as exc:
-            raise CommandError(str(exc)) from exc
+    profile = load_profile(args.profile)
+    config = load_config(args.config, default=MonitorConfig())
+    model = load_model_file(args.model, args.trust)
     try:
         result = tune_logs(profile, args.benign, args.attacks, config=config, model=model,
                            target_fpr=args.target_fpr, confidence=args.confidence,
