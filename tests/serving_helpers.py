@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 
 import httpx
-import uvicorn
+
+from monitor.serving.background import free_port, serve_in_background
+
+__all__ = ["client", "free_port", "running", "wait_for"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
 def running(app, port: int | None = None):
     """Serve ``app`` on 127.0.0.1 in a background thread; yield its base URL."""
-    port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="auto"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    return serve_in_background(app, port, timeout=20)
 
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:

@@ -11,11 +11,8 @@ token-protected admin API. Nothing leaves this machine.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import secrets
-import socket
 import sys
-import threading
 import time
 import warnings
 
@@ -31,28 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, default=300,
                         help="queries each simulated client sends (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the simulated traffic")
-
-
-@contextlib.contextmanager
-def _serve(app):
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the demo server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _send_benign(base: str, key: str, X: np.ndarray, batch: int = 10) -> int:
@@ -85,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from attacks.synthetic import jbda, line_search, uniform_random
     from monitor import Monitor, Profile
     from monitor.serving.app import build_victim_app
+    from monitor.serving.background import serve_in_background
     from monitor.serving.config import ActionLevel, ServingConfig
     from monitor.serving.identity import ClientIdentifier
     from victims import load_victim
@@ -120,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             anchors=victim.X_public[rng.choice(len(victim.X_public), 10, replace=False)]),
     }
     answered: dict[str, int] = {}
-    with _serve(app) as base:
+    with serve_in_background(app, log_level="error") as base:
         print(f"serving {args.victim} with the monitor on {base} (block on flag)")
         for key, X in benign_clients.items():
             answered[key] = _send_benign(base, key, X)
