@@ -42,9 +42,9 @@ GROUP_PREFIX = "group:"
 class Monitor:
     """Watches every client's queries and keeps a calibrated verdict per client.
 
-    ``model`` is optional: when given, margins come from it (needed when the
-    API answers with labels only); otherwise from the probabilities passed as
-    ``outputs``. ``store`` is optional: a :class:`monitor.stores.StateStore`
+    Margins come from the probabilities the API returned (``outputs``); when it
+    returned labels only, or nothing, from ``model`` if one is given (otherwise
+    the boundary detector has no evidence for those rows). ``store`` is optional: a :class:`monitor.stores.StateStore`
     that keeps per-client state outside this process (several workers, restarts);
     by default state lives in this object. ``group_of`` is optional: it maps a
     client id to a group id (an account, a subnet, a tenant — or one constant
@@ -114,7 +114,7 @@ class Monitor:
         """
         X = self.profile.check_rows(X)
         proba, labels = self._check_outputs(outputs, len(X))
-        if self.model is not None:
+        if proba is None and self.model is not None:
             proba = self.model.predict_proba(X)
             labels = self.profile.classes_[proba.argmax(axis=1)]
         return self._observe_rows(client_id, X, proba, labels, row_hashes(X))
@@ -133,7 +133,7 @@ class Monitor:
             raise InvalidInput(f"client_ids must have one id per row ({len(X)}), "
                                f"got shape {client_ids.shape}")
         proba, labels = self._check_outputs(outputs, len(X))
-        if self.model is not None:
+        if proba is None and self.model is not None:
             proba = self.model.predict_proba(X)
             labels = self.profile.classes_[proba.argmax(axis=1)]
         hashes = row_hashes(X)
