@@ -53,9 +53,11 @@ class Monitor:
     (``verdict.group``). Exact duplicates are recognised across the group too.
     """
 
-    def __init__(self, profile: Profile, config: MonitorConfig | None = None, model=None,
+    def __init__(self, profile: Profile, config: MonitorConfig | dict | None = None, model=None,
                  store=None, group_of: Callable[[str], str | None] | None = None) -> None:
         self.profile = profile
+        if isinstance(config, dict):  # a [monitor] table as read from a config file
+            config = MonitorConfig.from_dict(config)
         self.config = config or MonitorConfig()
         self.model = model
         self.store = store

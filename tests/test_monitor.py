@@ -120,6 +120,7 @@ def test_config_round_trips_and_rejects_unknown_keys(tmp_path, suffix):
     assert read_config_file(path)["monitor"]["alpha"] == 0.001
     with pytest.raises(ValueError, match="unknown monitor config key"):
         MonitorConfig.from_dict({"windw": 10})
+    assert MonitorConfig.from_dict(read_config_file(path)["monitor"]) == config
     with pytest.raises(ValueError, match="alpha must be"):
         MonitorConfig(alpha=2.0)
     with pytest.raises(ValueError, match="detectors must be among"):
@@ -172,3 +173,10 @@ def test_observe_many_equals_observe_per_client(fitted_victim):
         np.testing.assert_allclose(many[cid].row_scores, single.row_scores, atol=1e-9)
     with pytest.raises(InvalidInput, match="one id per row"):
         one.observe_many(ids[:-1], X)
+
+
+def test_monitor_accepts_a_config_table(fitted_victim):
+    _, profile = fitted_victim("wine-tree")
+    assert Monitor(profile, {"alpha": 0.001}).config.alpha == 0.001
+    with pytest.raises(ValueError, match="unknown monitor config key"):
+        Monitor(profile, {"alpah": 0.001})
