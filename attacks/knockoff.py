@@ -11,20 +11,8 @@ from sklearn.dummy import DummyClassifier
 
 from attacks.oracle import Oracle, answer_labels
 from attacks.result import AttackResult
-from attacks.streams import ClientStream
+from attacks.retraining import _result
 from attacks.surrogate import fit_surrogate
-
-
-def _result(name: str, oracle: Oracle, classes, surrogate: str, seed: int,
-            client_id: str | None, meta: dict | None = None) -> AttackResult:
-    X, answers = oracle.queries, oracle.answers
-    labels = answer_labels(answers, classes)
-
-    def refit(n: int):
-        return fit_surrogate(X[:n], labels[:n], surrogate, seed)
-
-    stream = ClientStream(client_id or f"attack-{name}", name, True, X, meta=meta or {})
-    return AttackResult(name, stream, refit(len(X)), answers, refit=refit)
 
 
 def knockoff_random(oracle: Oracle, pool: np.ndarray, n: int, rng: np.random.Generator,
