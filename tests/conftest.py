@@ -26,6 +26,23 @@ def fitted(name: str, cross_fit_only: bool = False):
 
 
 @pytest.fixture(scope="session")
+def victim():
+    """The cancer-logreg reference victim: the default for tests that need just one.
+
+    A test module may define its own ``victim`` fixture to use another.
+    """
+    return load_victim("cancer-logreg", seed=0)
+
+
+@pytest.fixture(scope="session")
+def profile(victim):
+    """``victim``'s profile, fitted with its calibration split and feature names."""
+    return Profile(seed=0).fit(victim.model, victim.X_train, victim.y_train,
+                               X_cal=victim.X_cal, y_cal=victim.y_cal,
+                               feature_names=victim.feature_names)
+
+
+@pytest.fixture(scope="session")
 def fitted_victim():
     """A function ``name -> (victim, profile)``."""
     return fitted

@@ -6,24 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor import Monitor, MonitorConfig, Profile
+from monitor import Monitor, MonitorConfig
 from monitor.analyze import analyze_log, choose_outputs, summary_line
 from monitor.logs import read_log
-from victims import load_victim
 
 N_BENIGN, BENIGN_ROWS, ATTACK_ROWS = 5, 60, 150
-
-
-@pytest.fixture(scope="module")
-def victim():
-    return load_victim("cancer-logreg", seed=0)
-
-
-@pytest.fixture(scope="module")
-def profile(victim):
-    return Profile(seed=0).fit(victim.model, victim.X_train, victim.y_train,
-                               X_cal=victim.X_cal, y_cal=victim.y_cal,
-                               feature_names=victim.feature_names)
 
 
 def make_log(victim, seed: int = 0) -> pd.DataFrame:

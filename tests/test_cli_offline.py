@@ -12,11 +12,6 @@ from victims import load_victim
 
 
 @pytest.fixture(scope="module")
-def victim():
-    return load_victim("cancer-logreg", seed=0)
-
-
-@pytest.fixture(scope="module")
 def files(tmp_path_factory, victim):
     """Model (skops + joblib), training CSV with labels, calibration Parquet, a query log."""
     root = tmp_path_factory.mktemp("offline")

@@ -16,12 +16,6 @@ from monitor.engines.dask_engine import analyze_partitioned_dask, local_cluster
 from monitor.logs import read_log
 from monitor.model_io import save_model
 from monitor.partition import partition_log
-from victims import load_victim
-
-
-@pytest.fixture(scope="module")
-def victim():
-    return load_victim("cancer-logreg", seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor import Monitor, MonitorConfig, Profile
+from monitor import Monitor, MonitorConfig
 from monitor.analyze import analyze_log
 from monitor.cli import main
 from monitor.engines import analyze_partitioned
@@ -21,21 +21,8 @@ from monitor.partition import (
     partition_log,
     suggest_partitions,
 )
-from victims import load_victim
 
 N_CLIENTS, ROWS_PER_CLIENT = 24, 40
-
-
-@pytest.fixture(scope="module")
-def victim():
-    return load_victim("cancer-logreg", seed=0)
-
-
-@pytest.fixture(scope="module")
-def profile(victim):
-    return Profile(seed=0).fit(victim.model, victim.X_train, victim.y_train,
-                               X_cal=victim.X_cal, y_cal=victim.y_cal,
-                               feature_names=victim.feature_names)
 
 
 def scale_log(victim, seed: int = 0) -> pd.DataFrame:

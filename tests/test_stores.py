@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from redis_server import redis_server_fixture
 
-from monitor import Monitor, MonitorConfig, Profile
+from monitor import Monitor, MonitorConfig
 from monitor.stores import (
     CorruptRecord,
     MemoryStore,
@@ -23,7 +23,6 @@ from monitor.stores import (
     state_size_bound,
 )
 from monitor.stores.base import FORMAT_VERSION, MAGIC
-from victims import load_victim
 
 redis_server = redis_server_fixture()
 
@@ -34,17 +33,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def victim():
-    return load_victim("cancer-logreg")
-
-
-@pytest.fixture(scope="module")
-def profile(victim):
-    return Profile().fit(victim.model, victim.X_train, victim.y_train, X_cal=victim.X_cal,
-                         y_cal=victim.y_cal)
 
 
 @pytest.fixture(scope="module")

@@ -27,16 +27,10 @@ from monitor.tuning import (
     sha256_of,
     tune_logs,
 )
-from victims import load_victim
 
 # A deliberately touchy base config: benign clients reach non-zero scores, so the tuned
 # threshold sits inside the benign score distribution and the bound is really tested.
 TOUCHY = MonitorConfig(window=10, extreme_level=0.2, tolerated_rate=0.2, alpha=0.5, horizon=1)
-
-
-@pytest.fixture(scope="module")
-def victim():
-    return load_victim("cancer-logreg")
 
 
 @pytest.fixture(scope="module")
