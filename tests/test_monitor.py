@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from monitor import InvalidInput, Monitor, MonitorConfig
-from monitor.config import read_config_file
+from monitor.settings import read_config_file
 
 
 def _uniform(victim, n, seed=0):

@@ -22,7 +22,7 @@ from monitor.stores import (
     open_store,
     state_size_bound,
 )
-from monitor.stores.base import FORMAT_VERSION, MAGIC
+from monitor.stores.base import MAGIC, RECORD_FORMAT_VERSION
 
 redis_server = redis_server_fixture()
 
@@ -75,7 +75,7 @@ def test_encode_decode_round_trip_keeps_dtypes_and_shapes():
 @pytest.mark.parametrize("blob, message", [
     (b"", "not an extraction-monitor state record"),
     (b"\x93NUMPY garbage that is long enough", "not an extraction-monitor state record"),
-    (MAGIC + bytes([FORMAT_VERSION]) + b"\xff\xff\xff\x00{", "unreadable header"),
+    (MAGIC + bytes([RECORD_FORMAT_VERSION]) + b"\xff\xff\xff\x00{", "unreadable header"),
 ])
 def test_decode_rejects_garbage_with_a_clear_value_error(blob, message):
     with pytest.raises(ValueError, match=message):
@@ -116,7 +116,7 @@ def test_real_client_state_fits_the_documented_size_bound(profile, attack):
     ("state.db", "must look like"),
     ("memory://?tll=5", "unknown state store option 'tll'"),
     ("memory://?ttl=soon", "ttl='soon' is not a valid float"),
-    ("memory://?ttl=0", "ttl_seconds must be > 0"),
+    ("memory://?ttl=0", "ttl must be > 0"),
     ("sqlite://relative.db", "absolute path with three slashes"),
     ("sqlite:///no/such/dir/state.db", "directory /no/such/dir does not exist"),
     ("redis://localhost:6379/zero", "database must be a number"),
@@ -263,7 +263,7 @@ def test_corrupt_or_old_sqlite_record_resets_only_that_client(tmp_path, profile,
     with caplog.at_level(logging.ERROR, logger="extraction_monitor"):
         verdict = mon.observe("mallory", attack[10:15])
     assert verdict.n_queries == 5  # reset, then counted afresh
-    assert mon.state_errors == 1
+    assert mon.counters().corrupt_records == 1
     assert "client mallory: unreadable stored state" in caplog.text
     assert mon.verdict("alice").n_queries == 20  # untouched
 

@@ -8,7 +8,7 @@ See :mod:`monitor.stores.base` for the interface and the record format.
 """
 
 from monitor.stores.base import (
-    FORMAT_VERSION,
+    RECORD_FORMAT_VERSION,
     CorruptRecord,
     StateStore,
     StoreUnavailable,
@@ -22,7 +22,7 @@ from monitor.stores.memory import MemoryStore
 from monitor.stores.sqlite import SQLiteStore
 
 __all__ = [
-    "FORMAT_VERSION", "CorruptRecord", "MemoryStore", "RedisStore", "SQLiteStore", "StateStore",
+    "RECORD_FORMAT_VERSION", "CorruptRecord", "MemoryStore", "RedisStore", "SQLiteStore", "StateStore",
     "StoreUnavailable", "Transaction", "decode_state", "encode_state", "open_store",
     "state_size_bound",
 ]

@@ -35,12 +35,16 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from urllib.parse import parse_qsl, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from monitor.settings import StoreConfig
+
 MAGIC = b"EMSTATE"
-FORMAT_VERSION = 1
+RECORD_FORMAT_VERSION = 1
 """Version of the record layout written by :func:`encode_state` (one byte after MAGIC)."""
 MAX_RECORD_BYTES = 16 * 2**20
 """Records larger than this are refused (on save and on load) as a sign of misuse."""
@@ -65,7 +69,7 @@ def encode_state(arrays: Mapping[str, np.ndarray]) -> bytes:
         specs.append([str(name), arr.dtype.str, list(arr.shape)])
         chunks.append(arr.tobytes())
     header = json.dumps({"arrays": specs}, separators=(",", ":")).encode()
-    blob = _HEADER.pack(MAGIC, FORMAT_VERSION, len(header)) + header + b"".join(chunks)
+    blob = _HEADER.pack(MAGIC, RECORD_FORMAT_VERSION, len(header)) + header + b"".join(chunks)
     if len(blob) > MAX_RECORD_BYTES:
         raise ValueError(f"client state record of {len(blob)} bytes exceeds "
                          f"{MAX_RECORD_BYTES} bytes")
@@ -83,9 +87,9 @@ def decode_state(blob: bytes) -> dict[str, np.ndarray]:
     if len(blob) > MAX_RECORD_BYTES:
         raise corrupt(f"record of {len(blob)} bytes exceeds {MAX_RECORD_BYTES} bytes")
     _, version, header_len = _HEADER.unpack_from(blob)
-    if version != FORMAT_VERSION:
+    if version != RECORD_FORMAT_VERSION:
         raise ValueError(f"stored client state has record format version {version}; this "
-                         f"release reads version {FORMAT_VERSION} (the client will be reset)")
+                         f"release reads version {RECORD_FORMAT_VERSION} (the client will be reset)")
     start = _HEADER.size + header_len
     try:
         specs = json.loads(blob[_HEADER.size:start])["arrays"]
@@ -127,7 +131,7 @@ def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256) 
     >>> state_size_bound(MonitorConfig(), n_features=30)
     4452
     """
-    from monitor.config import MonitorConfig
+    from monitor.settings import MonitorConfig
 
     c = config or MonitorConfig()
     chain = 4 * c.chain_memory * n_features if "chain" in c.detectors else 0
@@ -270,22 +274,9 @@ class StripedLocks:
 
 
 # --------------------------------------------------------------------------- URIs
-def _split_query(query: str, known: dict[str, type]) -> dict:
-    params = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key not in known:
-            raise ValueError(f"unknown state store option {key!r}; known: "
-                             f"{', '.join(sorted(known)) or 'none'}")
-        try:
-            params[key] = known[key](value)
-        except ValueError:
-            raise ValueError(f"state store option {key}={value!r} is not a valid "
-                             f"{known[key].__name__}") from None
-    return params
-
-
-def open_store(uri: str = "memory://") -> StateStore:
-    """A store from a URI, as rate limiters take them.
+def open_store(store: str | StoreConfig = "memory://") -> StateStore:
+    """A store from a URI (options in its query, as rate limiters take them) or a
+    :class:`~monitor.settings.StoreConfig` (the ``[store]`` table).
 
     * ``memory://?ttl=3600`` — in this process only (tests, single worker);
     * ``sqlite:///abs/path/state.db?ttl=86400&busy_timeout=10`` — one host, many processes;
@@ -297,40 +288,40 @@ def open_store(uri: str = "memory://") -> StateStore:
     >>> open_store("postgres://db")
     Traceback (most recent call last):
     ...
-    ValueError: unsupported state store URI 'postgres://db'; use memory://, sqlite:///path.db or redis://host:port/db
+    monitor.settings.SettingsError: invalid [store]: uri 'postgres://db' is an unsupported state store URI; use memory://, sqlite:///path.db or redis://host:port/db
     """
-    if not isinstance(uri, str) or "://" not in uri:
-        raise ValueError(f"state store URI must look like memory://, sqlite:///path.db or "
-                         f"redis://host:port/db; got {uri!r}")
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
+    from monitor.settings import StoreConfig
+
+    if isinstance(store, str):
+        config = StoreConfig.from_uri(store)
+    elif isinstance(store, StoreConfig):
+        config = store if store.uri is None else StoreConfig.from_uri(
+            store.uri, **store.model_dump(exclude={"uri"}))
+    else:
+        raise ValueError(f"state store must be a URI or a StoreConfig, got {store!r}")
+    if config.uri is None:
+        raise ValueError("the state store has no URI; set [store] uri or --state")
+    parts = urlsplit(config.uri)
+    scheme = config.scheme
     if scheme == "memory":
         from monitor.stores.memory import MemoryStore
 
-        params = _split_query(parts.query, {"ttl": float})
-        return MemoryStore(ttl_seconds=params.get("ttl"))
+        return MemoryStore(ttl_seconds=config.ttl)
     if scheme == "sqlite":
         from monitor.stores.sqlite import SQLiteStore
 
-        params = _split_query(parts.query, {"ttl": float, "busy_timeout": float})
         if parts.netloc or not parts.path or parts.path == "/":
             raise ValueError(f"sqlite state URI needs an absolute path with three slashes, "
-                             f"like sqlite:///var/lib/monitor/state.db; got {uri!r}")
-        return SQLiteStore(parts.path, ttl_seconds=params.get("ttl"),
-                           busy_timeout=params.get("busy_timeout", 30.0))
-    if scheme in ("redis", "rediss"):
-        from monitor.stores.redis import RedisStore
+                             f"like sqlite:///var/lib/monitor/state.db; got {config.uri!r}")
+        return SQLiteStore(parts.path, ttl_seconds=config.ttl,
+                           busy_timeout=config.busy_timeout)
+    from monitor.stores.redis import RedisStore
 
-        params = _split_query(parts.query, {"ttl": float, "on_error": str, "timeout": float,
-                                            "buffer": int, "prefix": str})
-        db = parts.path.strip("/") or "0"
-        if not db.isdigit():
-            raise ValueError(f"redis state URI database must be a number, got {db!r}")
-        return RedisStore(
-            host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=int(db),
-            password=parts.password, ssl=scheme == "rediss",
-            ttl_seconds=params.get("ttl"), on_error=params.get("on_error", "open"),
-            timeout=params.get("timeout", 0.5), buffer_size=params.get("buffer", 10_000),
-            prefix=params.get("prefix", "extraction-monitor:"))
-    raise ValueError(f"unsupported state store URI {uri!r}; use memory://, sqlite:///path.db "
-                     f"or redis://host:port/db")
+    db = parts.path.strip("/") or "0"
+    if not db.isdigit():
+        raise ValueError(f"redis state URI database must be a number, got {db!r}")
+    return RedisStore(
+        host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=int(db),
+        password=parts.password, ssl=parts.scheme.lower() == "rediss",
+        ttl_seconds=config.ttl, on_error=config.on_error, timeout=config.timeout,
+        buffer_size=config.buffer, prefix=config.prefix)

@@ -1,0 +1,561 @@
+"""Every setting of the product, declared once: types, ranges and the unknown-key error.
+
+A config file (TOML, or JSON with the same tables) has up to four tables:
+
+* ``[monitor]`` — :class:`MonitorConfig`, the detection settings;
+* ``[serving]`` — :class:`ServingConfig`, identity, routes, actions and limits of the HTTP layer;
+* ``[store]``   — :class:`StoreConfig`, where per-client state lives;
+* ``[tuning]``  — provenance written by ``extraction-monitor tune`` (kept as it is).
+
+:class:`Settings` reads the whole file once; the models are frozen pydantic models with
+``extra="forbid"``, so a misspelt table or key, or a value of the wrong type, is a one-line
+:class:`SettingsError` that names what is known or expected.
+
+>>> MonitorConfig(alpha=0.001).alpha
+0.001
+>>> MonitorConfig.from_dict({"alpah": 0.1})
+Traceback (most recent call last):
+...
+monitor.settings.SettingsError: unknown monitor config key(s): alpah; known keys: alpha, broad_level, ...
+>>> MonitorConfig.from_dict({"alpha": "0.1"})
+Traceback (most recent call last):
+...
+monitor.settings.SettingsError: invalid monitor config: alpha must be a number, got '0.1'
+>>> Settings.from_dict({"monitr": {}})
+Traceback (most recent call last):
+...
+monitor.settings.SettingsError: unknown config table(s) [monitr]; known tables: [monitor], [serving], [store], [tuning]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self
+from urllib.parse import parse_qsl, urlsplit
+
+import tomli_w
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the one-line message says which and why."""
+
+
+# ----------------------------------------------------------------------------- value types
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be a number, got {value!r}")
+    return value
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ValueError(f"must be a whole number, got {value!r}")
+    return value
+
+
+def _flag(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+def _text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {value!r}")
+    return value
+
+
+def _names(value: Any) -> Any:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ValueError(f"must be a list of strings, got {value!r}")
+    for item in value:
+        _text(item)
+    return tuple(value)
+
+
+Real = Annotated[float, BeforeValidator(_number)]
+Whole = Annotated[int, BeforeValidator(_whole)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Text = Annotated[str, BeforeValidator(_text)]
+Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+           "less_than_equal": "<="}
+
+
+def _one_line(exc: ValidationError, label: str, known: list[str]) -> SettingsError:
+    """A pydantic error as one line: unknown keys with the known ones, else the first problem."""
+    unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+    if unknown:
+        return SettingsError(f"unknown {label} key(s): {', '.join(sorted(unknown))}; "
+                             f"known keys: {', '.join(sorted(known))}")
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()))
+        what = f"must be {_BOUNDS[kind]} {bound}, got {error['input']!r}"
+    elif kind == "literal_error":
+        what = f"must be {ctx.get('expected', '')}, got {error['input']!r}"
+    elif kind == "missing":
+        what = "is required"
+    else:
+        what = str(error["msg"]).removeprefix("Value error, ")
+        if kind.endswith("_type") or kind.endswith("_parsing"):
+            what = f"must be {kind.split('_')[0]}, got {error['input']!r}"
+    return SettingsError(f"invalid {label}: {where} {what}" if where else f"invalid {label}: {what}")
+
+
+class _Section(BaseModel):
+    """A frozen settings table: validated on construction, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    label: ClassVar[str] = "config"
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _one_line(exc, self.label, list(type(self).model_fields)) from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Self:
+        """Build from a table read from a file; ``SettingsError`` on any bad key or value."""
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise SettingsError(f"{cls.label} must be a table, got {data!r}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> Self:
+        """A validated copy with ``changes`` applied."""
+        return type(self)(**{**self.model_dump(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A TOML/JSON-ready dict (``None`` values left out: TOML has no null)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+# ----------------------------------------------------------------------------- [monitor]
+DEFAULT_DETECTORS = ("density", "boundary")
+"""The detectors on by default (see :mod:`monitor.detectors` for all of them)."""
+
+MAX_TOLERATED_RATE = 0.95
+"""Largest rate of unusual queries a window test may tolerate (from the drift model)."""
+
+
+class MonitorConfig(_Section):
+    """Settings of a :class:`~monitor.Monitor`.
+
+    Each detector runs two window tests on its per-query p-values: a *sharp* one (p <=
+    ``extreme_level`` in the last ``window`` queries) for blatant traffic, and a *broad* one
+    (p <= ``broad_level`` in the last ``broad_window``) for traffic that is only moderately
+    unusual but persistently so. The false-alarm guarantee: a benign client whose events
+    occur independently at rates of at most ``tolerated_rate`` and ``broad_tolerated_rate``
+    is flagged with probability at most ``alpha`` over its first ``horizon`` distinct queries.
+
+    >>> MonitorConfig(detectors=["density"]).detectors
+    ('density',)
+    """
+
+    label: ClassVar[str] = "monitor config"
+
+    alpha: Real = Field(0.01, gt=0, lt=1)
+    """Target probability that a benign client is ever flagged within ``horizon`` queries."""
+    horizon: Whole = Field(10_000, ge=1)
+    """Number of distinct queries the ``alpha`` guarantee covers."""
+    window: Whole = Field(50, ge=5, le=10_000)
+    """Per-detector evidence window: the last ``window`` distinct queries."""
+    extreme_level: Real = Field(0.01, gt=0, lt=1)
+    """A query is extreme for a detector when its conformal p-value is at most this."""
+    tolerated_rate: Real = Field(0.05, lt=1)
+    """Rate of extreme queries a benign client may show (drift, narrow data) unflagged."""
+    detectors: Names = DEFAULT_DETECTORS
+    """Detectors combined into the overall score."""
+    broad_level: Real = Field(0.1, gt=0, lt=1)
+    """Second, broader test: a query is unusual when its p-value is at most this."""
+    broad_window: Whole = Field(200, ge=0, le=10_000)
+    """Window of the broad test (0 turns it off)."""
+    broad_tolerated_rate: Real = Field(0.3, lt=1)
+    """Rate of unusual queries a benign client may show in the broad test."""
+    chain_memory: Whole = Field(64, ge=1)
+    """Distinct recent queries kept per client for the near-duplicate chain detector."""
+    dedup_memory: Whole = Field(256, ge=0)
+    """Recent row hashes kept per client to recognise exact retries."""
+    history: Whole = Field(64, ge=1)
+    """Recent overall scores kept per client (for timelines and the admin API)."""
+    score_threshold: Real | None = Field(None, gt=0)
+    """Overall score at which a client is flagged; ``None`` means ``-log10(alpha)``.
+    Set by ``extraction-monitor tune`` from an operator's own benign logs."""
+    prada: Flag = False
+    """Also run the PRADA baseline (Juuti et al. 2019); its state grows with history."""
+    prada_delta: Real = Field(0.95, gt=0, lt=1)
+    """PRADA alarm threshold on the Shapiro-Wilk W statistic."""
+    prada_max_stored: Whole = Field(5_000, ge=10)
+    """Safety cap on PRADA's growing sets per client."""
+
+    @field_validator("detectors")
+    @classmethod
+    def _known_detectors(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from monitor.detectors import REGISTRY
+
+        if not names:
+            raise ValueError("must name at least one detector")
+        unknown = [n for n in names if n not in REGISTRY]
+        if unknown:
+            raise ValueError(f"must be among {', '.join(REGISTRY)}; "
+                             f"unknown: {', '.join(unknown)}")
+        if len(set(names)) != len(names):
+            raise ValueError("must not repeat")
+        return names
+
+    @model_validator(mode="after")
+    def _rates_above_levels(self) -> Self:
+        if self.window != 0 and not self.extreme_level <= self.tolerated_rate:
+            raise ValueError("tolerated_rate must be in [extreme_level, 1)")
+        if not self.broad_level <= self.broad_tolerated_rate:
+            raise ValueError("broad_tolerated_rate must be in [broad_level, 1)")
+        if 0 < self.broad_window < 5:
+            raise ValueError("broad_window must be 0 (off) or in [5, 10000]")
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path) -> MonitorConfig:
+        """The ``[monitor]`` table of a config file (defaults when it has none)."""
+        return Settings.load(path).monitor
+
+    def save(self, path: str | Path) -> None:
+        """Write ``[monitor]`` to ``path`` (TOML, or JSON if it ends in ``.json``), keeping
+        the file's other tables."""
+        write_config_file(path, {"monitor": self.to_dict()})
+
+
+# ----------------------------------------------------------------------------- [serving]
+Action = Literal["log", "alert", "degrade", "throttle", "block"]
+ACTIONS: tuple[str, ...] = ("log", "alert", "degrade", "throttle", "block")
+"""Actions an :class:`ActionLevel` can name (see :mod:`monitor.serving.policy`)."""
+
+
+class ActionLevel(_Section):
+    """Apply ``action`` to a flagged client whose peak score is at least ``min_score``.
+
+    ``min_score=None`` means "at any flag".
+
+    >>> ActionLevel(action="block", min_score=2.0)
+    ActionLevel(action='block', min_score=2.0)
+    """
+
+    label: ClassVar[str] = "action"
+
+    action: Action
+    min_score: Real | None = None
+
+    def applies(self, flagged: bool, peak_score: float) -> bool:
+        """Whether this level is active for a client in that state."""
+        return flagged and (self.min_score is None or peak_score >= self.min_score)
+
+
+def _action_levels(value: Any) -> Any:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"must be a list of actions, got {value!r}")
+    levels = []
+    for item in value:
+        if isinstance(item, ActionLevel):
+            levels.append(item)
+        elif isinstance(item, str):
+            levels.append(ActionLevel(action=item))
+        elif isinstance(item, dict):
+            levels.append(ActionLevel(**item))
+        else:
+            raise ValueError(f"each action must be a name or a table like "
+                             f"{{action = 'block'}}, got {item!r}")
+    return tuple(levels)
+
+
+def _unknown_action(exc: SettingsError) -> ValueError:
+    return ValueError(str(exc).replace("invalid action: action must be",
+                                       "unknown action; choose"))
+
+
+class ServingConfig(_Section):
+    """Validated settings of the serving layer; unknown keys are rejected.
+
+    >>> cfg = ServingConfig(actions=[{"action": "block"}], salt="s")
+    >>> [a.action for a in cfg.actions], cfg.client_header, cfg.max_body_bytes
+    (['block'], 'x-api-key', 1048576)
+    >>> ServingConfig(colour="red")
+    Traceback (most recent call last):
+    ...
+    monitor.settings.SettingsError: unknown [serving] key(s): colour; known keys: ...
+    """
+
+    label: ClassVar[str] = "[serving]"
+
+    routes: Names = ("/predict",)
+    actions: tuple[ActionLevel, ...] = (
+        ActionLevel(action="log"), ActionLevel(action="alert"))
+    # client identity
+    client_header: Text = "x-api-key"
+    use_bearer: Flag = False
+    trusted_proxies: Names = ()
+    salt: Text | None = None
+    """Salt of client-id hashes; ``None``: decided at startup (see
+    :func:`monitor.serving.identity.resolve_salt`)."""
+    # input handling
+    max_body_bytes: Whole = Field(1 << 20, gt=0)
+    unparseable: Literal["reject", "pass"] = "reject"
+    fail_mode: Literal["open", "closed"] = "open"
+    # actions
+    degrade_mode: Literal["label", "round", "flatten"] = "flatten"
+    degrade_decimals: Whole = Field(1, ge=0, le=6)
+    degrade_strength: Real = Field(0.5, gt=0, le=1)
+    throttle_rate: Real = Field(0.2, gt=0)
+    throttle_burst: Real = Field(1, gt=0)
+    # alerts
+    webhook_url: Text | None = None
+    webhook_retries: Whole = Field(3, ge=0, le=20)
+    webhook_backoff: Real = Field(0.5, ge=0)
+    webhook_timeout: Real = Field(5.0, gt=0)
+    # admin / bookkeeping
+    history_size: Whole = Field(200, gt=0)
+    alerts_size: Whole = Field(1000, gt=0)
+    metrics_require_token: Flag = False
+
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _actions(cls, value: Any) -> Any:
+        try:
+            return _action_levels(value)
+        except SettingsError as exc:
+            raise _unknown_action(exc) from None
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, routes: tuple[str, ...]) -> tuple[str, ...]:
+        if not routes or not all(r.startswith("/") for r in routes):
+            raise ValueError(f"must be a non-empty list of paths starting with '/', "
+                             f"got {list(routes)!r}")
+        return routes
+
+    @field_validator("client_header")
+    @classmethod
+    def _lower(cls, header: str) -> str:
+        return header.lower()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, cidrs: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP address or CIDR") from None
+        return cidrs
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {url!r}")
+        return url
+
+    def levels(self, action: str) -> list[ActionLevel]:
+        """The configured levels naming ``action``."""
+        return [a for a in self.actions if a.action == action]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A TOML/JSON-ready dict; the salt (a deployment secret) is left out."""
+        out = super().to_dict()
+        out.pop("salt", None)
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> ServingConfig:
+        """The ``[serving]`` table of a config file (defaults when it has none)."""
+        return Settings.load(path).serving
+
+
+# ----------------------------------------------------------------------------- [store]
+STORE_SCHEMES = ("memory", "sqlite", "redis", "rediss")
+_STORE_OPTIONS = {
+    "memory": ("ttl",),
+    "sqlite": ("ttl", "busy_timeout"),
+    "redis": ("ttl", "on_error", "timeout", "buffer", "prefix"),
+}
+_OPTION_PARSERS = {"ttl": float, "busy_timeout": float, "on_error": str, "timeout": float,
+                   "buffer": int, "prefix": str}
+
+
+class StoreConfig(_Section):
+    """Where per-client state lives: a URI plus its options (also accepted in the URI's query).
+
+    ``uri=None`` means the embedded default, a SQLite database in the data folder
+    (:func:`monitor.environment.default_state_uri`).
+
+    >>> StoreConfig.from_uri("redis://10.0.0.5:6379/0?ttl=3600&on_error=closed").on_error
+    'closed'
+    >>> StoreConfig.from_uri("sqlite:///tmp/s.db?colour=red")
+    Traceback (most recent call last):
+    ...
+    monitor.settings.SettingsError: unknown state store option 'colour' for sqlite://; known: busy_timeout, ttl
+    """
+
+    label: ClassVar[str] = "[store]"
+
+    uri: Text | None = None
+    ttl: Real | None = Field(None, gt=0)
+    """Seconds after which an idle client's evidence is forgotten (``None``: never)."""
+    busy_timeout: Real = Field(30.0, gt=0)
+    """SQLite: seconds a writer waits for the database lock."""
+    on_error: Literal["open", "closed"] = "open"
+    """Redis: on an outage, answer and buffer (open) or refuse with 503 (closed)."""
+    timeout: Real = Field(0.5, gt=0)
+    """Redis: socket timeout in seconds."""
+    buffer: Whole = Field(10_000, ge=0)
+    """Redis: client states buffered locally during an outage."""
+    prefix: Text = "extraction-monitor:"
+    """Redis: key prefix."""
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, uri: str | None) -> str | None:
+        if uri is None:
+            return None
+        if "://" not in uri:
+            raise ValueError(f"must look like memory://, sqlite:///path.db or "
+                             f"redis://host:port/db; got {uri!r}")
+        if urlsplit(uri).scheme.lower() not in STORE_SCHEMES:
+            raise ValueError(f"{uri!r} is an unsupported state store URI; use memory://, "
+                             "sqlite:///path.db or redis://host:port/db")
+        return uri
+
+    @property
+    def scheme(self) -> str:
+        """``memory``, ``sqlite`` or ``redis`` (``rediss`` counts as redis)."""
+        scheme = urlsplit(self.uri).scheme.lower() if self.uri else "sqlite"
+        return "redis" if scheme == "rediss" else scheme
+
+    @classmethod
+    def from_uri(cls, uri: str, **defaults: Any) -> StoreConfig:
+        """Options from the URI's query string (``?ttl=60``) over ``defaults``."""
+        base = cls(uri=uri.split("?", 1)[0], **defaults)
+        known = _STORE_OPTIONS[base.scheme]
+        options: dict[str, Any] = {}
+        for key, value in parse_qsl(urlsplit(uri).query, keep_blank_values=True):
+            if key not in known:
+                raise SettingsError(f"unknown state store option {key!r} for {base.scheme}://; "
+                                    f"known: {', '.join(sorted(known))}")
+            parse = _OPTION_PARSERS[key]
+            try:
+                options[key] = parse(value)
+            except ValueError:
+                raise SettingsError(f"state store option {key}={value!r} is not a valid "
+                                    f"{parse.__name__}") from None
+        return base.replace(**options)
+
+
+# ----------------------------------------------------------------------------- the file
+TABLES = ("monitor", "serving", "store", "tuning")
+
+
+class Settings(_Section):
+    """All tables of a config file, read once.
+
+    >>> s = Settings.from_dict({"monitor": {"alpha": 0.05}, "store": {"uri": "memory://"}})
+    >>> s.monitor.alpha, s.serving.routes, s.store.scheme
+    (0.05, ('/predict',), 'memory')
+    """
+
+    label: ClassVar[str] = "config"
+
+    monitor: MonitorConfig = MonitorConfig()
+    serving: ServingConfig = ServingConfig()
+    store: StoreConfig = StoreConfig()
+    tuning: dict[str, Any] | None = None
+    """Provenance of a tuned threshold (``extraction-monitor tune``); informational."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Settings:
+        """Build from a file's tables; a table or key that is not known is an error."""
+        data = data or {}
+        unknown = [k for k in data if k not in TABLES]
+        if unknown:
+            raise SettingsError(
+                f"unknown config table(s) {', '.join(f'[{k}]' for k in unknown)}; "
+                f"known tables: {', '.join(f'[{t}]' for t in TABLES)}")
+        sections: dict[str, Any] = {}
+        for name, model in (("monitor", MonitorConfig), ("serving", ServingConfig),
+                            ("store", StoreConfig)):
+            if name in data:
+                sections[name] = model.from_dict(data[name])
+        if "tuning" in data:
+            if not isinstance(data["tuning"], dict):
+                raise SettingsError("[tuning] must be a table")
+            sections["tuning"] = data["tuning"]
+        return cls(**sections)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> Settings:
+        """Read ``path`` (TOML, or JSON with the same tables); defaults for ``None``."""
+        if path is None:
+            return cls()
+        try:
+            return cls.from_dict(read_config_file(path))
+        except SettingsError as exc:
+            raise SettingsError(f"{Path(path).name}: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every table, TOML/JSON-ready (the serving salt left out)."""
+        out = {"monitor": self.monitor.to_dict(), "serving": self.serving.to_dict(),
+               "store": self.store.to_dict()}
+        if self.tuning is not None:
+            out["tuning"] = self.tuning
+        return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """All tables of a config file (TOML or JSON), as a dict of dicts."""
+    path = Path(path)
+    if not path.exists():
+        raise SettingsError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"config file {path} is not valid "
+                            f"{path.suffix[1:].upper() or 'TOML'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold tables ([monitor], [serving], ...)")
+    return data
+
+
+def write_config_file(path: str | Path, tables: dict[str, dict[str, Any]]) -> None:
+    """Write tables to ``path``, keeping the tables already in the file."""
+    path = Path(path)
+    existing = read_config_file(path) if path.exists() else {}
+    existing.update(tables)
+    if path.suffix == ".json":
+        path.write_text(json.dumps(existing, indent=2) + "\n")
+    else:
+        path.write_text(tomli_w.dumps(existing))
+
+
+__all__ = [
+    "ACTIONS", "DEFAULT_DETECTORS", "MAX_TOLERATED_RATE", "ActionLevel", "MonitorConfig",
+    "ServingConfig", "Settings", "SettingsError", "StoreConfig", "read_config_file",
+    "write_config_file",
+]
