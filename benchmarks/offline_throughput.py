@@ -87,7 +87,7 @@ def run_cli_analyze(log: Path, profile_dir: Path, out: Path, extra: list[str]) -
 
 def prada_rate(victim, profile, frame: pd.DataFrame, n_clients: int, seed: int = 0) -> dict:
     """Per-query PRADA on the rows of ``n_clients`` sampled clients: queries/s."""
-    from monitor.prada import PradaState
+    from monitor.baselines.prada import PradaState
 
     rng = np.random.default_rng(seed)
     chosen = rng.choice(frame["client_id"].unique(), n_clients, replace=False)
@@ -144,7 +144,7 @@ def rss_run(victim, profile, n_rows: int, n_clients: int) -> dict:
         tmp = Path(tmp)
         profile.save(tmp / "profile")
         write_big_log(victim, tmp / "big.parquet", n_rows, n_clients)
-        rss = "from monitor.engines.pandas_engine import peak_rss_bytes as rss; "
+        rss = "from monitor.engines.partitioned import peak_rss_bytes as rss; "
         part_s, part_rss = child_peak_rss_mib(
             rss + "from monitor.partition import partition_log; "
             f"partition_log({str(tmp / 'big.parquet')!r}, {str(tmp / 'parts')!r}); print(rss())")

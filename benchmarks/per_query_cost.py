@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     from monitor import Monitor
-    from monitor.prada import PradaState
+    from monitor.baselines.prada import PradaState
 
     histories = HISTORIES[:3] if args.quick else HISTORIES
     repeats = args.repeats or (100 if args.quick else 300)

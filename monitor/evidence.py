@@ -27,8 +27,19 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
 import numpy as np
 from scipy.stats import binom
+
+if TYPE_CHECKING:
+    from monitor.detectors import Detector
+    from monitor.profile import Profile
+    from monitor.settings import MonitorConfig
+
+WindowKind = Literal["sharp", "broad"]
 
 
 class WindowEvidence:
@@ -79,3 +90,66 @@ def rolling_counts(previous: np.ndarray, events: np.ndarray, window: int) -> tup
     ends = np.arange(len(previous), len(seq)) + 1
     counts = cs[ends] - cs[np.maximum(ends - window, 0)]
     return counts, seq[-window:].astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class WindowTest:
+    """One named window test of one detector: count p <= ``level`` in the last ``window``
+    distinct queries, tolerating ``tolerated_rate`` such queries from a benign client.
+
+    ``key`` names its window in client state; ``evidence`` is its lookup table.
+
+    >>> test = WindowTest("density", "sharp", level=0.01, window=50, tolerated_rate=0.05,
+    ...                   horizon=10_000, n_tests=4, alpha=0.01)
+    >>> test.key, test.evidence.flag_count
+    ('density.sharp', 14)
+    """
+
+    detector: str
+    kind: WindowKind
+    level: float
+    window: int
+    tolerated_rate: float
+    horizon: int
+    n_tests: int
+    alpha: float
+    threshold: float | None = None
+    evidence: WindowEvidence = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "evidence", WindowEvidence(
+            self.window, self.tolerated_rate, self.horizon, self.n_tests, self.alpha,
+            self.threshold, self.level))
+
+    @property
+    def key(self) -> str:
+        return f"{self.detector}.{self.kind}"
+
+    def initial_window(self) -> np.ndarray:
+        return np.zeros(0, dtype=np.uint8)
+
+
+def build_window_tests(detectors: Sequence[Detector], config: MonitorConfig,
+                       profile: Profile) -> list[WindowTest]:
+    """Every detector's window tests, sharp tests first, then broad.
+
+    Each test tolerates the larger of the configured rate and the rate at which the
+    profile's drifted held-out data looks unusual to that detector (capped at
+    :data:`~monitor.settings.MAX_TOLERATED_RATE`).
+    """
+    from monitor.settings import MAX_TOLERATED_RATE
+
+    kinds: list[tuple[WindowKind, float, int, float]] = [
+        ("sharp", config.extreme_level, config.window, config.tolerated_rate)]
+    if config.broad_window:
+        kinds.append(("broad", config.broad_level, config.broad_window,
+                      config.broad_tolerated_rate))
+    n_tests = len(kinds) * len(detectors)
+    tests = []
+    for kind, level, window, rate in kinds:
+        for detector in detectors:
+            tolerated = min(MAX_TOLERATED_RATE, max(rate, profile.drift_rate(detector.name, level)))
+            tests.append(WindowTest(detector.name, kind, level, window, tolerated,
+                                    config.horizon, n_tests, config.alpha,
+                                    config.score_threshold))
+    return tests

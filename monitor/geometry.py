@@ -10,7 +10,7 @@ Two measures, both oriented so that higher means closer (more suspicious):
   exactly these thresholds.
 
 >>> import numpy as np
->>> from monitor.boundary import margin_closeness
+>>> from monitor.geometry import margin_closeness
 >>> margin_closeness(np.array([[0.9, 0.1], [0.55, 0.45]])).round(2)
 array([0.2, 0.9])
 """

@@ -1,5 +1,11 @@
 """The :class:`Monitor`: per-client detection over a stream of queries.
 
+It orchestrates the pieces, in the order a query meets them: input checks, retries
+(:mod:`monitor.hashing`), the detectors' p-values (:mod:`monitor.detectors`), the scoring
+step (:mod:`monitor.scoring`, window tests of :mod:`monitor.evidence`), the client's bounded
+state (:mod:`monitor.state`, kept in this object or in a :mod:`monitor.stores` store), and
+the :class:`~monitor.verdict.Verdict`.
+
 >>> from victims import load_victim
 >>> from monitor import Monitor, Profile
 >>> v = load_victim("cancer-logreg")
@@ -19,17 +25,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from monitor.config import MonitorConfig
+from monitor.baselines.prada import PradaState
 from monitor.detectors import Batch, build_detectors
 from monitor.errors import InvalidInput
-from monitor.evidence import WindowEvidence, rolling_counts
+from monitor.evidence import build_window_tests
 from monitor.hashing import duplicate_mask, row_hashes
-from monitor.prada import PradaState
 from monitor.profile import Profile
+from monitor.scoring import ScoredRows, score_rows
+from monitor.settings import MonitorConfig
 from monitor.state import ClientState
 from monitor.verdict import Verdict
 
@@ -39,18 +47,43 @@ GROUP_PREFIX = "group:"
 """State key prefix of group evidence (see ``Monitor(group_of=...)``)."""
 
 
+@dataclass(frozen=True)
+class FlagStatus:
+    """What enforcement needs to know about a client, read from its state."""
+
+    flagged: bool
+    peak_score: float
+    flag_at: int | None
+    reason: str | None
+
+
+@dataclass
+class MonitorCounters:
+    """Health counters of one monitor (exported as metrics by the serving layer)."""
+
+    detector_errors: dict[str, int]
+    """Exceptions raised by each detector (its evidence was skipped for that call)."""
+    corrupt_records: int = 0
+    """Unreadable stored client states (each reset that client)."""
+    evidence_resets: int = 0
+    """Stored states whose evidence was written for other detectors or tests (the evidence
+    was reset; the flag kept)."""
+    store: dict[str, int] = field(default_factory=dict)
+    """The state store's own counters (:meth:`monitor.stores.StateStore.stats`)."""
+
+
 class Monitor:
     """Watches every client's queries and keeps a calibrated verdict per client.
 
-    Margins come from the probabilities the API returned (``outputs``); when it
-    returned labels only, or nothing, from ``model`` if one is given (otherwise
-    the boundary detector has no evidence for those rows). ``store`` is optional: a :class:`monitor.stores.StateStore`
-    that keeps per-client state outside this process (several workers, restarts);
-    by default state lives in this object. ``group_of`` is optional: it maps a
-    client id to a group id (an account, a subnet, a tenant — or one constant
-    for "all traffic"); every query then also feeds the group's own state, so an
-    attack split across sybil clients of one group is seen whole
-    (``verdict.group``). Exact duplicates are recognised across the group too.
+    Margins come from the probabilities the API returned (``outputs``); when it returned
+    labels only, or nothing, from ``model`` if one is given (otherwise the boundary detector
+    has no evidence for those rows). ``store`` is optional: a
+    :class:`monitor.stores.StateStore` that keeps per-client state outside this process
+    (several workers, restarts); by default state lives in this object. ``group_of`` is
+    optional: it maps a client id to a group id (an account, a subnet, a tenant — or one
+    constant for "all traffic"); every query then also feeds the group's own state, so an
+    attack split across sybil clients of one group is seen whole (``verdict.group``).
+    Exact duplicates are recognised across the group too.
     """
 
     def __init__(self, profile: Profile, config: MonitorConfig | dict | None = None, model=None,
@@ -63,32 +96,56 @@ class Monitor:
         self.store = store
         self.group_of = group_of
         self.detectors = build_detectors(profile, self.config)
-        self.tests = self._build_tests()
-        self.threshold = self.tests[0][2].threshold
+        self.tests = build_window_tests(self.detectors, self.config, profile)
+        self.threshold = self.tests[0].evidence.threshold
         self.detector_errors: dict[str, int] = {d.name: 0 for d in self.detectors}
-        self.state_errors = 0
+        self._corrupt_records = 0
+        self._evidence_resets = 0
         self._states: dict[str, ClientState] = {}
         self._lock = threading.RLock()
 
-    def _build_tests(self) -> list[tuple[int, str, WindowEvidence]]:
-        """(detector index, window key, evidence) for every window test, sharp then broad.
+    # ----------------------------------------------------------------- what serving reads
+    @property
+    def n_features(self) -> int:
+        """Features per query row."""
+        return int(self.profile.n_features_)
 
-        Each test tolerates the larger of the configured rate and the rate at which the
-        profile's drifted held-out data looks unusual to that detector (capped at 0.95).
-        """
-        cfg = self.config
-        kinds = [("", cfg.extreme_level, cfg.window, cfg.tolerated_rate)]
-        if cfg.broad_window:
-            kinds.append((":broad", cfg.broad_level, cfg.broad_window, cfg.broad_tolerated_rate))
-        n_tests = len(kinds) * len(self.detectors)
-        tests = []
-        for suffix, level, window, rate in kinds:
-            for i, d in enumerate(self.detectors):
-                tolerated = min(0.95, max(rate, self.profile.drift_rate(d.name, level)))
-                tests.append((i, d.name + suffix, WindowEvidence(
-                    window, tolerated, cfg.horizon, n_tests, cfg.alpha, cfg.score_threshold,
-                    level)))
-        return tests
+    @property
+    def classes(self) -> np.ndarray:
+        """The victim's class labels, in probability-column order."""
+        return np.asarray(self.profile.classes_)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The training data's feature names (``x_0 ..`` when it had none)."""
+        return list(self.profile.feature_names_)
+
+    def counters(self) -> MonitorCounters:
+        """Detector errors, unreadable records, evidence resets and the store's counters."""
+        return MonitorCounters(
+            detector_errors=dict(self.detector_errors), corrupt_records=self._corrupt_records,
+            evidence_resets=self._evidence_resets,
+            store=self.store.stats() if self.store is not None else {})
+
+    def flag_status(self, client_id: str) -> FlagStatus | None:
+        """Whether ``client_id`` is flagged, read from its (stored) state; ``None`` if unknown."""
+        state = self.state(client_id)
+        if state is None:
+            return None
+        return FlagStatus(state.flagged, float(state.peak_score), state.flag_at,
+                          state.flag_reason)
+
+    def export_state(self, client_id: str) -> bytes:
+        """The client's state record (:func:`monitor.stores.decode_state` reads it);
+        ``KeyError`` for an unknown client."""
+        from monitor.stores.base import encode_state
+
+        if self.store is not None:
+            return self.store.export(client_id)
+        state = self.state(client_id)
+        if state is None:
+            raise KeyError(f"no state for client {client_id!r}")
+        return encode_state(state.to_arrays())
 
     # ----------------------------------------------------------------- input checks
     def _check_outputs(self, outputs, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -107,6 +164,13 @@ class Monitor:
         raise InvalidInput(f"outputs must be ({n}, {k}) probabilities or {n} labels, "
                            f"got shape {arr.shape}")
 
+    def _outputs(self, X: np.ndarray, outputs) -> tuple[np.ndarray | None, np.ndarray | None]:
+        proba, labels = self._check_outputs(outputs, len(X))
+        if proba is None and self.model is not None:
+            proba = self.model.predict_proba(X)
+            labels = self.profile.classes_[proba.argmax(axis=1)]
+        return proba, labels
+
     # ----------------------------------------------------------------- the stream
     def observe(self, client_id: str, X, outputs=None) -> Verdict:
         """Process rows ``X`` (``(n, d)`` or one row) from ``client_id``; return its verdict.
@@ -115,36 +179,30 @@ class Monitor:
         if the rows or outputs are malformed.
         """
         X = self.profile.check_rows(X)
-        proba, labels = self._check_outputs(outputs, len(X))
-        if proba is None and self.model is not None:
-            proba = self.model.predict_proba(X)
-            labels = self.profile.classes_[proba.argmax(axis=1)]
+        proba, labels = self._outputs(X, outputs)
         return self._observe_rows(client_id, X, proba, labels, row_hashes(X))
 
     def observe_many(self, client_ids, X, outputs=None) -> dict[str, Verdict]:
         """Rows from many clients at once (a log chunk); each client's rows in their order.
 
-        Equivalent to calling :meth:`observe` per client on its rows, but the
-        stateless detectors (density, boundary) and the model run once over all
-        rows, which is what makes offline analysis fast. Returns each client's
-        verdict after its last row.
+        Equivalent to calling :meth:`observe` per client on its rows, but the stateless
+        detectors (density, boundary) and the model run once over all rows, which is what
+        makes offline analysis fast. Returns each client's verdict after its last row.
         """
         X = self.profile.check_rows(X)
         client_ids = np.asarray(client_ids, dtype=object)
         if client_ids.shape != (len(X),):
             raise InvalidInput(f"client_ids must have one id per row ({len(X)}), "
                                f"got shape {client_ids.shape}")
-        proba, labels = self._check_outputs(outputs, len(X))
-        if proba is None and self.model is not None:
-            proba = self.model.predict_proba(X)
-            labels = self.profile.classes_[proba.argmax(axis=1)]
+        proba, labels = self._outputs(X, outputs)
         hashes = row_hashes(X)
         batch = Batch(X=X, Z=self.profile.transform(X), proba=proba)
-        pre = {}
+        precomputed = {}
         for detector in self.detectors:
-            if getattr(detector, "stateless", False):
+            if not detector.stateful:
                 try:
-                    pre[detector.name] = np.asarray(detector.pvalues(batch), dtype=np.float64)
+                    precomputed[detector.name] = np.asarray(detector.pvalues(batch),
+                                                            dtype=np.float64)
                 except Exception:  # the per-client path retries it, counts and logs the error
                     pass
         uniques, first, inverse = np.unique(client_ids, return_index=True, return_inverse=True)
@@ -157,150 +215,177 @@ class Monitor:
             verdicts[cid] = self._observe_rows(
                 cid, X[rows], None if proba is None else proba[rows],
                 None if labels is None else np.asarray(labels)[rows], hashes[rows],
-                {name: p[rows] for name, p in pre.items()})
+                {name: p[rows] for name, p in precomputed.items()})
         return verdicts
 
-    def _observe_rows(self, client_id, X, proba, labels, hashes, pre=None) -> Verdict:
-        verdict = self._observe_key(client_id, X, proba, labels, hashes, pre)
+    def _observe_rows(self, client_id, X, proba, labels, hashes, precomputed=None) -> Verdict:
+        verdict = self._observe_key(client_id, X, proba, labels, hashes, precomputed)
         group_id = self.group_of(client_id) if self.group_of is not None else None
         if group_id is not None:
             group = self._observe_key(GROUP_PREFIX + str(group_id), X, proba, labels, hashes,
-                                      pre)
-            verdict.group = {"group_id": str(group_id), "n_queries": group.n_queries,
-                             "score": group.score, "peak_score": group.peak_score,
-                             "flagged": group.flagged, "flag_at": group.flag_at,
-                             "reason": group.reason}
+                                      precomputed)
+            verdict.group = {"group_id": str(group_id), **{
+                k: getattr(group, k) for k in ("n_queries", "score", "peak_score", "flagged",
+                                                "flag_at", "reason")}}
         return verdict
 
-    def _observe_key(self, key: str, X, proba, labels, hashes, pre=None) -> Verdict:
+    def _observe_key(self, key: str, X, proba, labels, hashes, precomputed=None) -> Verdict:
         if self.store is not None:
             with self.store.transaction(key) as tx:
                 state = self._load_state(key, tx.load)
-                row_scores, counts = self._update(state, X, proba, labels, hashes, pre)
+                scored = self._update(state, X, proba, labels, hashes, precomputed)
                 tx.save(state.to_arrays())
-            return self._verdict(key, state, row_scores, counts)
+            return self._verdict(key, state, scored)
         with self._lock:
             state = self._states.get(key)
             if state is None:
                 state = self._states[key] = self._new_state()
-            row_scores, counts = self._update(state, X, proba, labels, hashes, pre)
-            return self._verdict(key, state, row_scores, counts)
+            scored = self._update(state, X, proba, labels, hashes, precomputed)
+            return self._verdict(key, state, scored)
+
+    # ----------------------------------------------------------------- state
+    def _new_windows(self) -> dict[str, np.ndarray]:
+        return {test.key: test.initial_window() for test in self.tests}
+
+    def _new_detector_state(self) -> dict[str, dict[str, np.ndarray]]:
+        return {d.name: d.initial_state() for d in self.detectors if d.stateful}
+
+    def _new_state(self) -> ClientState:
+        state = ClientState(windows=self._new_windows(),
+                            detector_state=self._new_detector_state())
+        if self.config.prada:
+            state.prada = PradaState(self.config.prada_max_stored)
+        return state
+
+    def _evidence_matches(self, state: ClientState) -> bool:
+        """Whether a stored state's evidence was written by these tests and detectors."""
+        if set(state.windows) != {test.key for test in self.tests}:
+            return False
+        for detector in self.detectors:
+            if not detector.stateful:
+                continue
+            stored = state.detector_state.get(detector.name, {})
+            fresh = detector.initial_state()
+            if set(stored) != set(fresh) or any(
+                    stored[k].shape[1:] != fresh[k].shape[1:] for k in fresh):
+                return False
+        return True
 
     def _load_state(self, client_id: str, arrays) -> ClientState:
-        """A client's state from stored arrays (or a callable returning them); a corrupt or
-        old record resets that client only, also when reading it raises."""
+        """A client's state from stored arrays (or a callable returning them).
+
+        A corrupt or old record resets that client only, also when reading it raises. A
+        record whose evidence was written for other detectors or tests keeps its flag and
+        counters and starts its evidence afresh.
+        """
         try:
             if callable(arrays):
                 arrays = arrays()
             if arrays is None:
                 return self._new_state()
             state = ClientState.from_arrays(arrays)
-            if set(state.windows) != {key for _, key, _ in self.tests} or (
-                    state.chain.shape[1:] != (self.profile.n_features_,)):
-                raise ValueError("stored state was written for other detectors or features")
-            return state
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            self.state_errors += 1
+            self._corrupt_records += 1
             log.error("client %s: unreadable stored state (%s); resetting this client", client_id,
                       exc)
             return self._new_state()
+        state.detector_state = {name: arrays for name, arrays in state.detector_state.items()
+                                if name in self.detector_errors}
+        if not self._evidence_matches(state):
+            self._evidence_resets += 1
+            log.warning("client %s: stored evidence was written for other detectors or tests; "
+                        "its evidence starts afresh, its flag (%s) is kept", client_id,
+                        "flagged" if state.flagged else "not flagged")
+            state.reset_evidence(self._new_windows(), self._new_detector_state())
+        return state  # the PRADA baseline's growing sets are never stored
 
-    def _new_state(self) -> ClientState:
-        state = ClientState(
-            windows={key: np.zeros(0, dtype=np.uint8) for _, key, _ in self.tests},
-            chain=np.zeros((0, self.profile.n_features_), dtype=np.float16),
-        )
-        if self.config.prada:
-            state.prada = PradaState(self.config.prada_max_stored)
-        return state
-
-    def _update(self, state: ClientState, X, proba, labels, hashes,
-                pre=None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Advance the client's state by rows ``X``; (row scores, window counts now)."""
-        n = len(X)
-        dup = duplicate_mask(hashes, state.hashes)
-        distinct = np.flatnonzero(~dup)
-        m = len(distinct)
-        Z = self.profile.transform(X[distinct])
-        batch = Batch(X=X[distinct], Z=Z, proba=None if proba is None else proba[distinct])
-
-        pvalues = []
+    def _pvalues(self, batch: Batch, state: ClientState, precomputed, distinct) -> dict:
+        """Each detector's p-values for the distinct rows; a failing detector gives 1.0."""
+        pvalues = {}
         for detector in self.detectors:
-            if pre is not None and detector.name in pre:
-                pvalues.append(pre[detector.name][distinct])
+            if precomputed is not None and detector.name in precomputed:
+                pvalues[detector.name] = precomputed[detector.name][distinct]
                 continue
             try:
-                pvalues.append(np.asarray(detector.pvalues(batch, state), dtype=np.float64))
+                pvalues[detector.name] = np.asarray(
+                    detector.pvalues(batch, state.detector_state.get(detector.name)),
+                    dtype=np.float64)
             except Exception:  # a broken detector must never break serving
                 self.detector_errors[detector.name] += 1
                 log.exception("detector %s failed; its evidence is skipped", detector.name)
-                pvalues.append(np.ones(m))
-        counts = np.zeros((len(self.tests), m), dtype=np.int64)
-        test_scores = np.zeros((len(self.tests), m))
-        for t, (i, key, evidence) in enumerate(self.tests):
-            events = (pvalues[i] <= evidence.level).astype(np.uint8)
-            counts[t], state.windows[key] = rolling_counts(state.windows[key], events,
-                                                           evidence.window)
-            test_scores[t] = evidence.overall(counts[t])
+                pvalues[detector.name] = np.ones(len(distinct))
+        return pvalues
+
+    def _update(self, state: ClientState, X, proba, labels, hashes,
+                precomputed=None) -> ScoredRows:
+        """Advance the client's state by rows ``X``."""
+        n = len(X)
+        duplicate = duplicate_mask(hashes, state.hashes)
+        distinct = np.flatnonzero(~duplicate)
+        m = len(distinct)
+        batch = Batch(X=X[distinct], Z=self.profile.transform(X[distinct]),
+                      proba=None if proba is None else proba[distinct])
+        pvalues = self._pvalues(batch, state, precomputed, distinct)
+        scored = score_rows(state.windows, pvalues, duplicate, self.tests, state.score,
+                            state.n_distinct, self.threshold, state.flagged)
+        state.windows = scored.windows
 
         if state.prada is not None and labels is not None and m:
             index = state.n_queries + distinct
-            state.prada.update(Z, np.asarray(labels)[distinct], self.config.prada_delta, index)
-
-        # overall score after each distinct row; duplicates carry the previous score forward
-        distinct_scores = test_scores.max(axis=0) if m else np.zeros(0)
-        position = np.cumsum(~dup) - 1  # index of the latest distinct row at each row
-        with_prev = np.concatenate([[state.score], distinct_scores])
-        row_scores = with_prev[position + 1]
-
-        if state.flag_at is None:
-            over = np.flatnonzero(row_scores >= self.threshold)
-            if len(over):
-                row = int(over[0])
-                state.flag_at = state.n_queries + row
-                at = int(position[row])
-                t = int(np.argmax(test_scores[:, at]))
-                state.flag_reason = self._reason(t, int(counts[t, at]), state.n_distinct + at + 1)
+            state.prada.update(batch.Z, np.asarray(labels)[distinct], self.config.prada_delta,
+                               index)
+        if scored.flag is not None:
+            state.flag_at = state.n_queries + scored.flag.row
+            state.flag_reason = self._reason(scored.flag.test, scored.flag.count,
+                                             scored.flag.n_distinct)
+        row_scores = scored.row_scores
         state.n_queries += n
         state.n_distinct += m
         state.score = float(row_scores[-1]) if n else state.score
         state.peak_score = max(state.peak_score, float(row_scores.max(initial=0.0)))
-        state.hashes = np.concatenate([state.hashes, hashes[distinct]])[
-            len(state.hashes) + m - self.config.dedup_memory:] if self.config.dedup_memory else \
-            state.hashes
+        memory = self.config.dedup_memory
+        if memory:
+            state.hashes = np.concatenate([state.hashes, hashes[distinct]])[
+                len(state.hashes) + m - memory:]
         state.history = np.concatenate([state.history, row_scores.astype(np.float32)])[
             -self.config.history:]
-        return row_scores, (counts[:, -1] if m else None)
+        return scored
 
     # ----------------------------------------------------------------- verdicts
     def _reason(self, test: int, count: int, n_distinct: int) -> str:
-        i, _, evidence = self.tests[test]
-        window = min(evidence.window, n_distinct)
-        return (f"{count} of the last {window} distinct queries "
-                f"{self.detectors[i].phrase(evidence.level)}")
+        window_test = self.tests[test]
+        window = min(window_test.window, n_distinct)
+        phrase = self.detectors[self.detector_index(window_test.detector)].phrase(
+            window_test.level)
+        return f"{count} of the last {window} distinct queries {phrase}"
 
-    def _verdict(self, client_id: str, state: ClientState, row_scores: np.ndarray,
-                 counts: np.ndarray | None = None) -> Verdict:
+    def detector_index(self, name: str) -> int:
+        """Position of detector ``name`` in :attr:`detectors`."""
+        return next(i for i, d in enumerate(self.detectors) if d.name == name)
+
+    def _verdict(self, client_id: str, state: ClientState,
+                 scored: ScoredRows | None = None) -> Verdict:
+        counts = scored.last_counts if scored is not None else None
         if counts is None:
-            counts = [int(state.windows[key].sum()) for _, key, _ in self.tests]
+            counts = [int(state.windows[test.key].sum()) for test in self.tests]
         detectors: dict[str, dict[str, float]] = {d.name: {"score": 0.0} for d in self.detectors}
         best, best_ratio = 0, -1.0
-        for t, (i, key, evidence) in enumerate(self.tests):
-            window = state.windows[key]
+        for t, test in enumerate(self.tests):
             count = int(counts[t])
-            entry = detectors[self.detectors[i].name]
-            prefix = "broad_" if key.endswith(":broad") else ""
+            entry = detectors[test.detector]
+            prefix = "broad_" if test.kind == "broad" else ""
             entry[prefix + "count"] = count
-            entry[prefix + "window"] = int(len(window))
-            entry["score"] = max(entry["score"], float(evidence.detector_scores_[count]))
-            if count / evidence.flag_count > best_ratio:
-                best, best_ratio = t, count / evidence.flag_count
-        if state.flag_at is not None:
+            entry[prefix + "window"] = int(len(state.windows[test.key]))
+            entry["score"] = max(entry["score"], float(test.evidence.detector_scores_[count]))
+            if count / test.evidence.flag_count > best_ratio:
+                best, best_ratio = t, count / test.evidence.flag_count
+        if state.flagged:
             reason = state.flag_reason or "flagged"
         else:
-            i, key, evidence = self.tests[best]
-            reason = (f"not flagged; nearest test {key}: {int(counts[best])} of "
-                      f"{len(state.windows[key])} unusual, {evidence.flag_count} would flag")
+            test = self.tests[best]
+            reason = (f"not flagged; nearest test {test.key}: {int(counts[best])} of "
+                      f"{len(state.windows[test.key])} unusual, {test.evidence.flag_count} "
+                      "would flag")
         prada = None
         if state.prada is not None:
             prada = {"flagged": state.prada.flag_at is not None, "flag_at": state.prada.flag_at,
@@ -308,15 +393,16 @@ class Monitor:
         return Verdict(
             client_id=client_id, n_queries=state.n_queries, score=state.score,
             peak_score=state.peak_score, threshold=self.threshold,
-            flagged=state.flag_at is not None, flag_at=state.flag_at, reason=reason,
+            flagged=state.flagged, flag_at=state.flag_at, reason=reason,
             detectors=detectors, n_distinct=state.n_distinct,
-            history=state.history.tolist(), prada=prada, row_scores=row_scores,
+            history=state.history.tolist(), prada=prada,
+            row_scores=scored.row_scores if scored is not None else np.zeros(0),
         )
 
     def verdict(self, client_id: str) -> Verdict:
         """The client's current verdict (an all-clear verdict for an unseen client)."""
         state = self.state(client_id) or self._new_state()
-        return self._verdict(client_id, state, np.zeros(0))
+        return self._verdict(client_id, state)
 
     def clients(self) -> list[str]:
         """Ids of all clients with state (groups excluded)."""
@@ -337,7 +423,7 @@ class Monitor:
             return list(self._states)
 
     def reset(self, client_id: str) -> None:
-        """Forget a client's state (an operator action)."""
+        """Forget a client's state, its flag included (an operator action)."""
         if self.store is not None:
             self.store.delete(client_id)
             return
@@ -352,14 +438,5 @@ class Monitor:
         with self._lock:
             return self._states.get(client_id)
 
-    def set_state(self, client_id: str, state: ClientState) -> None:
-        """Install a client's state (loaded from a store)."""
-        with self._lock:
-            self._states[client_id] = state
 
-    def observe_rows(self, client_id: str, rows: Iterable) -> Verdict:
-        """Observe rows one at a time (the reference semantics the batch path must equal)."""
-        verdict = self.verdict(client_id)
-        for row in rows:
-            verdict = self.observe(client_id, row)
-        return verdict
+__all__ = ["GROUP_PREFIX", "FlagStatus", "Monitor", "MonitorCounters"]

@@ -18,7 +18,7 @@ Saved as a folder of ``profile.json`` + ``arrays.npz``; loading never unpickles.
 >>> X, y = load_iris(return_X_y=True)
 >>> model = LogisticRegression(max_iter=500).fit(X[::2], y[::2])
 >>> profile = Profile(seed=0).fit(model, X[::2], y[::2], X_cal=X[1::2], y_cal=y[1::2])
->>> profile.n_features_, profile.boundary_kind_, len(profile.cal_density_)
+>>> profile.n_features_, profile.boundary_kind_, len(profile.calibration_["density"]["statistic"])
 (4, 'margin', 150)
 """
 
@@ -34,11 +34,14 @@ import sklearn
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
-from monitor.boundary import TreeGeometry, margin_closeness
+from monitor.detectors.base import HeldOutSplit
 from monitor.errors import InvalidInput
-from monitor.neighbors import knn_distances
+from monitor.geometry import TreeGeometry
 
-FORMAT_VERSION = 2
+PROFILE_FORMAT_VERSION = 3
+"""Version of the profile folder layout :meth:`Profile.save` writes."""
+LEGACY_FORMAT_VERSION = 2
+"""The previous layout (fixed calibration arrays), still read."""
 
 
 class _fit_method:
@@ -100,6 +103,8 @@ class Profile:
     def fit(self, model, X_train, y_train=None, X_cal=None, y_cal=None,
             feature_names: list[str] | None = None) -> Profile:
         """Fit the profile from the victim ``model`` and its training data."""
+        from monitor.detectors import REGISTRY, CalibrationData
+
         if not hasattr(model, "predict_proba"):
             raise InvalidInput("the model must have predict_proba (a scikit-learn classifier)")
         X_train = _as_matrix(X_train, "training data")
@@ -122,79 +127,79 @@ class Profile:
         keep = np.sort(rng.permutation(len(Z_train))[: self.max_reference])
         self.reference_ = Z_train[keep].astype(np.float32)
 
-        dists, boundaries, sources = [], [], []
+        splits = []
         if X_cal is not None:
             X_cal = _as_matrix(X_cal, "calibration data", d)
-            dists.append(knn_distances(self.transform(X_cal), self.reference_.astype(np.float64),
-                                       self.k_neighbors))
-            boundaries.append(self._boundary_stat(model, X_cal, self.tree_))
-            sources.append(f"calibration split ({len(X_cal)} rows)")
+            splits.append(HeldOutSplit(
+                X=X_cal, Z=self.transform(X_cal), reference=self.reference_.astype(np.float64),
+                proba=model.predict_proba(X_cal), tree=self.tree_,
+                source=f"calibration split ({len(X_cal)} rows)"))
         if self.cross_fit or X_cal is None:
             y = np.asarray(y_train) if y_train is not None else model.predict(X_train)
-            dist, boundary = self._cross_fit(model, X_train, Z_train, y, rng)
-            dists.append(dist[:, : dists[0].shape[1]] if dists else dist)
-            boundaries.append(boundary)
+            splits.extend(self._cross_fit_splits(model, X_train, Z_train, y, rng))
+        data = CalibrationData(splits=splits, k_neighbors=self.k_neighbors, scale=self.scale_)
+        sources = [s.source for s in splits if s.source.startswith("calibration")]
+        if len(splits) > len(sources):
             sources.append(f"{self.n_folds}-fold cross-fitting on the training data "
                            f"({len(X_train)} rows)")
-        dist = np.concatenate(dists)
-        boundary = np.concatenate(boundaries)
         self.calibration_source_ = " + ".join(sources)
-        self.cal_density_ = np.sort(dist.mean(axis=1))
-        self.cal_nearest_ = np.sort(dist[:, 0])
-        self.cal_boundary_ = np.sort(boundary)
+        self.calibration_ = {name: dict(cls.calibrate(data)) for name, cls in REGISTRY.items()}
         held_out = X_cal if X_cal is not None else X_train
-        self.drift_density_, self.drift_boundary_ = self._drifted_pvalues(model, held_out, rng)
+        self._calibrate_drift(model, held_out, rng)
         self.meta_ = {"model": type(model).__name__, "n_train": int(len(X_train)),
                       "sklearn": sklearn.__version__, "python": platform.python_version()}
         return self
 
-    def _drifted_pvalues(self, model, X: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
-        """Density and boundary p-values of drifted copies of held-out rows, (draws, rows)."""
-        if self.drift_draws <= 0:
-            return np.ones((0, len(X)), np.float32), np.ones((0, len(X)), np.float32)
-        from monitor.conformal import conformal_pvalues
+    def _cross_fit_splits(self, model, X, Z, y, rng) -> list[HeldOutSplit]:
+        """One held-out split per fold: scored by a clone fitted on the other folds, with
+        distances measured to (a subsample of) the other folds only."""
+        folds = StratifiedKFold(n_splits=self.n_folds, shuffle=True,
+                                random_state=int(rng.integers(2**31)))
+        splits = []
+        for fit_idx, held_idx in folds.split(X, y):
+            ref_idx = fit_idx[rng.permutation(len(fit_idx))[: self.max_reference]]
+            fold_model = clone(model).fit(X[fit_idx], y[fit_idx])
+            splits.append(HeldOutSplit(
+                X=X[held_idx], Z=Z[held_idx], reference=Z[ref_idx],
+                proba=fold_model.predict_proba(X[held_idx]),
+                tree=TreeGeometry.from_model(fold_model), source="cross-fitting fold"))
+        return splits
 
+    def drifted_rows(self, X: np.ndarray, rng) -> list[np.ndarray]:
+        """``drift_draws`` drifted copies of rows ``X`` (the drift model; see the class doc)."""
         std = X.std(axis=0)
         non_negative = X.min(axis=0) >= 0
-        reference = self.reference_.astype(np.float64)
-        density, boundary = [], []
+        copies = []
         for _ in range(self.drift_draws):
             scale = rng.uniform(*self.drift_scale, size=X.shape[1])
             drifted = X * scale + rng.normal(size=X.shape) * (self.drift_noise * std)
-            drifted = np.where(non_negative, np.maximum(drifted, 0.0), drifted)
-            stats = knn_distances(self.transform(drifted), reference, self.k_neighbors)
-            density.append(conformal_pvalues(stats.mean(axis=1), self.cal_density_))
-            boundary.append(conformal_pvalues(self._boundary_stat(model, drifted, self.tree_),
-                                              self.cal_boundary_))
-        return np.asarray(density, np.float32), np.asarray(boundary, np.float32)
+            copies.append(np.where(non_negative, np.maximum(drifted, 0.0), drifted))
+        return copies
+
+    def _calibrate_drift(self, model, X: np.ndarray, rng) -> None:
+        """Each stateless detector's p-values on drifted copies of held-out rows,
+        stored as its ``drift_pvalues`` (draws, rows)."""
+        from monitor.detectors import REGISTRY, Batch
+
+        copies = self.drifted_rows(X, rng)
+        batches = [Batch(X=c, Z=self.transform(c), proba=model.predict_proba(c)) for c in copies]
+        for name, cls in REGISTRY.items():
+            if cls.stateful:
+                continue
+            detector = cls(self)
+            pvalues = [detector.fit_time_pvalues(b) for b in batches]
+            self.calibration_[name]["drift_pvalues"] = np.asarray(
+                pvalues, np.float32).reshape(len(batches), len(X))
 
     def drift_rate(self, detector: str, level: float) -> float:
         """The largest rate, over the drift draws, of p <= ``level`` for ``detector``.
 
         0.0 when there is no drift model or no such detector in it.
         """
-        pvalues = {"density": self.drift_density_, "boundary": self.drift_boundary_}.get(detector)
+        pvalues = self.calibration_.get(detector, {}).get("drift_pvalues")
         if pvalues is None or len(pvalues) == 0:
             return 0.0
         return float((pvalues <= level).mean(axis=1).max())
-
-    def _boundary_stat(self, model, X: np.ndarray, tree: TreeGeometry | None) -> np.ndarray:
-        if tree is not None:
-            return tree.closeness(X, self.scale_)
-        return margin_closeness(model.predict_proba(X))
-
-    def _cross_fit(self, model, X, Z, y, rng):
-        folds = StratifiedKFold(n_splits=self.n_folds, shuffle=True,
-                                random_state=int(rng.integers(2**31)))
-        dist = np.empty((len(X), min(self.k_neighbors, len(X) - 1)))
-        boundary = np.empty(len(X))
-        for fit_idx, held_idx in folds.split(X, y):
-            ref_idx = fit_idx[rng.permutation(len(fit_idx))[: self.max_reference]]
-            dist[held_idx] = knn_distances(Z[held_idx], Z[ref_idx], self.k_neighbors)
-            fold_model = clone(model).fit(X[fit_idx], y[fit_idx])
-            boundary[held_idx] = self._boundary_stat(
-                fold_model, X[held_idx], TreeGeometry.from_model(fold_model))
-        return dist, boundary
 
     # ------------------------------------------------------------------ use
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -209,25 +214,27 @@ class Profile:
         return _as_matrix(X, name, self.n_features_)
 
     # ------------------------------------------------------------------ persistence
-    _ARRAYS = ("center_", "scale_", "classes_", "reference_", "cal_density_", "cal_nearest_",
-               "cal_boundary_", "drift_density_", "drift_boundary_")
+    _ARRAYS = ("center_", "scale_", "classes_", "reference_")
 
     def save(self, path: str | Path) -> Path:
         """Write the profile to folder ``path`` (``profile.json`` + ``arrays.npz``)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         arrays = {name.rstrip("_"): getattr(self, name) for name in self._ARRAYS}
+        for detector, values in self.calibration_.items():
+            arrays.update({f"calibration.{detector}.{key}": v for key, v in values.items()})
         if self.tree_ is not None:
             arrays.update(self.tree_.to_arrays())
         np.savez_compressed(path / "arrays.npz", **arrays)
         meta: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
+            "format_version": PROFILE_FORMAT_VERSION,
             "params": {"k_neighbors": self.k_neighbors, "max_reference": self.max_reference,
                        "n_folds": self.n_folds, "cross_fit": self.cross_fit,
                        "drift_noise": self.drift_noise, "drift_scale": list(self.drift_scale),
                        "drift_draws": self.drift_draws, "seed": self.seed},
             "n_features": self.n_features_, "feature_names": self.feature_names_,
             "boundary_kind": self.boundary_kind_, "calibration_source": self.calibration_source_,
+            "detectors": sorted(self.calibration_),
             **self.meta_,
         }
         (path / "profile.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -235,7 +242,10 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
-        """Read a profile folder written by :meth:`save` (no pickle involved)."""
+        """Read a profile folder written by :meth:`save` (no pickle involved).
+
+        Profiles of format version 2 (before per-detector calibration) are converted.
+        """
         path = Path(path)
         meta_file = path / "profile.json"
         if not meta_file.exists():
@@ -243,15 +253,24 @@ class Profile:
                                "create one with `extraction-monitor profile`")
         meta = json.loads(meta_file.read_text())
         version = meta.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in (LEGACY_FORMAT_VERSION, PROFILE_FORMAT_VERSION):
             raise InvalidInput(f"profile {path} has format version {version}; this release "
-                               f"reads version {FORMAT_VERSION}: refit it with "
+                               f"reads versions {LEGACY_FORMAT_VERSION} and "
+                               f"{PROFILE_FORMAT_VERSION}: refit it with "
                                "`extraction-monitor profile`")
         profile = cls(**meta["params"])
         with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
             for name in cls._ARRAYS:
                 setattr(profile, name, arrays[name.rstrip("_")])
             profile.tree_ = TreeGeometry.from_arrays(arrays)
+            if version == LEGACY_FORMAT_VERSION:
+                profile.calibration_ = _legacy_calibration(arrays)
+            else:
+                profile.calibration_ = {}
+                for key in arrays.files:
+                    if key.startswith("calibration."):
+                        _, detector, name = key.split(".", 2)
+                        profile.calibration_.setdefault(detector, {})[name] = arrays[key]
         profile.n_features_ = int(meta["n_features"])
         profile.feature_names_ = list(meta["feature_names"])
         profile.boundary_kind_ = meta["boundary_kind"]
@@ -260,4 +279,14 @@ class Profile:
         return profile
 
 
-__all__ = ["FORMAT_VERSION", "Profile"]
+def _legacy_calibration(arrays) -> dict[str, dict[str, np.ndarray]]:
+    """Per-detector calibration from a format-2 profile's fixed arrays."""
+    return {
+        "density": {"statistic": arrays["cal_density"], "drift_pvalues": arrays["drift_density"]},
+        "boundary": {"statistic": arrays["cal_boundary"],
+                     "drift_pvalues": arrays["drift_boundary"]},
+        "chain": {"statistic": np.sort(-arrays["cal_nearest"])},
+    }
+
+
+__all__ = ["PROFILE_FORMAT_VERSION", "Profile"]

@@ -1,10 +1,20 @@
 """Per-client state: bounded, compact, and serialisable without pickle.
 
-Everything a client's verdict depends on lives here, in fixed-size arrays:
-recent row hashes (to skip retries), each detector's evidence window, the
-chain detector's recent queries, and a short score history. Its size does not
-grow with the client's history (the optional PRADA baseline excepted, which is
-capped by ``prada_max_stored``).
+Everything a client's verdict depends on lives here, in fixed-size arrays: recent row hashes
+(to skip retries), each window test's recent events (by test key, e.g. ``density.sharp``),
+each stateful detector's declared arrays (by detector name and key, e.g. ``chain`` /
+``buffer``), and a short score history. Its size does not grow with the client's history
+(the optional PRADA baseline excepted, which is capped by ``prada_max_stored`` and never
+stored).
+
+The *safety state* — whether and when the client was flagged, why, and its peak score — is
+kept apart from the *evidence* (windows and detector state): when the detectors or tests
+change, :meth:`ClientState.reset_evidence` drops the evidence and keeps the flag.
+
+>>> state = ClientState(windows={"density.sharp": np.array([1, 0], dtype=np.uint8)})
+>>> back = ClientState.from_arrays(state.to_arrays())
+>>> back.windows["density.sharp"].tolist(), back.flag_at
+([1, 0], None)
 """
 
 from __future__ import annotations
@@ -13,7 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""Layout of :meth:`ClientState.to_arrays`; version 1 (before named tests) is still read."""
+
+_WINDOW = "window."
+_DETECTOR = "detector."
+_LEGACY_WINDOW = "window_"
 
 
 @dataclass
@@ -24,7 +39,7 @@ class ClientState:
     n_distinct: int = 0
     hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     windows: dict[str, np.ndarray] = field(default_factory=dict)
-    chain: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float16))
+    detector_state: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     score: float = 0.0
     peak_score: float = 0.0
     flag_at: int | None = None
@@ -32,13 +47,27 @@ class ClientState:
     history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float16))
     prada: object | None = None
 
+    @property
+    def flagged(self) -> bool:
+        return self.flag_at is not None
+
     def nbytes(self) -> int:
         """Bytes held in arrays (the PRADA baseline's growing sets included)."""
-        total = self.hashes.nbytes + self.chain.nbytes + self.history.nbytes
+        total = self.hashes.nbytes + self.history.nbytes
         total += sum(w.nbytes for w in self.windows.values())
+        total += sum(a.nbytes for arrays in self.detector_state.values()
+                     for a in arrays.values())
         if self.prada is not None:
             total += self.prada.nbytes()
         return total + 64  # scalars
+
+    def reset_evidence(self, windows: dict[str, np.ndarray],
+                       detector_state: dict[str, dict[str, np.ndarray]]) -> None:
+        """Replace the evidence (windows, detector state, current score); keep the flag,
+        its reason, the peak score and the counters."""
+        self.windows = windows
+        self.detector_state = detector_state
+        self.score = 0.0
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The state as named arrays (for ``.npz`` or a key-value store); PRADA excluded."""
@@ -47,26 +76,42 @@ class ClientState:
             "counters": np.array([self.n_queries, self.n_distinct,
                                   -1 if self.flag_at is None else self.flag_at]),
             "scores": np.array([self.score, self.peak_score]),
-            "hashes": self.hashes, "chain": self.chain, "history": self.history,
+            "hashes": self.hashes, "history": self.history,
             "flag_reason": np.array([self.flag_reason or ""]),
         }
-        for name, window in self.windows.items():
-            out[f"window_{name}"] = window
+        for key, window in self.windows.items():
+            out[_WINDOW + key] = window
+        for detector, arrays in self.detector_state.items():
+            for key, value in arrays.items():
+                out[f"{_DETECTOR}{detector}.{key}"] = value
         return out
 
     @classmethod
     def from_arrays(cls, arrays) -> ClientState:
+        """Read :meth:`to_arrays` output (version 1 records are converted)."""
         version = int(arrays["version"][0])
-        if version != STATE_VERSION:
+        if version not in (1, STATE_VERSION):
             raise ValueError(f"client state has version {version}, expected {STATE_VERSION}")
         n_queries, n_distinct, flag_at = (int(v) for v in arrays["counters"])
         score, peak = (float(v) for v in arrays["scores"])
         reason = str(arrays["flag_reason"][0])
+        windows: dict[str, np.ndarray] = {}
+        detector_state: dict[str, dict[str, np.ndarray]] = {}
+        for name, value in arrays.items():
+            if name.startswith(_WINDOW):
+                windows[name[len(_WINDOW):]] = np.asarray(value)
+            elif name.startswith(_DETECTOR):
+                detector, key = name[len(_DETECTOR):].split(".", 1)
+                detector_state.setdefault(detector, {})[key] = np.asarray(value)
+            elif version == 1 and name.startswith(_LEGACY_WINDOW):
+                test = name[len(_LEGACY_WINDOW):]
+                detector, _, broad = test.partition(":")
+                windows[f"{detector}.{'broad' if broad else 'sharp'}"] = np.asarray(value)
+        if version == 1:
+            detector_state["chain"] = {"buffer": np.asarray(arrays["chain"])}
         return cls(
             n_queries=n_queries, n_distinct=n_distinct, hashes=np.asarray(arrays["hashes"]),
-            windows={k[len("window_"):]: np.asarray(v) for k, v in arrays.items()
-                     if k.startswith("window_")},
-            chain=np.asarray(arrays["chain"]), score=score, peak_score=peak,
+            windows=windows, detector_state=detector_state, score=score, peak_score=peak,
             flag_at=None if flag_at < 0 else flag_at, flag_reason=reason or None,
             history=np.asarray(arrays["history"]),
         )

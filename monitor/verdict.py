@@ -1,4 +1,18 @@
-"""What the monitor concludes about one client."""
+"""What the monitor concludes about one client, and its two flat views.
+
+* :meth:`Verdict.summary` — the fields worth logging, alerting and listing (no raw rows);
+* :meth:`Verdict.to_row` — one row of a verdict table (``analyze``, ``report``), with a
+  ``score_<detector>`` column per detector.
+
+Every consumer (offline analysis, report, admin API, serving logs and alerts) goes through
+these two, so a verdict looks the same wherever it appears.
+
+>>> v = Verdict(client_id="c", n_queries=3, score=0.0, peak_score=0.0, threshold=2.0,
+...             flagged=False, flag_at=None, reason="not flagged",
+...             detectors={"density": {"score": 0.0, "count": 0, "window": 3}})
+>>> v.to_row()["score_density"], sorted(v.summary())[:3]
+(0.0, ['client_id', 'detectors', 'flag_at'])
+"""
 
 from __future__ import annotations
 
@@ -6,6 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+SUMMARY_FIELDS = ("client_id", "n_queries", "score", "peak_score", "threshold", "flagged",
+                  "flag_at", "reason", "detectors")
+"""Fields of :meth:`Verdict.summary`."""
+
+ROW_COLUMNS = ("client_id", "n_queries", "score", "peak_score", "threshold", "flagged",
+               "flag_at", "reason")
+"""The leading columns of :meth:`Verdict.to_row`; ``score_<detector>`` columns follow."""
 
 
 @dataclass
@@ -34,8 +56,35 @@ class Verdict:
     group: dict[str, Any] | None = None
     row_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
+    def summary(self) -> dict[str, Any]:
+        """The fields worth logging, alerting and listing (no raw rows, no history)."""
+        return {name: getattr(self, name) for name in SUMMARY_FIELDS}
+
+    def to_row(self) -> dict[str, Any]:
+        """One verdict-table row: the :data:`ROW_COLUMNS`, ``score_<detector>`` per detector,
+        and ``prada_flagged`` / ``prada_flag_at`` when the PRADA baseline ran."""
+        row: dict[str, Any] = {
+            "client_id": self.client_id,
+            "n_queries": int(self.n_queries),
+            "score": float(self.score),
+            "peak_score": float(self.peak_score),
+            "threshold": float(self.threshold),
+            "flagged": bool(self.flagged),
+            "flag_at": self.flag_at,
+            "reason": self.reason,
+        }
+        for name, detail in self.detectors.items():
+            row[f"score_{name}"] = float(detail["score"])
+        if self.prada is not None:
+            row["prada_flagged"] = bool(self.prada["flagged"])
+            row["prada_flag_at"] = self.prada["flag_at"]
+        return row
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (row scores as a list)."""
+        """A JSON-ready dict of every field (row scores as a list)."""
         out = {k: v for k, v in self.__dict__.items() if k != "row_scores"}
         out["row_scores"] = [float(s) for s in self.row_scores]
         return out
+
+
+__all__ = ["ROW_COLUMNS", "SUMMARY_FIELDS", "Verdict"]

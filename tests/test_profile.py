@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from monitor import InvalidInput, Monitor, Profile
-from monitor.boundary import margin_closeness
 from monitor.conformal import conformal_pvalues
 from monitor.detectors import Batch, BoundaryDetector, DensityDetector
+from monitor.geometry import margin_closeness
 from victims import VICTIMS
 
 
@@ -39,7 +39,7 @@ def test_naive_calibration_on_training_points_would_be_dishonest(fitted_victim):
     naive = np.sort(margin_closeness(victim.predict_proba(victim.X_train)))
     public = margin_closeness(victim.predict_proba(victim.X_public))
     naive_rate = np.mean(conformal_pvalues(public, naive) <= 0.01)
-    honest_rate = np.mean(conformal_pvalues(public, profile.cal_boundary_) <= 0.01)
+    honest_rate = np.mean(conformal_pvalues(public, profile.calibration_["boundary"]["statistic"]) <= 0.01)
     assert naive_rate > 5 * max(honest_rate, 0.01)
 
 
@@ -88,4 +88,5 @@ def test_fit_can_be_called_on_the_class_with_default_parameters(fitted_victim):
     victim, fitted = fitted_victim("wine-tree")
     profile = Profile.fit(victim.model, victim.X_train, victim.y_train,
                           X_cal=victim.X_cal, y_cal=victim.y_cal)
-    np.testing.assert_array_equal(profile.cal_density_, fitted.cal_density_)
+    np.testing.assert_array_equal(profile.calibration_["density"]["statistic"],
+                                  fitted.calibration_["density"]["statistic"])

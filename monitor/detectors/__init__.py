@@ -1,0 +1,71 @@
+"""The calibrated per-query detectors and the one registry that names them.
+
+Every detector follows the protocol of :mod:`monitor.detectors.base`: it calibrates on
+held-out data (what the profile stores for it), turns each distinct query into a conformal
+p-value (small = unusual), keeps per-client state only under the keys it declares, and says
+in words what an unusual p-value means. The evidence layer (:mod:`monitor.evidence`) turns
+p-values into window counts and scores.
+
+* :class:`DensityDetector` (training-set specific): far from the training data;
+* :class:`BoundaryDetector` (victim specific): near the decision boundary;
+* :class:`ChainDetector` (victim-specific distribution shift): near-duplicates of the
+  client's own recent queries.
+
+Adding a detector is one module defining the class plus one :func:`register_detector` line
+below (see docs/architecture.md, "How to add a detector").
+
+>>> list(REGISTRY)
+['density', 'boundary', 'chain']
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from monitor.detectors.base import (
+    Batch,
+    CalibrationData,
+    Detector,
+    DetectorState,
+    HeldOutSplit,
+    StatelessDetector,
+)
+from monitor.detectors.boundary import BoundaryDetector
+from monitor.detectors.chain import ChainDetector
+from monitor.detectors.density import DensityDetector
+
+if TYPE_CHECKING:
+    from monitor.profile import Profile
+    from monitor.settings import MonitorConfig
+
+REGISTRY: dict[str, type[Detector]] = {}
+"""Detector name -> class, in the order verdicts list them."""
+
+
+def register_detector(cls: type[Detector]) -> type[Detector]:
+    """Add a detector class to :data:`REGISTRY` under ``cls.name`` (usable as a decorator)."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+register_detector(DensityDetector)
+register_detector(BoundaryDetector)
+register_detector(ChainDetector)
+
+
+def build_detectors(profile: Profile, config: MonitorConfig) -> list[Detector]:
+    """The detectors named in ``config.detectors``, in that order, bound to ``profile``."""
+    from monitor.errors import InvalidInput
+
+    missing = [n for n in config.detectors if n not in profile.calibration_]
+    if missing:
+        raise InvalidInput(f"the profile has no calibration for detector(s) "
+                           f"{', '.join(missing)}; refit it with `extraction-monitor profile`")
+    return [REGISTRY[name](profile, config) for name in config.detectors]
+
+
+__all__ = [
+    "REGISTRY", "Batch", "BoundaryDetector", "CalibrationData", "ChainDetector",
+    "DensityDetector", "Detector", "DetectorState", "HeldOutSplit", "StatelessDetector",
+    "build_detectors", "register_detector",
+]

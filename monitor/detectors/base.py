@@ -1,0 +1,135 @@
+"""The detector protocol: what every per-query detector declares and does.
+
+A detector turns each distinct query of a batch into a conformal p-value (small = unusual,
+1.0 = nothing to say) against calibration values the profile stored for it. It declares:
+
+* ``name`` — the key of its calibration in the profile, of its state in client records, and
+  of its scores in verdicts;
+* ``stateful`` and ``state_keys`` — whether it keeps per-client state, and the names of the
+  arrays it keeps (:meth:`initial_state` makes them for a new client);
+* :meth:`calibrate` — a classmethod computing what the profile stores for it from held-out
+  data (:class:`CalibrationData`): a dict of named arrays;
+* :meth:`pvalues` — the p-values of a :class:`Batch`, updating its state in place;
+* :meth:`phrase` — what "p-value at most ``level``" means in words, for verdict reasons.
+
+A detector instance is bound to one fitted profile and one config: ``Detector(profile,
+config)``. Stateless detectors also get drift calibration for free: the profile runs them on
+drifted held-out rows and stores the p-values under ``drift_pvalues``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from monitor.geometry import TreeGeometry
+from monitor.neighbors import knn_distances
+
+if TYPE_CHECKING:
+    from monitor.profile import Profile
+    from monitor.settings import MonitorConfig
+
+DetectorState = dict[str, np.ndarray]
+"""One detector's per-client state: its declared arrays by name."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The distinct queries of one ``observe`` call, as the detectors see them."""
+
+    X: np.ndarray
+    """Raw rows ``(m, d)``."""
+    Z: np.ndarray
+    """The rows in the profile's scaled feature space."""
+    proba: np.ndarray | None
+    """Class probabilities ``(m, k)``, or ``None`` when unknown."""
+
+    def take(self, rows: np.ndarray) -> Batch:
+        """The sub-batch of ``rows``."""
+        return Batch(self.X[rows], self.Z[rows], None if self.proba is None else self.proba[rows])
+
+
+@dataclass(frozen=True)
+class HeldOutSplit:
+    """Rows a model did not train on, and what that model says about them.
+
+    ``reference`` holds the scaled training rows distances are measured to (the profile's
+    reference index for a calibration split, the other folds for a cross-fitting fold).
+    """
+
+    X: np.ndarray
+    Z: np.ndarray
+    reference: np.ndarray
+    proba: np.ndarray | None
+    tree: TreeGeometry | None
+    source: str
+
+
+@dataclass
+class CalibrationData:
+    """Everything a detector may calibrate on: held-out splits and the profile's geometry.
+
+    Nearest-neighbour distances of each split are computed once and shared by the detectors
+    that need them (:meth:`neighbour_distances`).
+    """
+
+    splits: list[HeldOutSplit]
+    k_neighbors: int
+    scale: np.ndarray
+    _distances: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def neighbour_distances(self, split: int) -> np.ndarray:
+        """Distances of split ``split``'s rows to their ``k_neighbors`` nearest reference rows."""
+        if split not in self._distances:
+            s = self.splits[split]
+            self._distances[split] = knn_distances(s.Z, s.reference, self.k_neighbors)
+        return self._distances[split]
+
+    def all_neighbour_distances(self) -> list[np.ndarray]:
+        """:meth:`neighbour_distances` of every split, in split order."""
+        return [self.neighbour_distances(i) for i in range(len(self.splits))]
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """The protocol every detector follows (see the module docstring)."""
+
+    name: ClassVar[str]
+    stateful: ClassVar[bool]
+    state_keys: ClassVar[tuple[str, ...]]
+
+    def __init__(self, profile: Profile, config: MonitorConfig | None = None) -> None: ...
+
+    @classmethod
+    def calibrate(cls, data: CalibrationData) -> dict[str, np.ndarray]: ...
+
+    def initial_state(self) -> DetectorState: ...
+
+    def pvalues(self, batch: Batch, state: DetectorState | None = None) -> np.ndarray: ...
+
+    def phrase(self, level: float) -> str: ...
+
+
+class StatelessDetector:
+    """Base for detectors that keep no per-client state.
+
+    The profile measures how often drifted held-out data looks unusual to a stateless
+    detector with :meth:`fit_time_pvalues` (by default :meth:`pvalues`; a detector whose
+    serving path trades precision for speed computes them exactly here).
+    """
+
+    stateful: ClassVar[bool] = False
+    state_keys: ClassVar[tuple[str, ...]] = ()
+
+    def initial_state(self) -> DetectorState:
+        return {}
+
+    def fit_time_pvalues(self, batch: Batch) -> np.ndarray:
+        """P-values as the profile computes them when it is fitted (drift calibration)."""
+        return self.pvalues(batch)  # type: ignore[attr-defined]
+
+
+__all__ = ["Batch", "CalibrationData", "Detector", "DetectorState", "HeldOutSplit",
+           "StatelessDetector"]
