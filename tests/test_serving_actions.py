@@ -8,8 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from serving_helpers import client, running, wait_for
 
-from monitor.serving import ServingConfig, build_victim_app, build_victim_monitor
+from monitor.serving import ServingConfig
 from victims import load_victim
+from victims.app import build_victim_app, build_victim_monitor
 
 TOKEN = "t"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -56,22 +57,37 @@ def test_alert_is_posted_with_retries_and_listed():
             assert len(c.get("/monitor/alerts", headers=ADMIN).json()["alerts"]) == 1
 
 
-class BrokenDetector:
-    """Stands in for a detector bug: raises inside ``Monitor.observe``."""
+class Broken:
+    """Stands in for a bug: raises when called."""
 
     def __call__(self, *args, **kwargs):
-        raise RuntimeError("detector exploded")
+        raise RuntimeError("exploded")
 
 
 @pytest.mark.parametrize(("fail_mode", "status"), [("open", 200), ("closed", 503)])
 def test_monitor_exception_fails_open_by_default(fail_mode, status):
     v = load_victim("wine-tree")
     monitor = build_victim_monitor(v)
-    monitor._update = BrokenDetector()
+    monitor._update = Broken()  # a bug in the monitor itself, outside the detectors
     app = build_victim_app(v, monitor, ServingConfig(salt="s", fail_mode=fail_mode))
     with running(app) as base, client(base, "k") as c:
         r = c.post("/predict", json={"features": v.X_public[0].tolist()})
         assert r.status_code == status
         if status == 200:
             assert np.allclose(r.json()["prediction"], v.answer(v.X_public[:1])[0])
-        assert "extraction_monitor_detector_errors_total 1.0" in c.get("/metrics").text
+        assert "extraction_monitor_observe_errors_total 1.0" in c.get("/metrics").text
+
+
+def test_a_broken_detector_is_counted_by_name_and_never_breaks_serving():
+    v = load_victim("wine-tree")
+    monitor = build_victim_monitor(v)
+    monitor.detectors[monitor.detector_index("boundary")].pvalues = Broken()
+    app = build_victim_app(v, monitor, ServingConfig(salt="s", fail_mode="closed"))
+    with running(app) as base, client(base, "k") as c:
+        for row in v.X_public[:3]:
+            assert c.post("/predict", json={"features": row.tolist()}).status_code == 200
+        metrics = c.get("/metrics").text
+    assert 'extraction_monitor_detector_errors_total{detector="boundary"} 3.0' in metrics
+    assert 'extraction_monitor_detector_errors_total{detector="density"}' not in metrics or \
+        'extraction_monitor_detector_errors_total{detector="density"} 0.0' in metrics
+    assert "extraction_monitor_observe_errors_total 0.0" in metrics

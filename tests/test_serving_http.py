@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from serving_helpers import client, running
 
-from monitor.serving import ServingConfig, build_victim_app, build_victim_monitor
+from monitor.serving import ServingConfig
 from victims import load_victim
+from victims.app import build_victim_app, build_victim_monitor
 
 TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from serving_helpers import client, free_port, running
 
-from monitor.serving import ServingConfig, build_proxy_app, build_victim_app, build_victim_monitor
+from monitor.serving import ServingConfig, build_proxy_app
 from victims import load_victim
+from victims.app import build_victim_app, build_victim_monitor
 
 TOKEN = "proxy-admin"
 

@@ -6,8 +6,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from serving_helpers import running
 
-from monitor.serving import ServingConfig, build_victim_app, build_victim_monitor
+from monitor.serving import ServingConfig
 from victims import load_victim
+from victims.app import build_victim_app, build_victim_monitor
 
 
 def test_no_server_errors_on_any_schema_case():

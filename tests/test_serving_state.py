@@ -19,16 +19,18 @@ import pytest
 from serving_helpers import client, running
 
 from monitor import Monitor
-from monitor.serving import ClientIdentifier, ServingConfig, build_victim_app
+from monitor.environment import default_state_uri
+from monitor.serving import ClientIdentifier, ServingConfig
+from monitor.serving.identity import resolve_salt
 from monitor.serving.launch import (
+    WorkerOptions,
     check_state,
-    default_state_uri,
     proxy_app_from_env,
-    resolve_salt,
-    victim_app_from_env,
     worker_environment,
 )
+from monitor.settings import Settings
 from monitor.stores import decode_state, open_store
+from victims.app import build_victim_app, victim_app_from_env
 
 TOKEN = "state-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -188,15 +190,16 @@ def test_worker_factories_build_the_apps_from_the_parent_options(victim_profile,
     victim, profile = victim_profile
     profile.save(tmp_path / "profile")
     state = f"sqlite://{tmp_path}/state.db"
-    common = {"config": None, "state": state, "salt": SALT, "admin_token": TOKEN}
-    upstream_options = {**common, "victim": "cancer-logreg", "output_mode": "proba", "seed": 0,
-                        "profile": None}  # the unmonitored upstream (serve --no-monitor)
+    settings = Settings.from_dict({"store": {"uri": state}}).to_dict()
+    common = {"settings": settings, "salt": SALT, "admin_token": TOKEN}
+    upstream_options = WorkerOptions(**common, victim={  # the unmonitored upstream
+        "name": "cancer-logreg", "output_mode": "proba", "seed": 0})
     with worker_environment(upstream_options, workers=1):
         upstream_app = victim_app_from_env()
-    proxy_options = {**common, "upstream": "", "profile": str(tmp_path / "profile"),
-                     "model": None, "trust": [], "timeout": 10.0}
     with running(upstream_app) as upstream:
-        with worker_environment({**proxy_options, "upstream": upstream}, workers=2):
+        proxy_options = WorkerOptions(**common, upstream=upstream, timeout=10.0,
+                                      profile=str(tmp_path / "profile"))
+        with worker_environment(proxy_options, workers=2):
             assert os.environ["PROMETHEUS_MULTIPROC_DIR"]
             proxy_app = proxy_app_from_env()
         assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # restored afterwards

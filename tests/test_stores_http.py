@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from redis_server import free_port, redis_server_fixture
 
-from monitor.serving import ClientIdentifier, build_victim_monitor
+from monitor.serving import ClientIdentifier
 from victims import load_victim
+from victims.app import build_victim_monitor
 
 VICTIM = "cancer-logreg"
 SALT = "stores-http-test-salt"

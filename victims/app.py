@@ -1,4 +1,8 @@
-"""The reference victim as an HTTP prediction API (``POST /predict``), optionally monitored."""
+"""The reference victim as an HTTP prediction API (``POST /predict``), optionally monitored.
+
+Part of the test range: the product's ``serve --victim`` loads it lazily, and the demo, the
+benchmarks and the serving tests use it as the app the monitor protects.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from monitor.serving.config import ServingConfig
 from monitor.serving.extractors import DEFAULT_EXTRACTORS, ExtractionError, extract_rows
 from monitor.serving.middleware import BodyTooLarge, ExtractionMonitorMiddleware, read_body
 from monitor.serving.responses import json_bytes
+from monitor.settings import ServingConfig
 
 
 def request_schema(n_features: int) -> dict[str, Any]:
@@ -108,3 +112,17 @@ def build_victim_monitor(victim, monitor_config=None, store=None):
     profile = Profile().fit(victim.model, victim.X_train, victim.y_train,
                             X_cal=victim.X_cal, y_cal=victim.y_cal)
     return Monitor(profile, config=monitor_config, model=victim.model, store=store)
+
+
+def victim_app_from_env():
+    """The (monitored) reference victim app of ``serve --victim`` (a uvicorn factory)."""
+    from monitor.serving.launch import worker_monitor, worker_options
+    from victims import load_victim
+
+    options = worker_options()
+    settings = options.resolved_settings()
+    spec = options.victim or {}
+    victim = load_victim(spec["name"], output_mode=spec.get("output_mode", "proba"),
+                         seed=spec.get("seed", 0))
+    monitor = worker_monitor(options, settings, victim.model) if options.profile else None
+    return build_victim_app(victim, monitor, settings.serving, admin_token=options.admin_token)

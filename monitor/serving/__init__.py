@@ -1,24 +1,27 @@
 """Serving: watch a live prediction API over HTTP.
 
 * :class:`ExtractionMonitorMiddleware` — pure ASGI middleware for any ASGI app;
-* :class:`ServingConfig` — the ``[serving]`` table (identity, actions, limits, webhook);
-* :class:`ReverseProxy` / :func:`build_proxy_app` — monitor an API you cannot modify;
-* :func:`build_victim_app` — a reference victim served over HTTP (demos, tests).
+* :class:`~monitor.settings.ServingConfig` — the ``[serving]`` table (identity, actions,
+  limits, webhook);
+* :class:`EnforcementPolicy` — what to do with a request before and after its verdict;
+* :class:`ReverseProxy` / :func:`build_proxy_app` — monitor an API you cannot modify.
+
+A reference victim served over HTTP (demos, tests) lives in the test range: ``victims.app``.
 """
 
-from monitor.serving.actions import degrade, enforcement
-from monitor.serving.admin import ADMIN_TOKEN_ENV, AdminAPI
-from monitor.serving.app import build_victim_app, build_victim_monitor
-from monitor.serving.config import ActionLevel, ServingConfig
+from monitor.serving.actions import Throttle, degrade
+from monitor.serving.admin import AdminAPI
 from monitor.serving.extractors import DEFAULT_EXTRACTORS, ExtractionError, extract_rows
-from monitor.serving.identity import ClientIdentifier
+from monitor.serving.identity import ClientIdentifier, resolve_salt
 from monitor.serving.metrics import ServingMetrics
 from monitor.serving.middleware import ExtractionMonitorMiddleware
+from monitor.serving.policy import Decision, EnforcementPolicy
 from monitor.serving.proxy import ReverseProxy, build_proxy_app
+from monitor.settings import ActionLevel, ServingConfig
 
 __all__ = [
-    "ADMIN_TOKEN_ENV", "DEFAULT_EXTRACTORS", "ActionLevel", "AdminAPI", "ClientIdentifier",
-    "ExtractionError", "ExtractionMonitorMiddleware", "ReverseProxy", "ServingConfig",
-    "ServingMetrics", "build_proxy_app", "build_victim_app", "build_victim_monitor", "degrade",
-    "enforcement", "extract_rows",
+    "DEFAULT_EXTRACTORS", "ActionLevel", "AdminAPI", "ClientIdentifier", "Decision",
+    "EnforcementPolicy", "ExtractionError", "ExtractionMonitorMiddleware", "ReverseProxy",
+    "ServingConfig", "ServingMetrics", "Throttle", "build_proxy_app", "degrade", "extract_rows",
+    "resolve_salt",
 ]

@@ -1,8 +1,6 @@
-"""What to do with a flagged client: which action applies, degraded answers, throttling.
+"""The mechanics of enforcement: degraded answers and per-client token buckets.
 
-Enforcement actions by severity: ``block`` (403) > ``throttle`` (429 with ``Retry-After``)
-> ``degrade`` (answer, but with less information). ``log`` and ``alert`` are side effects
-fired once when a client is first flagged. All apply from the flagging query onward.
+Which action applies when is decided by :class:`monitor.serving.policy.EnforcementPolicy`.
 
 Degrade modes (``ServingConfig.degrade_mode``):
 
@@ -20,25 +18,6 @@ import threading
 import time
 
 import numpy as np
-
-from monitor.serving.config import ServingConfig
-
-ENFORCEMENT = ("block", "throttle", "degrade")
-
-
-def enforcement(config: ServingConfig, flagged: bool, peak_score: float) -> str | None:
-    """The most severe enforcement action active for a client, or ``None``.
-
-    >>> cfg = ServingConfig(actions=[{"action": "degrade"}, {"action": "block", "min_score": 5}],
-    ...                     salt="s")
-    >>> enforcement(cfg, True, 1.0), enforcement(cfg, True, 9.0), enforcement(cfg, False, 9.0)
-    ('degrade', 'block', None)
-    """
-    active = {a.action for a in config.actions if a.applies(flagged, peak_score)}
-    for action in ENFORCEMENT:
-        if action in active:
-            return action
-    return None
 
 
 def degrade(outputs: np.ndarray, mode: str, classes: np.ndarray | None = None,

@@ -26,9 +26,8 @@ from urllib.parse import parse_qs, unquote
 import anyio.to_thread
 
 from monitor.serving.responses import send_bytes, send_error, send_json
-from monitor.stores.base import StoreUnavailable, encode_state
+from monitor.stores.base import StoreUnavailable
 
-ADMIN_TOKEN_ENV = "EXTRACTION_MONITOR_ADMIN_TOKEN"
 PREFIX = "/monitor/"
 SORTS = {"score": ("score", False), "-score": ("score", True),
          "n_queries": ("n_queries", False), "-n_queries": ("n_queries", True),
@@ -36,15 +35,24 @@ SORTS = {"score": ("score", False), "-score": ("score", True),
 
 
 class AdminAPI:
-    """ASGI handler for the admin routes of one :class:`ExtractionMonitorMiddleware`.
+    """ASGI handler of the admin routes, built from what it administers.
 
-    >>> AdminAPI(middleware=None, token=None).handles("/monitor/clients")
+    ``monitor`` answers verdicts, exports and resets; ``policy`` forgets a reset client's
+    throttle; ``alerter`` lists recent alerts; ``metrics`` renders ``/metrics``.
+
+    >>> AdminAPI(monitor=None, policy=None, alerter=None, metrics=None,
+    ...          token=None).handles("/monitor/clients")
     True
     """
 
-    def __init__(self, middleware, token: str | None) -> None:
-        self.mw = middleware
+    def __init__(self, monitor, policy, alerter, metrics, token: str | None,
+                 metrics_require_token: bool = False) -> None:
+        self.monitor = monitor
+        self.policy = policy
+        self.alerter = alerter
+        self.metrics = metrics
         self.token = token.encode() if token else None
+        self.metrics_require_token = metrics_require_token
 
     def handles(self, path: str) -> bool:
         return path == "/metrics" or path.startswith(PREFIX) or path == PREFIX.rstrip("/")
@@ -60,14 +68,14 @@ class AdminAPI:
     async def __call__(self, scope, receive, send) -> None:
         path, method = scope["path"], scope["method"]
         if path == "/metrics":
-            if self.mw.config.metrics_require_token and not self._authorised(scope):
+            if self.metrics_require_token and not self._authorised(scope):
                 await self._deny(send)
                 return
             if method != "GET":
                 await send_error(send, 405, "use GET /metrics")
                 return
             await send_bytes(send, 200, await anyio.to_thread.run_sync(self._metrics),
-                             content_type=self.mw.metrics.content_type.encode())
+                             content_type=self.metrics.content_type.encode())
             return
         if self.token is None:
             await send_error(send, 404, "not found (the admin API is disabled: no admin token "
@@ -98,7 +106,7 @@ class AdminAPI:
                 return
             elif parts == ["alerts"] and method == "GET":
                 limit = _int_param(query, "limit", 100, 1, 10_000)
-                body = {"alerts": self.mw.alerter.recent(limit)}
+                body = {"alerts": self.alerter.recent(limit)}
             else:
                 await send_error(send, 404, f"no admin route {method} {path}")
                 return
@@ -118,21 +126,18 @@ class AdminAPI:
                          headers=[(b"www-authenticate", b"Bearer")])
 
     def _metrics(self) -> bytes:
-        m, monitor, store = self.mw.metrics, self.mw.monitor, self.mw.store
+        m, monitor = self.metrics, self.monitor
         try:
             clients = monitor.clients()
-            if store is None:
-                flagged = len(self.mw.flagged)
-            else:  # the store's truth, shared by all workers (one record read per client)
-                m.sync_store(store.stats(), getattr(monitor, "state_errors", 0))
-                flagged = 0
-                for client_id in clients:
-                    state = monitor.state(client_id)
-                    flagged += state is not None and state.flag_at is not None
+            flagged = 0
+            for client_id in clients:  # the store's truth, shared by all workers
+                status = monitor.flag_status(client_id)
+                flagged += status is not None and status.flagged
             m.clients.set(len(clients))
             m.flagged_clients.set(flagged)
         except StoreUnavailable:  # still export the other metrics (store_down says why)
-            m.sync_store(store.stats(), getattr(monitor, "state_errors", 0))
+            pass
+        m.sync(monitor.counters())
         return m.render()
 
     def _list_clients(self, query: dict[str, list[str]]) -> dict[str, Any]:
@@ -144,8 +149,7 @@ class AdminAPI:
         flagged = query.get("flagged", [None])[-1]
         if flagged not in (None, "true", "false"):
             raise ValueError(f"flagged must be true or false, got {flagged!r}")
-        monitor = self.mw.monitor
-        rows = [_summary(monitor.verdict(c)) for c in monitor.clients()]
+        rows = [_listed(self.monitor.verdict(c)) for c in self.monitor.clients()]
         if flagged is not None:
             rows = [r for r in rows if r["flagged"] == (flagged == "true")]
         key, reverse = SORTS[sort]
@@ -154,54 +158,43 @@ class AdminAPI:
                 "clients": rows[offset:offset + limit]}
 
     def _client(self, client_id: str) -> dict[str, Any]:
-        monitor = self.mw.monitor
-        if monitor.state(client_id) is None:
+        if self.monitor.flag_status(client_id) is None:
             raise _NotFound(f"unknown client {client_id!r}")
-        out = monitor.verdict(client_id).to_dict()
+        out = self.monitor.verdict(client_id).to_dict()
         out.pop("row_scores", None)
-        out["action"] = _action(self.mw, out)
+        out["action"] = self.policy.action_for(bool(out["flagged"]), float(out["peak_score"]))
         return out
 
-    def _reset(self, client_id: str) -> dict[str, Any]:
-        if self.mw.monitor.state(client_id) is None and client_id not in self.mw.flagged:
+    def _forget(self, client_id: str) -> None:
+        if self.monitor.flag_status(client_id) is None:
             raise _NotFound(f"unknown client {client_id!r}")
-        self.mw.reset(client_id)
+        self.monitor.reset(client_id)
+        self.policy.forget(client_id)
+
+    def _reset(self, client_id: str) -> dict[str, Any]:
+        self._forget(client_id)
         return {"client_id": client_id, "reset": True}
 
     def _delete(self, client_id: str) -> dict[str, Any]:
-        if self.mw.monitor.state(client_id) is None and client_id not in self.mw.flagged:
-            raise _NotFound(f"unknown client {client_id!r}")
-        self.mw.reset(client_id)
+        self._forget(client_id)
         return {"client_id": client_id, "deleted": True}
 
     def _export(self, client_id: str) -> bytes:
-        store = self.mw.store
         try:
-            if store is not None:
-                return store.export(client_id)
+            return self.monitor.export_state(client_id)
         except KeyError:
             raise _NotFound(f"unknown client {client_id!r}") from None
-        state = self.mw.monitor.state(client_id)
-        if state is None:
-            raise _NotFound(f"unknown client {client_id!r}")
-        return encode_state(state.to_arrays())
 
 
 class _NotFound(Exception):
     pass
 
 
-def _action(mw, verdict: dict[str, Any]) -> str | None:
-    from monitor.serving.actions import enforcement
-
-    return enforcement(mw.config, bool(verdict["flagged"]), float(verdict["peak_score"]))
-
-
-def _summary(verdict) -> dict[str, Any]:
-    return {"client_id": verdict.client_id, "n_queries": int(verdict.n_queries),
-            "score": float(verdict.score), "peak_score": float(verdict.peak_score),
-            "flagged": bool(verdict.flagged), "flag_at": verdict.flag_at,
-            "reason": verdict.reason}
+def _listed(verdict) -> dict[str, Any]:
+    """A verdict as the client list shows it."""
+    summary = verdict.summary()
+    return {k: summary[k] for k in ("client_id", "n_queries", "score", "peak_score", "flagged",
+                                    "flag_at", "reason")}
 
 
 def _int_param(query: dict[str, list[str]], name: str, default: int, lo: int, hi: int) -> int:

@@ -13,7 +13,7 @@ import httpx
 
 from monitor.serving.metrics import ServingMetrics
 
-logger = logging.getLogger("monitor.serving.alerts")
+logger = logging.getLogger("extraction_monitor.serving.alerts")
 
 
 class Alerter:

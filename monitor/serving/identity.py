@@ -1,10 +1,33 @@
-"""Client identity: who is asking, as a salted hash safe to store and log."""
+"""Client identity: who is asking, as a salted hash safe to store and log.
+
+**Salt.** Client ids are salted hashes of API keys / addresses; every worker, and every
+restart, must use the same salt or a client's state is lost. :func:`resolve_salt` decides it,
+in order: the ``[serving] salt`` of the config; ``$EXTRACTION_MONITOR_SALT``; for SQLite, the
+file ``<db>.salt`` beside the database (created with mode 0600 on first start); for
+``memory://`` a fresh random salt. ``redis://`` needs one of the first two (hosts share no
+file system).
+
+>>> resolve_salt("memory://", configured="s3cret")
+'s3cret'
+>>> len(resolve_salt("memory://", environ={}))
+32
+>>> resolve_salt("redis://127.0.0.1:6379/0", environ={})
+Traceback (most recent call last):
+...
+ValueError: a redis:// state store needs a salt shared by every host: set EXTRACTION_MONITOR_SALT or [serving] salt
+"""
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from monitor.environment import SALT_ENV, Environment, as_environment
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -114,3 +137,46 @@ def _forwarded_for(value: bytes | None) -> list[str]:
                 val = val.split(":")[0]
             hops.append(val)
     return hops
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database path of a ``sqlite:///`` URI, else ``None``."""
+    parts = urlsplit(uri)
+    return Path(parts.path) if parts.scheme.lower() == "sqlite" and parts.path else None
+
+
+def resolve_salt(state_uri: str, configured: str | None = None,
+                 environ: Environment | Mapping[str, str] | None = None) -> str:
+    """The client-id salt for a deployment on ``state_uri`` (see the module docstring)."""
+    if configured:
+        return configured
+    env = as_environment(environ)
+    if env.salt:
+        return env.salt
+    scheme = urlsplit(state_uri).scheme.lower()
+    if scheme in ("redis", "rediss"):
+        raise ValueError(f"a redis:// state store needs a salt shared by every host: "
+                         f"set {SALT_ENV} or [serving] salt")
+    db = sqlite_path(state_uri)
+    if db is None:
+        return secrets.token_hex(16)
+    return persistent_salt(db.with_name(db.name + ".salt"))
+
+
+def persistent_salt(path: Path) -> str:
+    """The salt stored in ``path``, created (mode 0600) with a random salt if missing."""
+    path = Path(path)
+    salt = secrets.token_hex(16)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(salt + "\n")
+        return salt
+    text = path.read_text().strip()
+    if not text:
+        raise ValueError(f"salt file {path} is empty; delete it (client ids will change) or "
+                         f"set {SALT_ENV}")
+    return text

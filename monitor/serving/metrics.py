@@ -7,14 +7,14 @@ for ``--workers`` > 1) and every worker's ``/metrics`` reports the sum over all 
 
 from __future__ import annotations
 
-import os
 import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from monitor.environment import Environment
+
 PREFIX = "extraction_monitor"
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 STORE_COUNTERS = {
     "missed_updates": "Updates kept only in a worker's local buffer during a store outage.",
     "outages": "State store outages this worker entered.",
@@ -29,12 +29,13 @@ STORE_GAUGES = {
 }
 
 
-def multiprocess_mode() -> bool:
+def multiprocess_mode(env: Environment | None = None) -> bool:
     """Whether metric values go to ``PROMETHEUS_MULTIPROC_DIR`` files in this process
     (prometheus_client decides once, when first imported)."""
     from prometheus_client import values
 
-    return values.ValueClass is not values.MutexValue and bool(os.environ.get(MULTIPROC_ENV))
+    env = env or Environment.read()
+    return values.ValueClass is not values.MutexValue and bool(env.metrics_dir)
 
 
 class ServingMetrics:
@@ -68,8 +69,14 @@ class ServingMetrics:
             f"{PREFIX}_score", "Overall client score after each monitored request.",
             buckets=(0.5, 1, 2, 3, 5, 8, 13, 21, 34, 55, float("inf")), registry=r)
         self.detector_errors = Counter(
-            f"{PREFIX}_detector_errors", "Exceptions raised inside the monitor while observing.",
-            registry=r)
+            f"{PREFIX}_detector_errors", "Exceptions raised by a detector (its evidence was "
+            "skipped for that request).", ["detector"], registry=r)
+        self.observe_errors = Counter(
+            f"{PREFIX}_observe_errors", "Monitored requests whose observe call failed outside "
+            "the detectors (answered per fail_mode).", registry=r)
+        self.evidence_resets = Counter(
+            f"{PREFIX}_evidence_resets", "Stored client states whose evidence was written for "
+            "other detectors or tests (evidence reset, flag kept).", registry=r)
         self.added_latency = Histogram(
             f"{PREFIX}_added_latency_seconds",
             "Time the monitor adds to a request (parsing, observing, acting).",
@@ -87,22 +94,26 @@ class ServingMetrics:
         self._seen: dict[str, float] = {}
         self._sync_lock = threading.Lock()
 
-    def sync_store(self, stats: dict[str, int], corrupt_records: int = 0) -> None:
-        """Bring the store metrics up to a store's cumulative ``stats()`` (cheap; call often)."""
+    def sync(self, counters) -> None:
+        """Bring the metrics up to a monitor's cumulative :class:`~monitor.monitor.MonitorCounters`
+        (cheap; call often)."""
         with self._sync_lock:
-            self._sync(stats, corrupt_records)
+            for name, value in counters.detector_errors.items():
+                self._advance(f"detector:{name}", self.detector_errors.labels(detector=name),
+                              value)
+            self._advance("corrupt_records", self.corrupt_records, counters.corrupt_records)
+            self._advance("evidence_resets", self.evidence_resets, counters.evidence_resets)
+            for key, value in counters.store.items():
+                if key in self.store_counters:
+                    self._advance(f"store:{key}", self.store_counters[key], value)
+                elif key in self.store_gauges:
+                    self.store_gauges[key].set(float(value))
 
-    def _sync(self, stats: dict[str, int], corrupt_records: int) -> None:
-        for key, value in [*stats.items(), ("corrupt_records", corrupt_records)]:
-            counter = self.corrupt_records if key == "corrupt_records" \
-                else self.store_counters.get(key)
-            if counter is not None:
-                delta = float(value) - self._seen.get(key, 0.0)
-                if delta > 0:
-                    counter.inc(delta)
-                    self._seen[key] = float(value)
-            elif key in self.store_gauges:
-                self.store_gauges[key].set(float(value))
+    def _advance(self, key: str, counter, value: float) -> None:
+        delta = float(value) - self._seen.get(key, 0.0)
+        if delta > 0:
+            counter.inc(delta)
+            self._seen[key] = float(value)
 
     def render(self) -> bytes:
         """The Prometheus text exposition (summed over workers in multiprocess mode)."""

@@ -12,11 +12,11 @@ import logging
 
 import httpx
 
-from monitor.serving.config import ServingConfig
 from monitor.serving.middleware import ExtractionMonitorMiddleware
 from monitor.serving.responses import send_error
+from monitor.settings import ServingConfig
 
-logger = logging.getLogger("monitor.serving.proxy")
+logger = logging.getLogger("extraction_monitor.serving.proxy")
 
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
