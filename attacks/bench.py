@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitor.config import MonitorConfig
 from monitor.monitor import Monitor
 from monitor.profile import Profile
+from monitor.settings import MonitorConfig
 
 CONFIGS: dict[str, MonitorConfig] = {
     "prada": MonitorConfig(detectors=("density",), prada=True),

@@ -28,7 +28,7 @@ def resummarise(out: str) -> int:
     """Rebuild summary.md and the PNGs from a run's CSV/JSON files."""
     from pathlib import Path
 
-    from monitor.bench import load_result, write_outputs
+    from attacks.bench import load_result, write_outputs
 
     command_file = Path(out) / "COMMAND.txt"
     command = command_file.read_text().splitlines()[0] if command_file.exists() else ""

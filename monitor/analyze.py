@@ -1,36 +1,21 @@
 """Offline analysis: replay a query log through a :class:`~monitor.Monitor`, one verdict per client.
 
-Which API outputs are fed to the monitor (the same rule for every client):
-
-1. probabilities ``p_0..p_{k-1}`` when the log has them;
-2. otherwise, when the monitor has no model, the returned labels ``pred``;
-3. otherwise nothing: the monitor recomputes what it needs from its model.
-
-Each client's rows go to ``monitor.observe`` in query order, in batches (the monitor's batch
-path gives the same verdict as observing row by row), so the table equals a live replay.
+The replay (:func:`monitor.replay.replay_log`) is the one ``tune`` and ``report`` use, so the
+table equals a live replay of the same streams.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 
 from monitor.logs import QueryLog
+from monitor.replay import DEFAULT_BATCH_ROWS, choose_outputs, replay_log
+from monitor.tables import verdict_table
+from monitor.verdict import ROW_COLUMNS
 
-DEFAULT_BATCH_ROWS = 50_000
-BASE_COLUMNS = ("client_id", "n_queries", "score", "peak_score", "threshold", "flagged",
-                "flag_at", "reason")
-
-
-def choose_outputs(log: QueryLog, has_model: bool) -> tuple[str, np.ndarray | None]:
-    """``(kind, outputs)`` per the rule in the module docstring; kind is proba/labels/none."""
-    if log.proba is not None:
-        return "proba", log.proba
-    if log.labels is not None and not has_model:
-        return "labels", log.labels
-    return "none", None
+BASE_COLUMNS = ROW_COLUMNS
 
 
 def analyze_log(
@@ -62,62 +47,8 @@ def analyze_log(
     >>> table[["client_id", "n_queries", "flagged"]].to_dict("records")
     [{'client_id': 'a', 'n_queries': 20, 'flagged': False}]
     """
-    if batch_rows < 1:
-        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
-    _, outputs = choose_outputs(log, getattr(monitor, "model", None) is not None)
-    total = log.n_rows
-    records: list[dict] = []
-    detector_names: list[str] = []
-    latest: dict[str, object] = {}
-    for start in range(0, total, batch_rows):
-        part = slice(start, min(start + batch_rows, total))
-        latest.update(monitor.observe_many(
-            log.client_ids[part], log.X[part], None if outputs is None else outputs[part]))
-        done = part.stop
-        if on_progress is not None:
-            on_progress(done, total)
-    for client, _ in log.client_slices():
-        verdict = latest.get(client) or monitor.verdict(client)
-        record = _record(verdict)
-        for name in verdict.detectors:
-            if name not in detector_names:
-                detector_names.append(name)
-        records.append(record)
-    seen = {r["client_id"] for r in records}
-    for client in log.skipped_per_client:
-        if client and client not in seen:
-            records.append({"client_id": client, "n_queries": 0, "flagged": False,
-                            "reason": "all rows skipped (NaN/inf or missing values)"})
-    extra = ["prada_flagged", "prada_flag_at"] if any("prada_flagged" in r for r in records) else []
-    table = pd.DataFrame.from_records(records, columns=[
-        *BASE_COLUMNS, *(f"score_{d}" for d in detector_names), *extra])
-    table["n_skipped"] = table["client_id"].map(log.skipped_per_client).fillna(0).astype(int)
-    table["n_queries"] = table["n_queries"].astype(int)
-    table["flagged"] = table["flagged"].astype(bool)
-    table["flag_at"] = table["flag_at"].astype("Int64")
-    if extra:
-        table["prada_flagged"] = table["prada_flagged"].astype("boolean").fillna(False)
-        table["prada_flag_at"] = table["prada_flag_at"].astype("Int64")
-    return table.sort_values("client_id", kind="stable").reset_index(drop=True)
-
-
-def _record(verdict) -> dict:
-    record = {
-        "client_id": verdict.client_id,
-        "n_queries": int(verdict.n_queries),
-        "score": float(verdict.score),
-        "peak_score": float(verdict.peak_score),
-        "threshold": float(verdict.threshold),
-        "flagged": bool(verdict.flagged),
-        "flag_at": verdict.flag_at,
-        "reason": verdict.reason,
-    }
-    for name, detail in verdict.detectors.items():
-        record[f"score_{name}"] = float(detail["score"])
-    if getattr(verdict, "prada", None) is not None:  # the PRADA baseline, when configured
-        record["prada_flagged"] = bool(verdict.prada["flagged"])
-        record["prada_flag_at"] = verdict.prada["flag_at"]
-    return record
+    replay = replay_log(log, monitor, batch_rows=batch_rows, on_progress=on_progress)
+    return verdict_table(replay.verdicts.values(), log.skipped_per_client)
 
 
 def summary_line(table: pd.DataFrame, n_skipped: int | None = None) -> str:

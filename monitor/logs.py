@@ -69,6 +69,9 @@ class QueryLog:
     output_columns: list[str] = field(default_factory=list)
     n_skipped_nonfinite: int = 0
     skipped_per_client: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    """Columns asked for with ``read_log(..., extra=...)`` (e.g. ground truth), row-aligned;
+    never scored."""
 
     @property
     def n_rows(self) -> int:
@@ -101,11 +104,13 @@ class _ColumnPlan:
     order: str
     proba: list[str]
     label: str | None
+    extra: list[str] = field(default_factory=list)
 
     @property
     def needed(self) -> list[str]:
         cols = [CLIENT_COLUMN, self.order, *self.features, *self.proba]
-        return cols + ([self.label] if self.label else [])
+        cols += [self.label] if self.label else []
+        return cols + [c for c in self.extra if c not in cols]
 
 
 def log_format(path: str | Path) -> str:
@@ -180,7 +185,8 @@ def _short(names: Sequence[str], limit: int = 5) -> str:
     return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
-def _plan(columns: Sequence[str], feature_names: Sequence[str], n_classes: int) -> _ColumnPlan:
+def _plan(columns: Sequence[str], feature_names: Sequence[str], n_classes: int,
+          extra: Sequence[str] = ()) -> _ColumnPlan:
     columns = [str(c) for c in columns]
     present = set(columns)
     if CLIENT_COLUMN not in present:
@@ -202,7 +208,8 @@ def _plan(columns: Sequence[str], feature_names: Sequence[str], n_classes: int) 
             )
         proba = expected
     label = LABEL_COLUMN if LABEL_COLUMN in present else None
-    return _ColumnPlan(features=features, order=order, proba=proba, label=label)
+    return _ColumnPlan(features=features, order=order, proba=proba, label=label,
+                       extra=[c for c in extra if c in present])
 
 
 def _numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -277,6 +284,7 @@ def _chunk(frame: pd.DataFrame, plan: _ColumnPlan) -> QueryLog:
         output_columns=[*plan.proba, *([plan.label] if plan.label else [])],
         n_skipped_nonfinite=n_skipped,
         skipped_per_client=skipped,
+        extra={c: frame[c].to_numpy()[keep] for c in plan.extra},
     )
 
 
@@ -306,6 +314,7 @@ def iter_log_chunks(
     feature_names: Sequence[str],
     n_classes: int,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    extra: Sequence[str] = (),
 ) -> Iterator[QueryLog]:
     """Yield validated chunks of at most ``chunk_rows`` rows, in file order (not sorted).
 
@@ -317,7 +326,7 @@ def iter_log_chunks(
     path = _check_file(path)
     fmt = log_format(path)
     columns = _file_columns(path, fmt)
-    plan = _plan(columns, feature_names, n_classes) if columns is not None else None
+    plan = _plan(columns, feature_names, n_classes, extra) if columns is not None else None
     frames = _raw_chunks(path, fmt, plan.needed if plan else None, chunk_rows)
     while True:
         try:
@@ -327,7 +336,7 @@ def iter_log_chunks(
         except (ValueError, OSError, pd.errors.ParserError) as exc:
             raise LogError(f"{path.name}: cannot read as {fmt}: {_one_line(exc)}") from exc
         if plan is None:
-            plan = _plan(list(frame.columns), feature_names, n_classes)
+            plan = _plan(list(frame.columns), feature_names, n_classes, extra)
         yield _chunk(frame, plan)
 
 
@@ -357,6 +366,8 @@ def concat_logs(chunks: Sequence[QueryLog]) -> QueryLog:
         output_columns=first.output_columns,
         n_skipped_nonfinite=sum(c.n_skipped_nonfinite for c in chunks),
         skipped_per_client=dict(sorted(skipped.items())),
+        extra={c: np.concatenate([chunk.extra[c] for chunk in chunks])[idx]
+               for c in first.extra},
     )
 
 
@@ -365,13 +376,42 @@ def read_log(
     feature_names: Sequence[str],
     n_classes: int,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    extra: Sequence[str] = (),
 ) -> QueryLog:
     """Read, validate and sort a whole query log.
 
     ``feature_names`` are the profile's training names (``x_0..`` is always accepted too);
-    ``n_classes`` fixes how many ``p_*`` columns a log with probabilities must have.
+    ``n_classes`` fixes how many ``p_*`` columns a log with probabilities must have;
+    ``extra`` names columns to carry along unscored (``QueryLog.extra``) when present.
     """
-    return concat_logs(list(iter_log_chunks(path, feature_names, n_classes, chunk_rows)))
+    return concat_logs(list(iter_log_chunks(path, feature_names, n_classes, chunk_rows, extra)))
+
+
+def read_columns(path: str | Path, columns: Sequence[str],
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> pd.DataFrame:
+    """``client_id`` and whichever of ``columns`` the log has, every row (none skipped), sorted
+    stably by ``(client_id, order)`` as :func:`read_log` sorts — for columns that are not
+    scored, such as ground truth."""
+    path = _check_file(path)
+    fmt = log_format(path)
+    present = _file_columns(path, fmt)
+    wanted = [CLIENT_COLUMN, *ORDER_COLUMNS, *columns]
+    names = None if present is None else [c for c in wanted if c in present]
+    try:
+        frame = pd.concat(list(_raw_chunks(path, fmt, names, chunk_rows)), ignore_index=True)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise LogError(f"{path.name}: cannot read as {fmt}: {_one_line(exc)}") from exc
+    if CLIENT_COLUMN not in frame.columns:
+        raise LogError(f"log has no '{CLIENT_COLUMN}' column; add one naming who sent each query")
+    frame = frame[[c for c in wanted if c in frame.columns]]
+    frame = frame.dropna(subset=[CLIENT_COLUMN]).reset_index(drop=True)
+    frame[CLIENT_COLUMN] = frame[CLIENT_COLUMN].astype(str)
+    order = next((c for c in ORDER_COLUMNS if c in frame.columns), None)
+    key = _order_values(frame[order], order) if order else np.zeros(len(frame))
+    codes, _ = pd.factorize(frame[CLIENT_COLUMN].to_numpy(), sort=True)
+    idx = np.lexsort((np.nan_to_num(key, nan=np.inf), codes))
+    return frame.iloc[idx].drop(columns=[c for c in ORDER_COLUMNS if c in frame.columns]
+                                ).reset_index(drop=True)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -109,6 +109,13 @@ def curves_figure(curves: pd.DataFrame) -> Figure:
     return fig
 
 
+def _calibration_statistics(profile) -> dict[str, np.ndarray]:
+    """Each detector's calibration statistic (higher = more unusual), by detector name."""
+    calibration = getattr(profile, "calibration_", {}) or {}
+    return {name: np.asarray(values["statistic"]) for name, values in calibration.items()
+            if "statistic" in values and len(values["statistic"])}
+
+
 def calibration_checks(profile, level: float = 0.01) -> pd.DataFrame:
     """Per calibration statistic: values, ties, and the leave-one-out fraction with p <= level.
 
@@ -117,15 +124,12 @@ def calibration_checks(profile, level: float = 0.01) -> pd.DataFrame:
     a bug.
     """
     rows = []
-    for name in ("cal_density_", "cal_boundary_", "cal_nearest_"):
-        values = getattr(profile, name, None)
-        if values is None or len(values) == 0:
-            continue
+    for name, values in _calibration_statistics(profile).items():
         values = np.sort(np.asarray(values, dtype=np.float64))
         n = len(values)
         at_least = n - np.searchsorted(values, values, side="left")  # includes itself
         p = at_least / n  # conformal p-value of each value against the other n-1 (+1)
-        rows.append({"statistic": name.strip("_").replace("cal_", ""), "n": n,
+        rows.append({"statistic": name, "n": n,
                      "distinct": int(len(np.unique(values))),
                      "level": level, "fraction_p_le_level": float(np.mean(p <= level))})
     return pd.DataFrame(rows)
@@ -133,13 +137,12 @@ def calibration_checks(profile, level: float = 0.01) -> pd.DataFrame:
 
 def calibration_figure(profile) -> Figure:
     """Histograms of the profile's calibration statistics."""
-    names = [n for n in ("cal_density_", "cal_boundary_", "cal_nearest_")
-             if getattr(profile, n, None) is not None and len(getattr(profile, n))]
-    fig = Figure(figsize=(3.2 * max(len(names), 1), 2.6))
-    for i, name in enumerate(names):
-        ax = fig.add_subplot(1, len(names), i + 1)
-        ax.hist(np.asarray(getattr(profile, name)), bins=30, color="#7f7f7f")
-        ax.set_title(name.strip("_").replace("cal_", "calibration: "), fontsize=9)
+    statistics = _calibration_statistics(profile)
+    fig = Figure(figsize=(3.2 * max(len(statistics), 1), 2.6))
+    for i, (name, values) in enumerate(statistics.items()):
+        ax = fig.add_subplot(1, len(statistics), i + 1)
+        ax.hist(values, bins=30, color="#7f7f7f")
+        ax.set_title(f"calibration: {name}", fontsize=9)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
@@ -241,20 +244,6 @@ def render_report(table: pd.DataFrame, *, timelines: Mapping[str, np.ndarray] | 
     return "\n".join(parts)
 
 
-def verdict_table(verdicts: Mapping[str, object]) -> pd.DataFrame:
-    """Verdicts (client -> :class:`~monitor.Verdict`) as the table ``analyze`` writes."""
-    records = []
-    for client, v in verdicts.items():
-        record = {"client_id": client, "n_queries": v.n_queries, "score": v.score,
-                  "peak_score": v.peak_score, "threshold": v.threshold, "flagged": v.flagged,
-                  "flag_at": v.flag_at, "reason": v.reason}
-        record.update({f"score_{k}": d["score"] for k, d in v.detectors.items()})
-        records.append(record)
-    table = pd.DataFrame.from_records(records)
-    table["flag_at"] = table["flag_at"].astype("Int64")
-    return table
-
-
 def is_verdict_table(path) -> bool:
     """Whether ``path`` holds a verdict table (``peak_score`` and ``flagged``) rather than a log."""
     from monitor.logs import read_table
@@ -267,11 +256,14 @@ def build_report(path, profile, config=None, model=None, title: str | None = Non
     """The HTML report of a verdict table, or of a log (replayed first; with ground truth
     columns, ROC / delay curves too)."""
     from monitor.logs import read_log, read_table
+    from monitor.monitor import Monitor
+    from monitor.replay import replay_log
+    from monitor.tables import verdict_table
     from monitor.tuning import (
         TRUTH_ATTACK,
+        TRUTH_COLUMNS,
         client_truth,
         read_truth,
-        replay_scores,
         threshold_curve,
     )
 
@@ -281,10 +273,11 @@ def build_report(path, profile, config=None, model=None, title: str | None = Non
         table["flagged"] = table["flagged"].map(
             lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
         return render_report(table, profile=profile, title=title)
-    log = read_log(path, profile.feature_names_, len(profile.classes_))
-    scores, verdicts = replay_scores(log, profile, config, model)
-    table = verdict_table(verdicts)
-    truth_rows = read_truth(path)
+    log = read_log(path, profile.feature_names_, len(profile.classes_), extra=TRUTH_COLUMNS)
+    replay = replay_log(log, Monitor(profile, config=config, model=model), keep_scores=True)
+    scores = replay.scores
+    table = verdict_table(replay.verdicts.values())
+    truth_rows = read_truth(log)
     truth = curves = None
     if TRUTH_ATTACK in truth_rows.columns:
         kinds = client_truth(truth_rows, default_attack=False)
@@ -299,5 +292,5 @@ def build_report(path, profile, config=None, model=None, title: str | None = Non
                          truth=truth, title=title)
 
 
-__all__ = ["MAX_TIMELINES", "build_report", "is_verdict_table", "verdict_table", "calibration_checks", "order_clients", "png_data_uri",
-           "render_report"]
+__all__ = ["MAX_TIMELINES", "build_report", "calibration_checks", "is_verdict_table",
+           "order_clients", "png_data_uri", "render_report"]

@@ -21,7 +21,6 @@ array([ 1,  3, -1])
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
@@ -33,11 +32,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import beta
 
-from monitor.analyze import choose_outputs
-from monitor.config import MonitorConfig, write_config_file
-from monitor.logs import CLIENT_COLUMN, ORDER_COLUMNS, QueryLog, log_format
+from monitor.logs import CLIENT_COLUMN, QueryLog, read_columns
 from monitor.monitor import Monitor
 from monitor.profile import Profile
+from monitor.replay import replay_log
+from monitor.settings import MonitorConfig, write_config_file
 
 OVERALL = "overall"
 """Name of the combined score in curves and per-detector tables."""
@@ -95,29 +94,16 @@ def observed_levels(*score_maps: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def replay_scores(log: QueryLog, profile: Profile, config: MonitorConfig | None = None,
-                  model=None, horizon: int | None = None, batch_rows: int = 50_000
+                  model=None, horizon: int | None = None
                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Overall scores after each of every client's first ``horizon`` queries.
 
-    Returns ``(scores, verdicts)``: client -> row scores, client -> final :class:`Verdict`.
-    Outputs are chosen as in :func:`monitor.analyze.choose_outputs`.
+    Returns ``(scores, verdicts)``: client -> row scores, client -> final :class:`Verdict`
+    (one :func:`monitor.replay.replay_log` of a fresh monitor).
     """
-    monitor = Monitor(profile, config=config, model=model)
-    _, outputs = choose_outputs(log, model is not None)
-    scores: dict[str, np.ndarray] = {}
-    verdicts: dict[str, Any] = {}
-    for client, rows in log.client_slices():
-        stop = rows.stop if horizon is None else min(rows.stop, rows.start + horizon)
-        parts = []
-        verdict = None
-        for start in range(rows.start, stop, batch_rows):
-            part = slice(start, min(start + batch_rows, stop))
-            verdict = monitor.observe(client, log.X[part],
-                                      None if outputs is None else outputs[part])
-            parts.append(np.asarray(verdict.row_scores, dtype=np.float64))
-        scores[client] = np.concatenate(parts) if parts else np.zeros(0)
-        verdicts[client] = verdict if verdict is not None else monitor.verdict(client)
-    return scores, verdicts
+    replay = replay_log(log, Monitor(profile, config=config, model=model), horizon=horizon,
+                        keep_scores=True)
+    return replay.scores, replay.verdicts
 
 
 def replay_detectors(log: QueryLog, profile: Profile, config: MonitorConfig, model=None,
@@ -128,41 +114,27 @@ def replay_detectors(log: QueryLog, profile: Profile, config: MonitorConfig, mod
     out = {OVERALL: replay_scores(log, profile, config, model, horizon)[0]}
     if per_detector:
         for name in config.detectors:
-            alone = dataclasses.replace(config, detectors=(name,), score_threshold=None)
+            alone = config.replace(detectors=(name,), score_threshold=None)
             out[name] = replay_scores(log, profile, alone, model, horizon)[0]
     return out
 
 
 # ----------------------------------------------------------------------------- ground truth
-def read_truth(path: str | Path) -> pd.DataFrame:
-    """Per-row ground truth of a log written by ``attacks.traffic``, in each client's query
-    order: columns client_id, truth_is_attack / truth_kind / truth_fidelity when present.
+TRUTH_COLUMNS = (TRUTH_ATTACK, TRUTH_KIND, TRUTH_FIDELITY)
 
-    Only labels clients (and the fidelity an attacker had reached); never scored.
+
+def read_truth(log: QueryLog | str | Path) -> pd.DataFrame:
+    """Per-row ground truth in each client's query order: client_id, and truth_is_attack /
+    truth_kind / truth_fidelity when the log has them.
+
+    ``log`` is a :class:`QueryLog` read with ``read_log(..., extra=TRUTH_COLUMNS)`` (its kept
+    rows, aligned with its scores) or a log file (every row). Only labels clients (and the
+    fidelity an attacker had reached); never scored.
     """
-    path = Path(path)
-    fmt = log_format(path)
-    wanted = {CLIENT_COLUMN, *ORDER_COLUMNS, TRUTH_ATTACK, TRUTH_KIND, TRUTH_FIDELITY}
-    if fmt == "csv":
-        frame = pd.read_csv(path, usecols=lambda c: c in wanted, dtype={CLIENT_COLUMN: str})
-    elif fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        names = pq.ParquetFile(path).schema_arrow.names
-        frame = pd.read_parquet(path, columns=[c for c in names if c in wanted])
-    else:
-        frame = pd.read_json(path, lines=True, dtype=False)
-        frame = frame[[c for c in frame.columns if c in wanted]]
-    order = next((c for c in ORDER_COLUMNS if c in frame.columns), None)
-    frame = frame.dropna(subset=[CLIENT_COLUMN]).copy()
-    frame[CLIENT_COLUMN] = frame[CLIENT_COLUMN].astype(str)
-    if order is not None:
-        key = pd.to_numeric(frame[order], errors="coerce")
-        if key.isna().all():
-            key = pd.to_datetime(frame[order], utc=True, errors="coerce", format="mixed")
-        frame = frame.assign(_order=key).sort_values([CLIENT_COLUMN, "_order"], kind="stable")
-        frame = frame.drop(columns=["_order"])
-    return frame.reset_index(drop=True)
+    if not isinstance(log, QueryLog):
+        return read_columns(log, TRUTH_COLUMNS)
+    return pd.DataFrame({CLIENT_COLUMN: log.client_ids.astype(str),
+                         **{c: log.extra[c] for c in TRUTH_COLUMNS if c in log.extra}})
 
 
 def client_truth(truth: pd.DataFrame, default_attack: bool) -> pd.DataFrame:
@@ -310,11 +282,14 @@ class TuningResult:
             table["median_queries_to_flag"] = self.median_queries_to_flag
         return _plain(table)
 
-    def write(self, path: str | Path) -> Path:
-        """Write ``[monitor]`` (with the tuned threshold) and ``[tuning]`` to ``path``."""
+    def write(self, path: str | Path, base_tables: Mapping[str, Any] | None = None) -> Path:
+        """Write ``[monitor]`` (with the tuned threshold) and ``[tuning]`` to ``path``, after
+        every other table of ``base_tables`` (the input config file's tables, carried through
+        unchanged: ``[serving]``, ``[store]``)."""
         path = Path(path)
-        write_config_file(path, {"monitor": self.config.to_dict(),
-                                 "tuning": self.tuning_table()})
+        tables = {k: v for k, v in (base_tables or {}).items() if k not in ("monitor", "tuning")}
+        tables.update({"monitor": self.config.to_dict(), "tuning": self.tuning_table()})
+        write_config_file(path, tables)
         return path
 
 
@@ -416,7 +391,7 @@ def tune(benign: Mapping[str, Mapping[str, np.ndarray]],
                    f"{min_clients_for(target_fpr, confidence)}); threshold set to the largest "
                    f"benign peak + {margin}, achieved upper bound {upper:.4f}")
     return TuningResult(
-        config=dataclasses.replace(config, score_threshold=threshold),
+        config=config.replace(score_threshold=threshold),
         threshold=threshold, target_fpr=target_fpr, confidence=confidence, horizon=horizon,
         n_benign=n, benign_flagged=k, achieved_fpr=k / n, fpr_upper=upper,
         supported=supported, message=message, detectors=per,
@@ -456,12 +431,13 @@ def tune_logs(profile: Profile, benign_logs: Sequence[str | Path],
                 continue
             seen[digest] = str(path)
             sources.append({"role": role, "path": str(path), "sha256": digest})
-            log = read_log(path, profile.feature_names_, len(profile.classes_))
+            log = read_log(path, profile.feature_names_, len(profile.classes_),
+                           extra=TRUTH_COLUMNS)
             clash = sorted(set(log.clients()) & set(labels))
             if clash:
                 raise ValueError(f"{Path(path).name}: client id {clash[0]!r} also appears in "
                                  "another log; client ids must be unique across logs")
-            truth = read_truth(path)
+            truth = read_truth(log)
             kinds = client_truth(truth, default_attack=role == "attacks")
             labels.update({c: bool(kinds["is_attack"].get(c, role == "attacks"))
                            for c in log.clients()})
@@ -488,7 +464,7 @@ def split_by_truth(replays: Mapping[str, Mapping[str, np.ndarray]], is_attack: M
 
 
 __all__ = [
-    "OVERALL", "TuningResult", "choose_threshold", "client_fidelity", "client_truth",
+    "OVERALL", "TRUTH_COLUMNS", "TuningResult", "choose_threshold", "client_fidelity", "client_truth",
     "clopper_pearson_upper", "first_crossings", "min_clients_for", "peaks", "read_truth",
     "replay_detectors", "replay_scores", "observed_levels", "roc_auc_from_curve", "sha256_of",
     "split_by_truth", "threshold_curve", "tune", "tune_logs",

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binom
 
-from monitor.bench import (
+from attacks.bench import (
     BENIGN_BAR,
     CONFIGS,
     BenchSpec,

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from monitor.bench import full_spec, quick_spec, run_bench, write_outputs
+    from attacks.bench import full_spec, quick_spec, run_bench, write_outputs
 
     if args.seeds < 1:
         raise CommandError("--seeds must be >= 1")

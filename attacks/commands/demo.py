@@ -59,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from attacks.oracle import HttpOracle
     from attacks.synthetic import jbda, line_search, uniform_random
     from monitor import Monitor, Profile
-    from monitor.serving.app import build_victim_app
     from monitor.serving.background import serve_in_background
-    from monitor.serving.config import ActionLevel, ServingConfig
     from monitor.serving.identity import ClientIdentifier
+    from monitor.settings import ActionLevel, ServingConfig
     from victims import load_victim
+    from victims.app import build_victim_app
 
     warnings.filterwarnings("ignore")
     started = time.perf_counter()
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                             X_cal=victim.X_cal, y_cal=victim.y_cal)
     monitor = Monitor(profile, model=victim.model)
     salt, token = secrets.token_hex(16), secrets.token_urlsafe(16)
-    config = ServingConfig(salt=salt, actions=(ActionLevel("block"),))
+    config = ServingConfig(salt=salt, actions=(ActionLevel(action="block"),))
     app = build_victim_app(victim, monitor, config=config, admin_token=token)
     ident = ClientIdentifier(salt)
 

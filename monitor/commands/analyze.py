@@ -8,6 +8,10 @@ ignored; rows with NaN/inf or missing values are skipped and counted.
 Outputs used: the p_* probabilities if present; else pred labels when no --model is given;
 else the monitor recomputes outputs from --model.
 
+Scale: LOG may be a partition folder (`extraction-monitor partition`); a file of 1 GiB or more,
+or --out-of-core, is hash-partitioned by client first and analyzed partition by partition;
+--engine dask runs the partitions as tasks on a Dask cluster (docs/scaling.md).
+
 Security: --model loads a classifier saved with skops (.skops) or joblib (.joblib/.pkl).
 Loading a joblib/pickle file means trusting it: it can run any code. A skops file is refused if
 it holds types outside skops' safe set unless you list them with --trust TYPE.
@@ -21,11 +25,12 @@ import time
 from pathlib import Path
 
 from monitor.cli import CommandError
-from monitor.commands.inputs import load_config, load_model_file, load_profile
-from monitor.logs import LogError, read_log
+from monitor.commands.inputs import load_model_file, load_profile, load_settings
 
 PROGRESS_MIN_ROWS = 20_000
 """Logs with fewer rows never show a progress bar unless --progress is given."""
+OUT_OF_CORE_BYTES = 1 << 30
+"""Log files at least this large are analyzed out of core even without --out-of-core."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,13 +45,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="type name a .skops model may contain beyond skops' safe set "
                              "(repeatable)")
     parser.add_argument("--config", type=Path, default=None,
-                        help="monitor config file (TOML [monitor] table, or JSON)")
+                        help="config file (TOML or JSON; its [monitor] table is used)")
     parser.add_argument("--progress", action="store_true",
                         help="show a progress bar on stderr even when it is not a terminal")
-    # scale: --engine/--scheduler/--workers/--partitions/--out-of-core (monitor/engines)
-    from monitor.engines.command import add_engine_arguments
-
-    add_engine_arguments(parser)
+    group = parser.add_argument_group("scale (see docs/scaling.md)")
+    group.add_argument("--engine", choices=("pandas", "dask"), default="pandas",
+                       help="pandas: in this process; dask: partitions as tasks on a Dask "
+                            "cluster (default: pandas)")
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="Dask scheduler to use (e.g. tcp://10.0.0.5:8786); default: a "
+                            "LocalCluster started for this run")
+    group.add_argument("--workers", type=int, default=2, metavar="N",
+                       help="worker processes of the LocalCluster (default: 2)")
+    group.add_argument("--partitions", type=int, default=None, metavar="N",
+                       help="partitions when a log file is partitioned first (default: about "
+                            "125k rows each)")
+    group.add_argument("--out-of-core", action="store_true",
+                       help="partition the log by client first and analyze partition by "
+                            "partition (automatic for folders and files over 1 GiB)")
 
 
 class ProgressBar:
@@ -69,35 +85,35 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _write_table(table, path: Path) -> None:
-    suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        table.to_csv(path, index=False)
-    elif suffix in (".jsonl", ".ndjson", ".json"):
-        table.to_json(path, orient="records", lines=True)
-    elif suffix in (".parquet", ".pq"):
-        table.to_parquet(path, index=False)
-    else:
-        raise CommandError(f"--out {path.name}: unknown file type; use .csv, .jsonl or .parquet")
+def wants_engine(args: argparse.Namespace) -> bool:
+    """Whether to take the partitioned path for these arguments."""
+    log = args.log
+    big = log.is_file() and log.stat().st_size >= OUT_OF_CORE_BYTES
+    return args.engine == "dask" or args.out_of_core or log.is_dir() or big
 
 
 def run(args: argparse.Namespace) -> int:
+    from monitor.tables import check_table_path
+
+    try:
+        check_table_path(args.out)
+    except ValueError as exc:
+        raise CommandError(f"--out {exc}") from None
+    profile = load_profile(args.profile)
+    config = load_settings(args.config).monitor
+    model = load_model_file(args.model, args.trust, profile)
+    if wants_engine(args):
+        return _run_partitioned(args, profile, config, model)
+    return _run_in_memory(args, profile, config, model)
+
+
+def _run_in_memory(args, profile, config, model) -> int:
     from monitor import Monitor
     from monitor.analyze import analyze_log, summary_line
     from monitor.errors import InvalidInput
+    from monitor.logs import LogError, read_log
+    from monitor.tables import write_table
 
-    if args.out.suffix.lower() not in (".csv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq"):
-        raise CommandError(f"--out {args.out.name}: unknown file type; use .csv, .jsonl or "
-                           ".parquet")
-    profile = load_profile(args.profile)
-    config = load_config(args.config)
-    model = load_model_file(args.model, args.trust, profile)
-    # scale: partition folders, big files, --engine dask (monitor/engines/command.py)
-    from monitor.engines.command import run_engine, wants_engine
-
-    if wants_engine(args):
-        return run_engine(args, profile, config, model)
     try:
         log = read_log(args.log, profile.feature_names_, len(profile.classes_))
     except LogError as exc:
@@ -108,6 +124,44 @@ def run(args: argparse.Namespace) -> int:
         table = analyze_log(log, monitor, on_progress=ProgressBar(sys.stderr) if show else None)
     except InvalidInput as exc:
         raise CommandError(f"{args.log.name}: {exc}") from exc
-    _write_table(table, args.out)
+    write_table(table, args.out)
     print(f"{summary_line(table, log.n_skipped_nonfinite)}; verdicts written to {args.out}")
+    return 0
+
+
+def _run_partitioned(args, profile, config, model) -> int:
+    """Partition folders, big files, --engine dask: partition by partition."""
+    from monitor.analyze import summary_line
+    from monitor.errors import InvalidInput
+    from monitor.logs import LogError
+    from monitor.tables import write_table
+
+    if args.workers < 1:
+        raise CommandError(f"--workers must be at least 1, got {args.workers}")
+    if args.partitions is not None and args.partitions < 1:
+        raise CommandError(f"--partitions must be at least 1, got {args.partitions}")
+    if not args.log.exists():
+        raise CommandError(f"{args.log}: no such file or folder")
+    progress = ProgressBar(sys.stderr) if (args.progress or sys.stderr.isatty()) else None
+    try:
+        if args.engine == "dask":
+            from monitor.engines.dask_engine import DaskUnavailable, analyze_partitioned_dask
+
+            try:
+                result = analyze_partitioned_dask(
+                    args.log, args.profile, config, model_path=args.model, trust=args.trust,
+                    scheduler=args.scheduler, n_workers=args.workers,
+                    n_partitions=args.partitions, on_progress=progress)
+            except DaskUnavailable as exc:
+                raise CommandError(str(exc)) from exc
+        else:
+            from monitor.engines import analyze_partitioned
+
+            result = analyze_partitioned(args.log, profile, config, model,
+                                         n_partitions=args.partitions, on_progress=progress)
+    except (LogError, InvalidInput) as exc:
+        raise CommandError(f"{args.log.name}: {exc}") from exc
+    write_table(result.table, args.out)
+    print(f"{summary_line(result.table, result.n_skipped)}; {result.summary()}; "
+          f"verdicts written to {args.out}")
     return 0

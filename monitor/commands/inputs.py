@@ -21,15 +21,13 @@ def load_profile(path: Path):
         raise CommandError(f"cannot load profile {path}: {exc}") from exc
 
 
-def load_config(path: Path | None, default=None):
-    """The ``[monitor]`` table of config file ``path`` (``default`` when no file is given)."""
-    from monitor import MonitorConfig
+def load_settings(path: Path | None):
+    """Every table of config file ``path``, read once (defaults when no file is given)."""
+    from monitor.settings import Settings, SettingsError
 
-    if not path:
-        return default
     try:
-        return MonitorConfig.load(path)
-    except (ValueError, OSError) as exc:
+        return Settings.load(path)
+    except (SettingsError, OSError) as exc:
         raise CommandError(str(exc)) from exc
 
 

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from monitor.cli import CommandError
-from monitor.commands.serve import add_server_arguments, load_configs, prepare_state, run_server
+from monitor.commands.serve import add_server_arguments, prepare_deployment, run_server
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,26 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monitor import InvalidInput, Profile
-    from monitor.model_io import ModelLoadError, load_model
-    from monitor.serving.launch import PROXY_FACTORY
+    from monitor.commands.inputs import load_model_file, load_profile
+    from monitor.serving.launch import PROXY_FACTORY, WorkerOptions
 
     if not args.upstream.startswith(("http://", "https://")):
         raise CommandError(f"--upstream must be an http(s) URL, got {args.upstream!r}")
-    load_configs(args.config)  # fail early on a bad config file
-    try:  # check here once; every worker loads them again
-        Profile.load(args.profile)
-    except (InvalidInput, OSError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
-    if args.model is not None:
-        try:
-            load_model(args.model, trusted=args.trust)
-        except ModelLoadError as exc:
-            raise CommandError(str(exc)) from None
-    state, salt = prepare_state(args, args.config)
-    options = {"upstream": args.upstream, "profile": str(args.profile.resolve()),
-               "model": None if args.model is None else str(args.model.resolve()),
-               "trust": list(args.trust), "timeout": args.timeout,
-               "config": None if args.config is None else str(args.config.resolve()),
-               "state": state, "salt": salt, "admin_token": args.admin_token}
+    settings, salt, token = prepare_deployment(args)
+    load_profile(args.profile)  # check here once; every worker loads them again
+    load_model_file(args.model, args.trust)
+    options = WorkerOptions(
+        settings=settings.to_dict(), salt=salt, admin_token=token,
+        profile=str(args.profile.resolve()),
+        model=None if args.model is None else str(args.model.resolve()),
+        trust=tuple(args.trust), upstream=args.upstream, timeout=args.timeout)
     return run_server(PROXY_FACTORY, options, args)

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from monitor.cli import CommandError
-from monitor.commands.inputs import load_config, load_model_file, load_profile
+from monitor.commands.inputs import load_model_file, load_profile, load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() not in (".html", ".htm"):
         raise CommandError(f"--out {args.out.name}: the report is HTML; name it .html")
     profile = load_profile(args.profile)
-    config = load_config(args.config)
+    config = load_settings(args.config).monitor
     model = load_model_file(args.model, args.trust)
     try:
         page = build_report(args.source, profile, config, model, title=args.title)

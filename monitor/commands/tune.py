@@ -12,8 +12,9 @@ clients; they are never scored. With attack clients, per-threshold ROC / delay c
 fidelity stolen before the flag when the log has truth_fidelity) go to --curves.
 
 OUT gets a [monitor] table (the base --config settings plus score_threshold), which
-`analyze`, `serve` and `proxy` load with --config, and a [tuning] table recording where the
-threshold came from (files and sha256, date, target, achieved rates, number of clients).
+`analyze`, `serve` and `proxy` load with --config, a [tuning] table recording where the
+threshold came from (files and sha256, date, target, achieved rates, number of clients), and
+every other table of --config ([serving], [store]) unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import argparse
 from pathlib import Path
 
 from monitor.cli import CommandError
-from monitor.commands.inputs import load_config, load_model_file, load_profile
+from monitor.commands.inputs import load_model_file, load_profile, load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,9 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monitor import MonitorConfig
     from monitor.errors import InvalidInput
     from monitor.logs import LogError
+    from monitor.settings import read_config_file
     from monitor.tuning import tune_logs
 
     if args.out.suffix.lower() not in (".toml", ".json"):
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if args.margin < 0:
         raise CommandError(f"--margin must be >= 0, got {args.margin}")
     profile = load_profile(args.profile)
-    config = load_config(args.config, default=MonitorConfig())
+    config = load_settings(args.config).monitor
+    base_tables = read_config_file(args.config) if args.config else {}
     model = load_model_file(args.model, args.trust)
     try:
         result = tune_logs(profile, args.benign, args.attacks, config=config, model=model,
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     except (LogError, InvalidInput, ValueError, OSError) as exc:
         raise CommandError(str(exc)) from exc
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result.write(args.out)
+    result.write(args.out, base_tables)
     if args.curves is not None:
         result.curves.to_csv(args.curves, index=False)
     print(f"threshold {result.threshold:.4g}: {result.message}")

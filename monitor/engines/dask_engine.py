@@ -1,32 +1,30 @@
 """The offline analysis as Dask tasks: one task per partition file.
 
-Each task loads the profile from its folder (``Profile.load``: no pickle) and, when given, the
-model from its file, caches both in the worker process, and returns the partition's verdict
-table. The combined table equals the pandas engine's (and ``analyze_log``'s on the whole
-log). Workers must see the partition folder, profile folder and model file at the same paths
-(a LocalCluster on this machine, or shared storage on a cluster).
+:class:`DaskExecutor` is the executor of :func:`monitor.engines.partitioned.analyze_partitions`
+on a Dask cluster. Each task loads the profile from its folder (``Profile.load``: no pickle)
+and, when given, the model from its file, caches both in the worker process, and returns the
+partition's verdict rows. The combined table equals the pandas engine's (and
+``analyze_log``'s on the whole log). Workers must see the partition folder, profile folder and
+model file at the same paths (a LocalCluster on this machine, or shared storage on a cluster).
 
 Needs ``dask[distributed]`` (``pip install 'extraction-monitor[dask]'``).
 """
 
 from __future__ import annotations
 
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from monitor.engines.pandas_engine import (
+from monitor.engines.partitioned import (
     EngineResult,
+    PartitionResult,
     analyze_file,
-    combine_tables,
-    partition_rows,
+    analyze_partitions,
     peak_rss_bytes,
 )
-from monitor.partition import partition_files, partition_log
 
 _CACHE: dict[tuple, tuple] = {}
-"""Per worker process: (profile dir, model path) -> (profile, model)."""
+"""Per worker process: (profile dir, model path, trusted types) -> (profile, model)."""
 
 
 class DaskUnavailable(ImportError):
@@ -43,15 +41,15 @@ def _distributed():
 
 
 def analyze_partition_task(path: str, profile_dir: str, config: dict | None,
-                           model_path: str | None, trust: Sequence[str] = ()) -> tuple:
-    """Run on a worker: ``(verdict table, rows skipped, worker peak RSS bytes)``."""
+                           model_path: str | None, trust: Sequence[str] = ()) -> PartitionResult:
+    """Run on a worker: one partition's :class:`PartitionResult`."""
     from monitor import MonitorConfig
 
     _load_into_cache(profile_dir, model_path, tuple(trust))
     profile, model = _CACHE[(profile_dir, model_path, tuple(trust))]
     cfg = MonitorConfig.from_dict(config) if config else None
     table, skipped = analyze_file(path, profile, cfg, model)
-    return table, skipped, peak_rss_bytes()
+    return PartitionResult(path, table, skipped, peak_rss_bytes())
 
 
 def _load_into_cache(profile_dir: str, model_path: str | None, trust: tuple) -> int:
@@ -84,6 +82,32 @@ def local_cluster(n_workers: int = 2, threads_per_worker: int = 1):
         host="127.0.0.1", dashboard_address=None)
 
 
+class DaskExecutor:
+    """Partitions as tasks on a Dask ``client``; the profile travels as its folder path."""
+
+    engine = "dask"
+
+    def __init__(self, client, profile_dir: str | Path, config=None,
+                 model_path: str | Path | None = None, trust: Sequence[str] = ()) -> None:
+        self.client = client
+        self.profile_dir = str(profile_dir)
+        self.config = None if config is None else config.to_dict()
+        self.model_path = None if model_path is None else str(model_path)
+        self.trust = tuple(trust)
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.client.scheduler_info().get("workers", {})) or 1
+
+    def run(self, files: Sequence[Path]) -> Iterator[PartitionResult]:
+        distributed = _distributed()
+        futures = self.client.map(
+            analyze_partition_task, [str(f) for f in files], profile_dir=self.profile_dir,
+            config=self.config, model_path=self.model_path, trust=self.trust, pure=False)
+        for future in distributed.as_completed(futures):
+            yield future.result()
+
+
 def analyze_partitioned_dask(
     source: str | Path,
     profile_dir: str | Path,
@@ -103,19 +127,6 @@ def analyze_partitioned_dask(
     ``tcp://10.0.0.5:8786``), else starts a LocalCluster of ``n_workers`` single-threaded
     worker processes for the duration of the call. ``config`` is a MonitorConfig or None.
     """
-    start = time.perf_counter()
-    source = Path(source)
-    if source.is_dir():
-        return _run(partition_files(source), profile_dir, config, model_path, trust,
-                    scheduler, n_workers, client, on_progress, start)
-    with tempfile.TemporaryDirectory(prefix="em-partitions-", dir=tmp_dir) as tmp:
-        parts = partition_log(source, Path(tmp) / "parts", n_partitions)
-        return _run(parts.files, profile_dir, config, model_path, trust, scheduler,
-                    n_workers, client, on_progress, start)
-
-
-def _run(files, profile_dir, config, model_path, trust, scheduler, n_workers, client,
-         on_progress, start) -> EngineResult:
     distributed = _distributed()
     cluster = None
     own_client = client is None
@@ -126,35 +137,14 @@ def _run(files, profile_dir, config, model_path, trust, scheduler, n_workers, cl
             cluster = local_cluster(n_workers)
             client = distributed.Client(cluster)
     try:
-        sizes = dict(zip(map(str, files), partition_rows(files), strict=True))
-        total, done = sum(sizes.values()), 0
-        config_dict = None if config is None else config.to_dict()
-        futures = client.map(
-            analyze_partition_task, list(sizes), profile_dir=str(profile_dir),
-            config=config_dict, model_path=None if model_path is None else str(model_path),
-            trust=tuple(trust), pure=False)
-        path_of = {f.key: p for f, p in zip(futures, sizes, strict=True)}
-        tables, skipped, peak = [], 0, peak_rss_bytes()
-        for future in distributed.as_completed(futures):
-            table, n_skipped, worker_peak = future.result()
-            tables.append(table)
-            skipped += n_skipped
-            peak = max(peak, worker_peak)
-            done += sizes[path_of[future.key]]
-            if on_progress is not None:
-                on_progress(done, total)
-        workers = len(client.scheduler_info().get("workers", {})) or n_workers
+        executor = DaskExecutor(client, profile_dir, config, model_path, trust)
+        return analyze_partitions(source, executor, n_partitions, on_progress, tmp_dir)
     finally:
         if own_client:
             client.close()
             if cluster is not None:
                 cluster.close()
-    table = combine_tables(tables)
-    return EngineResult(
-        table=table, n_queries=int(table["n_queries"].sum()), n_skipped=skipped,
-        n_partitions=len(files), peak_rss_bytes=peak, seconds=time.perf_counter() - start,
-        engine="dask", n_workers=workers)
 
 
-__all__ = ["DaskUnavailable", "analyze_partition_task", "analyze_partitioned_dask",
-           "local_cluster", "warm_up"]
+__all__ = ["DaskExecutor", "DaskUnavailable", "analyze_partition_task",
+           "analyze_partitioned_dask", "local_cluster", "warm_up"]

@@ -1,9 +1,14 @@
-"""Out-of-core offline analysis in this process: one partition at a time.
+"""Out-of-core offline analysis: one partition at a time, on any executor.
 
 Each partition file (all rows of its clients, see :mod:`monitor.partition`) is read, replayed
-through a fresh :class:`~monitor.Monitor` sharing the one profile, and reduced to its verdict
-rows before the next is read, so memory is bounded by the largest partition, not by the log.
-The combined table equals :func:`monitor.analyze.analyze_log` on the whole log.
+through a fresh :class:`~monitor.Monitor` sharing one profile, and reduced to its verdict rows
+(:func:`analyze_file`), so memory is bounded by the largest partition, not by the log. The
+combined table equals :func:`monitor.analyze.analyze_log` on the whole log.
+
+The loop is :func:`analyze_partitions`; what differs between engines is only the
+:class:`Executor` that runs :func:`analyze_file` on each partition: :class:`InProcess`
+(the ``pandas`` engine) here, :class:`~monitor.engines.dask_engine.DaskExecutor` on a Dask
+cluster.
 
 >>> import numpy as np, pandas as pd, tempfile
 >>> from pathlib import Path
@@ -27,9 +32,10 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -79,6 +85,27 @@ class EngineResult:
                 f"{rate:,.0f} queries/s, peak RSS {self.peak_rss_bytes / 2**20:,.0f} MiB")
 
 
+@dataclass(frozen=True)
+class PartitionResult:
+    """One partition's verdict rows and what producing them cost."""
+
+    path: str
+    table: pd.DataFrame
+    n_skipped: int
+    peak_rss_bytes: int
+
+
+class Executor(Protocol):
+    """Runs :func:`analyze_file` on every partition; yields results as they complete."""
+
+    engine: str
+
+    def run(self, files: Sequence[Path]) -> Iterator[PartitionResult]: ...
+
+    @property
+    def n_workers(self) -> int: ...
+
+
 def analyze_file(path: str | Path, profile, config=None, model=None,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[pd.DataFrame, int]:
     """Verdict table of one partition (or any log file) and its number of skipped rows."""
@@ -89,6 +116,21 @@ def analyze_file(path: str | Path, profile, config=None, model=None,
     return table, log.n_skipped_nonfinite
 
 
+class InProcess:
+    """The ``pandas`` engine's executor: partitions one after another in this process."""
+
+    engine = "pandas"
+    n_workers = 1
+
+    def __init__(self, profile, config=None, model=None) -> None:
+        self.profile, self.config, self.model = profile, config, model
+
+    def run(self, files: Sequence[Path]) -> Iterator[PartitionResult]:
+        for path in files:
+            table, skipped = analyze_file(path, self.profile, self.config, self.model)
+            yield PartitionResult(str(path), table, skipped, peak_rss_bytes())
+
+
 def combine_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """Per-partition verdict tables as one table sorted by client id (as ``analyze_log``)."""
     if not tables:
@@ -97,21 +139,17 @@ def combine_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
     return table.sort_values("client_id", kind="stable").reset_index(drop=True)
 
 
-def partition_rows(files: list[Path]) -> list[int]:
+def partition_rows(files: Sequence[Path]) -> list[int]:
     """Row counts of partition files, from their Parquet metadata."""
     return [pq.ParquetFile(f).metadata.num_rows for f in files]
 
 
-def analyze_partitioned(
-    source: str | Path,
-    profile,
-    config=None,
-    model=None,
-    n_partitions: int | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-    tmp_dir: str | Path | None = None,
-) -> EngineResult:
-    """Analyze a partition folder, or a log file partitioned first into a temporary folder.
+def analyze_partitions(source: str | Path, executor: Executor,
+                       n_partitions: int | None = None,
+                       on_progress: Callable[[int, int], None] | None = None,
+                       tmp_dir: str | Path | None = None) -> EngineResult:
+    """Analyze a partition folder, or a log file partitioned first into a temporary folder,
+    with ``executor``.
 
     ``n_partitions`` (file input only) defaults to
     :func:`monitor.partition.suggest_partitions`; ``on_progress(rows_done, rows_total)`` is
@@ -120,29 +158,40 @@ def analyze_partitioned(
     start = time.perf_counter()
     source = Path(source)
     if source.is_dir():
-        return _run(partition_files(source), profile, config, model, on_progress, start)
+        return _run(partition_files(source), executor, on_progress, start)
     with tempfile.TemporaryDirectory(prefix="em-partitions-", dir=tmp_dir) as tmp:
         parts = partition_log(source, Path(tmp) / "parts", n_partitions)
-        return _run(parts.files, profile, config, model, on_progress, start)
+        return _run(parts.files, executor, on_progress, start)
 
 
-def _run(files, profile, config, model, on_progress, start) -> EngineResult:
-    sizes = partition_rows(files)
-    total, done = sum(sizes), 0
-    tables, skipped = [], 0
-    for path, size in zip(files, sizes, strict=True):
-        table, n_skipped = analyze_file(path, profile, config, model)
-        tables.append(table)
-        skipped += n_skipped
-        done += size
+def _run(files, executor: Executor, on_progress, start: float) -> EngineResult:
+    sizes = dict(zip(map(str, files), partition_rows(files), strict=True))
+    total, done = sum(sizes.values()), 0
+    tables, skipped, peak = [], 0, peak_rss_bytes()
+    for result in executor.run(files):
+        tables.append(result.table)
+        skipped += result.n_skipped
+        peak = max(peak, result.peak_rss_bytes)
+        done += sizes[result.path]
         if on_progress is not None:
             on_progress(done, total)
     table = combine_tables(tables)
     return EngineResult(
         table=table, n_queries=int(table["n_queries"].sum()), n_skipped=skipped,
-        n_partitions=len(files), peak_rss_bytes=peak_rss_bytes(),
-        seconds=time.perf_counter() - start)
+        n_partitions=len(files), peak_rss_bytes=max(peak, peak_rss_bytes()),
+        seconds=time.perf_counter() - start, engine=executor.engine,
+        n_workers=executor.n_workers)
 
 
-__all__ = ["EngineResult", "analyze_file", "analyze_partitioned", "combine_tables",
-           "partition_rows", "peak_rss_bytes"]
+def analyze_partitioned(source: str | Path, profile, config=None, model=None,
+                        n_partitions: int | None = None,
+                        on_progress: Callable[[int, int], None] | None = None,
+                        tmp_dir: str | Path | None = None) -> EngineResult:
+    """:func:`analyze_partitions` in this process (the ``pandas`` engine)."""
+    return analyze_partitions(source, InProcess(profile, config, model), n_partitions,
+                              on_progress, tmp_dir)
+
+
+__all__ = ["EngineResult", "Executor", "InProcess", "PartitionResult", "analyze_file",
+           "analyze_partitioned", "analyze_partitions", "combine_tables", "partition_rows",
+           "peak_rss_bytes"]

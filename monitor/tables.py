@@ -1,0 +1,80 @@
+"""Verdict tables: built from verdicts, written as CSV, JSON lines or Parquet.
+
+>>> from monitor.verdict import Verdict
+>>> v = Verdict(client_id="c", n_queries=3, score=0.0, peak_score=0.0, threshold=2.0,
+...             flagged=False, flag_at=None, reason="not flagged", detectors={})
+>>> table = verdict_table([v], skipped={"d": 4})
+>>> table[["client_id", "n_queries", "n_skipped"]].values.tolist()
+[['c', 3, 0], ['d', 0, 4]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from monitor.verdict import ROW_COLUMNS, Verdict
+
+TABLE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
+"""File types a verdict table can be written as."""
+
+
+def verdict_table(verdicts: Iterable[Verdict], skipped: Mapping[str, int] | None = None,
+                  ) -> pd.DataFrame:
+    """One row per verdict (:meth:`Verdict.to_row`), sorted by client id.
+
+    Columns: the :data:`~monitor.verdict.ROW_COLUMNS`, ``score_<detector>`` per detector,
+    ``prada_flagged`` / ``prada_flag_at`` when the PRADA baseline ran, and ``n_skipped``
+    (rows dropped for NaN/inf/missing values, from ``skipped``). A client of ``skipped``
+    without a verdict (all its rows were dropped) gets a row with ``n_queries`` 0.
+    """
+    records = [v.to_row() for v in verdicts]
+    detector_names: list[str] = []
+    for record in records:
+        for key in record:
+            if key.startswith("score_") and key[6:] not in detector_names:
+                detector_names.append(key[6:])
+    skipped = dict(skipped or {})
+    seen = {r["client_id"] for r in records}
+    for client in skipped:
+        if client and client not in seen:
+            records.append({"client_id": client, "n_queries": 0, "flagged": False,
+                            "reason": "all rows skipped (NaN/inf or missing values)"})
+    extra = ["prada_flagged", "prada_flag_at"] if any("prada_flagged" in r for r in records) \
+        else []
+    table = pd.DataFrame.from_records(records, columns=[
+        *ROW_COLUMNS, *(f"score_{d}" for d in detector_names), *extra])
+    table["n_skipped"] = table["client_id"].map(skipped).fillna(0).astype(int)
+    table["n_queries"] = table["n_queries"].astype(int)
+    table["flagged"] = table["flagged"].astype(bool)
+    table["flag_at"] = table["flag_at"].astype("Int64")
+    if extra:
+        table["prada_flagged"] = table["prada_flagged"].astype("boolean").fillna(False)
+        table["prada_flag_at"] = table["prada_flag_at"].astype("Int64")
+    return table.sort_values("client_id", kind="stable").reset_index(drop=True)
+
+
+def check_table_path(path: Path) -> None:
+    """``ValueError`` naming the accepted types if ``path`` is not a table file name."""
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise ValueError(f"{path.name}: unknown file type; use .csv, .jsonl or .parquet")
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``table`` as CSV, JSON lines or Parquet (chosen by the extension)."""
+    path = Path(path)
+    check_table_path(path)
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".csv":
+        table.to_csv(path, index=False)
+    elif suffix in (".parquet", ".pq"):
+        table.to_parquet(path, index=False)
+    else:
+        table.to_json(path, orient="records", lines=True)
+    return path
+
+
+__all__ = ["TABLE_SUFFIXES", "check_table_path", "verdict_table", "write_table"]
