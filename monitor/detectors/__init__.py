@@ -20,23 +20,20 @@ below (see docs/architecture.md, "How to add a detector").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from monitor.detectors.base import (
     Batch,
     CalibrationData,
     Detector,
     DetectorState,
+    FittedProfile,
     HeldOutSplit,
     StatelessDetector,
 )
 from monitor.detectors.boundary import BoundaryDetector
 from monitor.detectors.chain import ChainDetector
 from monitor.detectors.density import DensityDetector
-
-if TYPE_CHECKING:
-    from monitor.profile import Profile
-    from monitor.settings import MonitorConfig
 
 REGISTRY: dict[str, type[Detector]] = {}
 """Detector name -> class, in the order verdicts list them."""
@@ -53,8 +50,9 @@ register_detector(BoundaryDetector)
 register_detector(ChainDetector)
 
 
-def build_detectors(profile: Profile, config: MonitorConfig) -> list[Detector]:
-    """The detectors named in ``config.detectors``, in that order, bound to ``profile``."""
+def build_detectors(profile: FittedProfile, config: Any) -> list[Detector]:
+    """The detectors named in ``config.detectors`` (a MonitorConfig), in that order, bound to
+    ``profile``."""
     from monitor.errors import InvalidInput
 
     missing = [n for n in config.detectors if n not in profile.calibration_]
@@ -66,6 +64,7 @@ def build_detectors(profile: Profile, config: MonitorConfig) -> list[Detector]:
 
 __all__ = [
     "REGISTRY", "Batch", "BoundaryDetector", "CalibrationData", "ChainDetector",
-    "DensityDetector", "Detector", "DetectorState", "HeldOutSplit", "StatelessDetector",
+    "DensityDetector", "Detector", "DetectorState", "FittedProfile", "HeldOutSplit",
+    "StatelessDetector",
     "build_detectors", "register_detector",
 ]

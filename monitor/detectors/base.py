@@ -20,16 +20,12 @@ drifted held-out rows and stores the p-values under ``drift_pvalues``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from monitor.geometry import TreeGeometry
 from monitor.neighbors import knn_distances
-
-if TYPE_CHECKING:
-    from monitor.profile import Profile
-    from monitor.settings import MonitorConfig
 
 DetectorState = dict[str, np.ndarray]
 """One detector's per-client state: its declared arrays by name."""
@@ -92,15 +88,32 @@ class CalibrationData:
         return [self.neighbour_distances(i) for i in range(len(self.splits))]
 
 
+class FittedProfile(Protocol):
+    """What a detector may read from a fitted :class:`~monitor.Profile`."""
+
+    n_features_: int
+    k_neighbors: int
+    scale_: np.ndarray
+    reference_: np.ndarray
+    tree_: TreeGeometry | None
+    calibration_: dict[str, dict[str, np.ndarray]]
+
+    def transform(self, X: np.ndarray) -> np.ndarray: ...
+
+
 @runtime_checkable
 class Detector(Protocol):
-    """The protocol every detector follows (see the module docstring)."""
+    """The protocol every detector follows (see the module docstring).
+
+    ``config`` is the :class:`~monitor.settings.MonitorConfig`; a detector reads its own
+    parameters from it (``chain_memory`` for the chain detector).
+    """
 
     name: ClassVar[str]
     stateful: ClassVar[bool]
     state_keys: ClassVar[tuple[str, ...]]
 
-    def __init__(self, profile: Profile, config: MonitorConfig | None = None) -> None: ...
+    def __init__(self, profile: FittedProfile, config: Any = None) -> None: ...
 
     @classmethod
     def calibrate(cls, data: CalibrationData) -> dict[str, np.ndarray]: ...
@@ -131,5 +144,5 @@ class StatelessDetector:
         return self.pvalues(batch)  # type: ignore[attr-defined]
 
 
-__all__ = ["Batch", "CalibrationData", "Detector", "DetectorState", "HeldOutSplit",
-           "StatelessDetector"]
+__all__ = ["Batch", "CalibrationData", "Detector", "DetectorState", "FittedProfile",
+           "HeldOutSplit", "StatelessDetector"]

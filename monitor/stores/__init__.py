@@ -15,11 +15,11 @@ from monitor.stores.base import (
     Transaction,
     decode_state,
     encode_state,
-    open_store,
     state_size_bound,
 )
 from monitor.stores.memory import MemoryStore
 from monitor.stores.sqlite import SQLiteStore
+from monitor.stores.uri import open_store
 
 __all__ = [
     "RECORD_FORMAT_VERSION", "CorruptRecord", "MemoryStore", "RedisStore", "SQLiteStore", "StateStore",

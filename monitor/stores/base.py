@@ -1,4 +1,4 @@
-"""The :class:`StateStore` interface, the record format, and :func:`open_store` by URI.
+"""The :class:`StateStore` interface and the record format (stores by URI: :mod:`monitor.stores.uri`).
 
 A store keeps each client's :class:`~monitor.state.ClientState` (as the small dict of
 numpy arrays from ``ClientState.to_arrays()``) outside the :class:`~monitor.Monitor`,
@@ -35,13 +35,8 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from monitor.settings import StoreConfig
 
 MAGIC = b"EMSTATE"
 RECORD_FORMAT_VERSION = 1
@@ -271,57 +266,3 @@ class StripedLocks:
         lock = self.locks[zlib.crc32(client_id.encode()) % len(self.locks)]
         with lock:
             yield
-
-
-# --------------------------------------------------------------------------- URIs
-def open_store(store: str | StoreConfig = "memory://") -> StateStore:
-    """A store from a URI (options in its query, as rate limiters take them) or a
-    :class:`~monitor.settings.StoreConfig` (the ``[store]`` table).
-
-    * ``memory://?ttl=3600`` — in this process only (tests, single worker);
-    * ``sqlite:///abs/path/state.db?ttl=86400&busy_timeout=10`` — one host, many processes;
-    * ``redis://[:password@]host:6379/0?ttl=86400&on_error=open&timeout=0.5`` — many hosts
-      (``rediss://`` for TLS); ``on_error`` is ``open`` (default) or ``closed``.
-
-    >>> open_store("memory://?ttl=60").ttl_seconds
-    60.0
-    >>> open_store("postgres://db")
-    Traceback (most recent call last):
-    ...
-    monitor.settings.SettingsError: invalid [store]: uri 'postgres://db' is an unsupported state store URI; use memory://, sqlite:///path.db or redis://host:port/db
-    """
-    from monitor.settings import StoreConfig
-
-    if isinstance(store, str):
-        config = StoreConfig.from_uri(store)
-    elif isinstance(store, StoreConfig):
-        config = store if store.uri is None else StoreConfig.from_uri(
-            store.uri, **store.model_dump(exclude={"uri"}))
-    else:
-        raise ValueError(f"state store must be a URI or a StoreConfig, got {store!r}")
-    if config.uri is None:
-        raise ValueError("the state store has no URI; set [store] uri or --state")
-    parts = urlsplit(config.uri)
-    scheme = config.scheme
-    if scheme == "memory":
-        from monitor.stores.memory import MemoryStore
-
-        return MemoryStore(ttl_seconds=config.ttl)
-    if scheme == "sqlite":
-        from monitor.stores.sqlite import SQLiteStore
-
-        if parts.netloc or not parts.path or parts.path == "/":
-            raise ValueError(f"sqlite state URI needs an absolute path with three slashes, "
-                             f"like sqlite:///var/lib/monitor/state.db; got {config.uri!r}")
-        return SQLiteStore(parts.path, ttl_seconds=config.ttl,
-                           busy_timeout=config.busy_timeout)
-    from monitor.stores.redis import RedisStore
-
-    db = parts.path.strip("/") or "0"
-    if not db.isdigit():
-        raise ValueError(f"redis state URI database must be a number, got {db!r}")
-    return RedisStore(
-        host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=int(db),
-        password=parts.password, ssl=parts.scheme.lower() == "rediss",
-        ttl_seconds=config.ttl, on_error=config.on_error, timeout=config.timeout,
-        buffer_size=config.buffer, prefix=config.prefix)
