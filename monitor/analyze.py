@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from monitor.logs import QueryLog
+from monitor.monitor import GROUP_PREFIX
 from monitor.replay import DEFAULT_BATCH_ROWS, choose_outputs, replay_log
 from monitor.tables import verdict_table
 from monitor.verdict import ROW_COLUMNS
@@ -18,11 +19,30 @@ from monitor.verdict import ROW_COLUMNS
 BASE_COLUMNS = ROW_COLUMNS
 
 
+def client_groups(log: QueryLog, column: str) -> dict[str, str]:
+    """Each client's group from column ``column`` of a log read with
+    ``read_log(..., extra=[column])``; :class:`~monitor.logs.LogError` if a client has two."""
+    from monitor.logs import LogError
+
+    if column not in log.extra:
+        raise LogError(f"log has no group column {column!r}; name an account, tenant or "
+                       "subnet column with --group-column")
+    frame = pd.DataFrame({"client": log.client_ids.astype(str),
+                          "group": pd.Series(log.extra[column]).astype(str).to_numpy()})
+    counts = frame.drop_duplicates().groupby("client")["group"].nunique()
+    mixed = counts[counts > 1]
+    if len(mixed):
+        raise LogError(f"client {mixed.index[0]!r} appears in more than one group of column "
+                       f"{column!r}; a client belongs to one group")
+    return dict(frame.drop_duplicates("client").itertuples(index=False, name=None))
+
+
 def analyze_log(
     log: QueryLog,
     monitor,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     on_progress: Callable[[int, int], None] | None = None,
+    group_column: str | None = None,
 ) -> pd.DataFrame:
     """Replay ``log`` through ``monitor`` (use a fresh one) and return one row per client.
 
@@ -31,7 +51,10 @@ def analyze_log(
     ``score_<detector>`` per detector, prada_flagged/prada_flag_at when the PRADA baseline is
     on, n_skipped (rows dropped for NaN/inf/missing values).
     Clients whose rows were all skipped get a row with n_queries 0 and no scores.
-    ``on_progress(rows_done, rows_total)`` is called after each batch.
+    ``on_progress(rows_done, rows_total)`` is called after each batch. With ``group_column``
+    (the monitor built with ``group_of`` from :func:`client_groups`), each group's rows are
+    replayed in log order and every row also carries its group's final verdict (group_id,
+    group_flagged, group_flag_at, group_peak_score, group_exposure).
 
     >>> import numpy as np
     >>> from sklearn.linear_model import LogisticRegression
@@ -47,8 +70,30 @@ def analyze_log(
     >>> table[["client_id", "n_queries", "flagged"]].to_dict("records")
     [{'client_id': 'a', 'n_queries': 20, 'flagged': False}]
     """
-    replay = replay_log(log, monitor, batch_rows=batch_rows, on_progress=on_progress)
-    return verdict_table(replay.verdicts.values(), log.skipped_per_client)
+    groups = None
+    if group_column is not None:
+        client_groups(log, group_column)  # one group per client, or a one-line error
+        groups = pd.Series(log.extra[group_column]).astype(str).to_numpy(dtype=object)
+    replay = replay_log(log, monitor, batch_rows=batch_rows, on_progress=on_progress,
+                        groups=groups)
+    verdicts = list(replay.verdicts.values())
+    if groups is not None:  # each client row carries its group's final verdict
+        final = {g: monitor.group_verdict(g) for g in monitor.groups()}
+        for verdict in verdicts:
+            if verdict.group is not None:
+                group = final[verdict.group["group_id"]]
+                verdict.group = {"group_id": verdict.group["group_id"],
+                                 **{k: getattr(group, k) for k in ("flagged", "flag_at",
+                                                                    "peak_score", "exposure")}}
+    return verdict_table(verdicts, log.skipped_per_client)
+
+
+def group_table(monitor) -> pd.DataFrame:
+    """One row per group the monitor tracks (its verdict over all its clients' queries),
+    with ``group_id`` first."""
+    table = verdict_table([monitor.group_verdict(g) for g in monitor.groups()])
+    table["client_id"] = table["client_id"].str.removeprefix(GROUP_PREFIX)
+    return table.rename(columns={"client_id": "group_id"}).drop(columns=["n_skipped"])
 
 
 def summary_line(table: pd.DataFrame, n_skipped: int | None = None) -> str:
@@ -63,4 +108,5 @@ def summary_line(table: pd.DataFrame, n_skipped: int | None = None) -> str:
     return line
 
 
-__all__ = ["BASE_COLUMNS", "DEFAULT_BATCH_ROWS", "analyze_log", "choose_outputs", "summary_line"]
+__all__ = ["BASE_COLUMNS", "DEFAULT_BATCH_ROWS", "analyze_log", "choose_outputs", "client_groups",
+           "group_table", "summary_line"]

@@ -34,6 +34,7 @@ from monitor.baselines.prada import PradaState
 from monitor.detectors import Batch, build_detectors
 from monitor.errors import InvalidInput
 from monitor.evidence import build_window_tests
+from monitor.exposure import ExposureTracker
 from monitor.hashing import duplicate_mask, row_hashes
 from monitor.profile import Profile
 from monitor.scoring import ScoredRows, score_rows
@@ -55,6 +56,7 @@ class FlagStatus:
     peak_score: float
     flag_at: int | None
     reason: str | None
+    exposure_exceeded: bool = False
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Monitor:
         self.detectors = build_detectors(profile, self.config)
         self.tests = build_window_tests(self.detectors, self.config, profile)
         self.threshold = self.tests[0].evidence.threshold
+        self.exposure = ExposureTracker.from_profile(profile) if self.config.exposure else None
         self.detector_errors: dict[str, int] = {d.name: 0 for d in self.detectors}
         self._corrupt_records = 0
         self._evidence_resets = 0
@@ -133,7 +136,7 @@ class Monitor:
         if state is None:
             return None
         return FlagStatus(state.flagged, float(state.peak_score), state.flag_at,
-                          state.flag_reason)
+                          state.flag_reason, state.exposure_at is not None)
 
     def export_state(self, client_id: str) -> bytes:
         """The client's state record (:func:`monitor.stores.decode_state` reads it);
@@ -226,7 +229,8 @@ class Monitor:
                                       precomputed)
             verdict.group = {"group_id": str(group_id), **{
                 k: getattr(group, k) for k in ("n_queries", "score", "peak_score", "flagged",
-                                                "flag_at", "reason")}}
+                                                "flag_at", "reason", "exposure",
+                                                "exposure_exceeded")}}
         return verdict
 
     def _observe_key(self, key: str, X, proba, labels, hashes, precomputed=None) -> Verdict:
@@ -247,8 +251,13 @@ class Monitor:
     def _new_windows(self) -> dict[str, np.ndarray]:
         return {test.key: test.initial_window() for test in self.tests}
 
+    def _stateful_parts(self) -> list:
+        """Stateful detectors, and the exposure tracker: whatever keeps declared arrays."""
+        parts = [d for d in self.detectors if d.stateful]
+        return parts + ([self.exposure] if self.exposure is not None else [])
+
     def _new_detector_state(self) -> dict[str, dict[str, np.ndarray]]:
-        return {d.name: d.initial_state() for d in self.detectors if d.stateful}
+        return {part.name: part.initial_state() for part in self._stateful_parts()}
 
     def _new_state(self) -> ClientState:
         state = ClientState(windows=self._new_windows(),
@@ -261,14 +270,15 @@ class Monitor:
         """Whether a stored state's evidence was written by these tests and detectors."""
         if set(state.windows) != {test.key for test in self.tests}:
             return False
-        for detector in self.detectors:
-            if not detector.stateful:
-                continue
-            stored = state.detector_state.get(detector.name, {})
-            fresh = detector.initial_state()
+        for part in self._stateful_parts():
+            stored = state.detector_state.get(part.name, {})
+            fresh = part.initial_state()
             if set(stored) != set(fresh) or any(
                     stored[k].shape[1:] != fresh[k].shape[1:] for k in fresh):
                 return False
+        if self.exposure is not None and state.detector_state[self.exposure.name][
+                "answer"].shape != fresh_exposure_shape(self.exposure):
+            return False
         return True
 
     def _load_state(self, client_id: str, arrays) -> ClientState:
@@ -289,8 +299,9 @@ class Monitor:
             log.error("client %s: unreadable stored state (%s); resetting this client", client_id,
                       exc)
             return self._new_state()
+        kept = {part.name for part in self._stateful_parts()}
         state.detector_state = {name: arrays for name, arrays in state.detector_state.items()
-                                if name in self.detector_errors}
+                                if name in kept}
         if not self._evidence_matches(state):
             self._evidence_resets += 1
             log.warning("client %s: stored evidence was written for other detectors or tests; "
@@ -330,6 +341,8 @@ class Monitor:
                             state.n_distinct, self.threshold, state.flagged)
         state.windows = scored.windows
 
+        if self.exposure is not None and m:
+            self._expose(state, batch, labels, distinct, n)
         if state.prada is not None and labels is not None and m:
             index = state.n_queries + distinct
             state.prada.update(batch.Z, np.asarray(labels)[distinct], self.config.prada_delta,
@@ -350,6 +363,24 @@ class Monitor:
         state.history = np.concatenate([state.history, row_scores.astype(np.float32)])[
             -self.config.history:]
         return scored
+
+    def _answer_codes(self, labels) -> np.ndarray:
+        """Class index of each answer label (-1 for labels the victim does not have)."""
+        import pandas as pd
+
+        return pd.Index(self.profile.classes_).get_indexer(np.asarray(labels)).astype(np.int16)
+
+    def _expose(self, state: ClientState, batch: Batch, labels, distinct: np.ndarray,
+                n_rows: int) -> None:
+        if labels is None:
+            return
+        codes = self._answer_codes(np.asarray(labels)[distinct])
+        self.exposure.update(batch.Z, codes, state.detector_state[self.exposure.name])
+        limit = self.config.exposure_limit
+        if limit is not None and state.exposure_at is None:
+            exposure = self.exposure.exposure(state.detector_state[self.exposure.name])
+            if exposure is not None and exposure >= limit:
+                state.exposure_at = state.n_queries + n_rows
 
     # ----------------------------------------------------------------- verdicts
     def _reason(self, test: int, count: int, n_distinct: int) -> str:
@@ -386,6 +417,9 @@ class Monitor:
             reason = (f"not flagged; nearest test {test.key}: {int(counts[best])} of "
                       f"{len(state.windows[test.key])} unusual, {test.evidence.flag_count} "
                       "would flag")
+        exposure = None
+        if self.exposure is not None and self.exposure.name in state.detector_state:
+            exposure = self.exposure.exposure(state.detector_state[self.exposure.name])
         prada = None
         if state.prada is not None:
             prada = {"flagged": state.prada.flag_at is not None, "flag_at": state.prada.flag_at,
@@ -394,7 +428,8 @@ class Monitor:
             client_id=client_id, n_queries=state.n_queries, score=state.score,
             peak_score=state.peak_score, threshold=self.threshold,
             flagged=state.flagged, flag_at=state.flag_at, reason=reason,
-            detectors=detectors, n_distinct=state.n_distinct,
+            detectors=detectors, n_distinct=state.n_distinct, exposure=exposure,
+            exposure_exceeded=state.exposure_at is not None, exposure_at=state.exposure_at,
             history=state.history.tolist(), prada=prada,
             row_scores=scored.row_scores if scored is not None else np.zeros(0),
         )
@@ -437,6 +472,11 @@ class Monitor:
             return None if arrays is None else self._load_state(client_id, arrays)
         with self._lock:
             return self._states.get(client_id)
+
+
+def fresh_exposure_shape(tracker: ExposureTracker) -> tuple[int, ...]:
+    """Shape of a new client's exposure arrays (one entry per reference point)."""
+    return (len(tracker.points),)
 
 
 __all__ = ["GROUP_PREFIX", "FlagStatus", "Monitor", "MonitorCounters"]

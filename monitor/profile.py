@@ -82,13 +82,15 @@ class Profile:
         per-feature scale drawn uniformly in ``drift_scale``. ``drift_draws`` drifted copies
         of the held-out rows measure how often such data looks unusual to each detector;
         the window tests then tolerate that rate (0 draws: no drift model).
+    exposure_points : held-out rows kept, with the victim's labels on them, for exposure
+        accounting (:mod:`monitor.exposure`); 0 keeps none.
     seed : random seed for subsampling and folds.
     """
 
     def __init__(self, k_neighbors: int = 5, max_reference: int = 2000, n_folds: int = 5,
                  cross_fit: bool = True, drift_noise: float = 0.1,
                  drift_scale: tuple[float, float] = (0.9, 1.15), drift_draws: int = 50,
-                 seed: int = 0) -> None:
+                 exposure_points: int = 256, seed: int = 0) -> None:
         self.k_neighbors = k_neighbors
         self.cross_fit = cross_fit
         self.drift_noise = drift_noise
@@ -96,6 +98,7 @@ class Profile:
         self.drift_draws = drift_draws
         self.max_reference = max_reference
         self.n_folds = n_folds
+        self.exposure_points = exposure_points
         self.seed = seed
 
     # ------------------------------------------------------------------ fitting
@@ -146,6 +149,14 @@ class Profile:
         self.calibration_ = {name: dict(cls.calibrate(data)) for name, cls in REGISTRY.items()}
         held_out = X_cal if X_cal is not None else X_train
         self._calibrate_drift(model, held_out, rng)
+        self.exposure_ = {}
+        if self.exposure_points > 0:
+            from monitor.exposure import ExposureTracker
+
+            labels = np.searchsorted(self.classes_, model.predict(held_out))
+            self.exposure_ = ExposureTracker.calibrate(
+                self.transform(held_out), labels, np.random.default_rng([self.seed, 1]),
+                self.exposure_points)
         self.meta_ = {"model": type(model).__name__, "n_train": int(len(X_train)),
                       "sklearn": sklearn.__version__, "python": platform.python_version()}
         return self
@@ -223,6 +234,7 @@ class Profile:
         arrays = {name.rstrip("_"): getattr(self, name) for name in self._ARRAYS}
         for detector, values in self.calibration_.items():
             arrays.update({f"calibration.{detector}.{key}": v for key, v in values.items()})
+        arrays.update({f"exposure.{key}": v for key, v in self.exposure_.items()})
         if self.tree_ is not None:
             arrays.update(self.tree_.to_arrays())
         np.savez_compressed(path / "arrays.npz", **arrays)
@@ -231,7 +243,8 @@ class Profile:
             "params": {"k_neighbors": self.k_neighbors, "max_reference": self.max_reference,
                        "n_folds": self.n_folds, "cross_fit": self.cross_fit,
                        "drift_noise": self.drift_noise, "drift_scale": list(self.drift_scale),
-                       "drift_draws": self.drift_draws, "seed": self.seed},
+                       "drift_draws": self.drift_draws,
+                       "exposure_points": self.exposure_points, "seed": self.seed},
             "n_features": self.n_features_, "feature_names": self.feature_names_,
             "boundary_kind": self.boundary_kind_, "calibration_source": self.calibration_source_,
             "detectors": sorted(self.calibration_),
@@ -263,6 +276,8 @@ class Profile:
             for name in cls._ARRAYS:
                 setattr(profile, name, arrays[name.rstrip("_")])
             profile.tree_ = TreeGeometry.from_arrays(arrays)
+            profile.exposure_ = {key.split(".", 1)[1]: arrays[key] for key in arrays.files
+                                 if key.startswith("exposure.")}
             if version == LEGACY_FORMAT_VERSION:
                 profile.calibration_ = _legacy_calibration(arrays)
             else:

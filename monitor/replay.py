@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from monitor.logs import QueryLog
 from monitor.verdict import Verdict
@@ -71,15 +72,20 @@ def within_horizon(log: QueryLog, horizon: int | None) -> np.ndarray | None:
 
 def replay_log(log: QueryLog, monitor, *, batch_rows: int = DEFAULT_BATCH_ROWS,
                horizon: int | None = None, keep_scores: bool = False,
-               on_progress: Callable[[int, int], None] | None = None) -> Replay:
+               on_progress: Callable[[int, int], None] | None = None,
+               groups: np.ndarray | None = None) -> Replay:
     """Replay ``log`` through ``monitor`` (a fresh one: every client starts unseen).
 
     ``horizon`` replays only each client's first ``horizon`` queries; ``keep_scores`` keeps
     every client's overall score after each query; ``on_progress(rows_done, rows_total)`` is
-    called after each chunk.
+    called after each chunk. ``groups`` (one group id per row, for a monitor built with
+    ``group_of``) replays each group's rows in the log's order across its clients, as the
+    online monitor saw them, so group verdicts equal the online ones.
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    if groups is not None:
+        return _replay_in_group_order(log, monitor, groups, keep_scores, on_progress)
     _, outputs = choose_outputs(log, getattr(monitor, "model", None) is not None)
     ids, X = log.client_ids, log.X
     keep = within_horizon(log, horizon)
@@ -105,6 +111,37 @@ def replay_log(log: QueryLog, monitor, *, batch_rows: int = DEFAULT_BATCH_ROWS,
     if keep_scores:
         scores = {client: np.concatenate(parts[client]) if client in parts else np.zeros(0)
                   for client in verdicts}
+    return Replay(verdicts=verdicts, scores=scores)
+
+
+def _replay_in_group_order(log: QueryLog, monitor, groups: np.ndarray, keep_scores: bool,
+                           on_progress) -> Replay:
+    """Every group's rows in order (ties: client id, then file order), one ``observe`` per run
+    of consecutive rows of one client: each client's and each group's state sees its own rows
+    in order."""
+    _, outputs = choose_outputs(log, getattr(monitor, "model", None) is not None)
+    codes, _ = pd.factorize(np.asarray(groups, dtype=object), sort=True)
+    order = np.lexsort((np.arange(log.n_rows), log.order, codes))
+    ids = log.client_ids[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    parts: dict[str, list[np.ndarray]] = {}
+    latest: dict[str, Verdict] = {}
+    for i, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        rows = order[start:end]
+        client = str(ids[start])
+        verdict = monitor.observe(client, log.X[rows],
+                                  None if outputs is None else outputs[rows])
+        latest[client] = verdict
+        if keep_scores:
+            parts.setdefault(client, []).append(np.asarray(verdict.row_scores, np.float64))
+        if on_progress is not None and (i % 1000 == 0 or end == len(order)):
+            on_progress(end, len(order))
+    verdicts = {client: latest.get(client) or monitor.verdict(client)
+                for client, _ in log.client_slices()}
+    scores = None
+    if keep_scores:
+        scores = {c: np.concatenate(parts[c]) if c in parts else np.zeros(0) for c in verdicts}
     return Replay(verdicts=verdicts, scores=scores)
 
 

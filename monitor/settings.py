@@ -201,6 +201,12 @@ class MonitorConfig(_Section):
     score_threshold: Real | None = Field(None, gt=0)
     """Overall score at which a client is flagged; ``None`` means ``-log10(alpha)``.
     Set by ``extraction-monitor tune`` from an operator's own benign logs."""
+    exposure: Flag = True
+    """Track each client's exposure: the fidelity a 1-NN copy of its answers reaches on the
+    profile's reference subset (:mod:`monitor.exposure`)."""
+    exposure_limit: Real | None = Field(None, gt=0, le=1)
+    """Exposure at which a client is marked (``Verdict.exposure_exceeded``) and the
+    ``[serving] exposure_actions`` apply; ``None`` (default): never."""
     prada: Flag = False
     """Also run the PRADA baseline (Juuti et al. 2019); its state grows with history."""
     prada_delta: Real = Field(0.95, gt=0, lt=1)
@@ -308,6 +314,9 @@ class ServingConfig(_Section):
     routes: Names = ("/predict",)
     actions: tuple[ActionLevel, ...] = (
         ActionLevel(action="log"), ActionLevel(action="alert"))
+    exposure_actions: tuple[Action, ...] = ("log", "alert")
+    """Actions for a client whose exposure reached ``[monitor] exposure_limit`` (whether or
+    not it is flagged)."""
     # client identity
     client_header: Text = "x-api-key"
     use_bearer: Flag = False

@@ -7,7 +7,8 @@ each stateful detector's declared arrays (by detector name and key, e.g. ``chain
 (the optional PRADA baseline excepted, which is capped by ``prada_max_stored`` and never
 stored).
 
-The *safety state* — whether and when the client was flagged, why, and its peak score — is
+The *safety state* — whether and when the client was flagged, why, its peak score, and when
+its exposure reached the operator's limit — is
 kept apart from the *evidence* (windows and detector state): when the detectors or tests
 change, :meth:`ClientState.reset_evidence` drops the evidence and keeps the flag.
 
@@ -44,6 +45,8 @@ class ClientState:
     peak_score: float = 0.0
     flag_at: int | None = None
     flag_reason: str | None = None
+    exposure_at: int | None = None
+    """Queries the client had sent when its exposure first reached ``exposure_limit``."""
     history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float16))
     prada: object | None = None
 
@@ -74,7 +77,8 @@ class ClientState:
         out = {
             "version": np.array([STATE_VERSION]),
             "counters": np.array([self.n_queries, self.n_distinct,
-                                  -1 if self.flag_at is None else self.flag_at]),
+                                  -1 if self.flag_at is None else self.flag_at,
+                                  -1 if self.exposure_at is None else self.exposure_at]),
             "scores": np.array([self.score, self.peak_score]),
             "hashes": self.hashes, "history": self.history,
             "flag_reason": np.array([self.flag_reason or ""]),
@@ -92,7 +96,8 @@ class ClientState:
         version = int(arrays["version"][0])
         if version not in (1, STATE_VERSION):
             raise ValueError(f"client state has version {version}, expected {STATE_VERSION}")
-        n_queries, n_distinct, flag_at = (int(v) for v in arrays["counters"])
+        counters = [int(v) for v in arrays["counters"]] + [-1]  # version 1 had three
+        n_queries, n_distinct, flag_at, exposure_at = counters[:4]
         score, peak = (float(v) for v in arrays["scores"])
         reason = str(arrays["flag_reason"][0])
         windows: dict[str, np.ndarray] = {}
@@ -113,5 +118,6 @@ class ClientState:
             n_queries=n_queries, n_distinct=n_distinct, hashes=np.asarray(arrays["hashes"]),
             windows=windows, detector_state=detector_state, score=score, peak_score=peak,
             flag_at=None if flag_at < 0 else flag_at, flag_reason=reason or None,
+            exposure_at=None if exposure_at < 0 else exposure_at,
             history=np.asarray(arrays["history"]),
         )

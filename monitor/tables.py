@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from monitor.verdict import ROW_COLUMNS, Verdict
+from monitor.verdict import GROUP_COLUMNS, ROW_COLUMNS, Verdict
 
 TABLE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
 """File types a verdict table can be written as."""
@@ -44,8 +44,10 @@ def verdict_table(verdicts: Iterable[Verdict], skipped: Mapping[str, int] | None
                             "reason": "all rows skipped (NaN/inf or missing values)"})
     extra = ["prada_flagged", "prada_flag_at"] if any("prada_flagged" in r for r in records) \
         else []
+    groups = [c for c in ("group_id", *(f"group_{k}" for k in GROUP_COLUMNS[1:]))
+              if any(c in r for r in records)]
     table = pd.DataFrame.from_records(records, columns=[
-        *ROW_COLUMNS, *(f"score_{d}" for d in detector_names), *extra])
+        *ROW_COLUMNS, *(f"score_{d}" for d in detector_names), *extra, *groups])
     table["n_skipped"] = table["client_id"].map(skipped).fillna(0).astype(int)
     table["n_queries"] = table["n_queries"].astype(int)
     table["flagged"] = table["flagged"].astype(bool)
@@ -53,6 +55,8 @@ def verdict_table(verdicts: Iterable[Verdict], skipped: Mapping[str, int] | None
     if extra:
         table["prada_flagged"] = table["prada_flagged"].astype("boolean").fillna(False)
         table["prada_flag_at"] = table["prada_flag_at"].astype("Int64")
+    if "group_flag_at" in table:
+        table["group_flag_at"] = table["group_flag_at"].astype("Int64")
     return table.sort_values("client_id", kind="stable").reset_index(drop=True)
 
 

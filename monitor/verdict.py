@@ -11,7 +11,7 @@ these two, so a verdict looks the same wherever it appears.
 ...             flagged=False, flag_at=None, reason="not flagged",
 ...             detectors={"density": {"score": 0.0, "count": 0, "window": 3}})
 >>> v.to_row()["score_density"], sorted(v.summary())[:3]
-(0.0, ['client_id', 'detectors', 'flag_at'])
+(0.0, ['client_id', 'detectors', 'exposure'])
 """
 
 from __future__ import annotations
@@ -22,11 +22,15 @@ from typing import Any
 import numpy as np
 
 SUMMARY_FIELDS = ("client_id", "n_queries", "score", "peak_score", "threshold", "flagged",
-                  "flag_at", "reason", "detectors")
+                  "flag_at", "reason", "exposure", "exposure_exceeded", "detectors")
 """Fields of :meth:`Verdict.summary`."""
 
+GROUP_COLUMNS = ("group_id", "flagged", "flag_at", "peak_score", "exposure")
+"""Group fields a verdict row carries (as ``group_id``, ``group_flagged``, ...) when the monitor
+tracks groups."""
+
 ROW_COLUMNS = ("client_id", "n_queries", "score", "peak_score", "threshold", "flagged",
-               "flag_at", "reason")
+               "flag_at", "reason", "exposure")
 """The leading columns of :meth:`Verdict.to_row`; ``score_<detector>`` columns follow."""
 
 
@@ -38,7 +42,10 @@ class Verdict:
     is sticky: it records that ``peak_score`` reached ``threshold``, first at
     query ``flag_at`` (0-based). ``detectors`` maps each detector to its score
     and its count of extreme queries in the current window. ``row_scores`` are
-    the overall scores after each row of the latest ``observe`` call.
+    the overall scores after each row of the latest ``observe`` call. ``exposure`` estimates
+    the fidelity a copy built from the client's answers would reach (``None`` before any
+    answer); ``exposure_exceeded`` says it reached the configured ``exposure_limit``, first
+    after ``exposure_at`` queries.
     """
 
     client_id: str
@@ -51,6 +58,9 @@ class Verdict:
     reason: str
     detectors: dict[str, dict[str, float]]
     n_distinct: int = 0
+    exposure: float | None = None
+    exposure_exceeded: bool = False
+    exposure_at: int | None = None
     history: list[float] = field(default_factory=list)
     prada: dict[str, Any] | None = None
     group: dict[str, Any] | None = None
@@ -72,12 +82,16 @@ class Verdict:
             "flagged": bool(self.flagged),
             "flag_at": self.flag_at,
             "reason": self.reason,
+            "exposure": self.exposure,
         }
         for name, detail in self.detectors.items():
             row[f"score_{name}"] = float(detail["score"])
         if self.prada is not None:
             row["prada_flagged"] = bool(self.prada["flagged"])
             row["prada_flag_at"] = self.prada["flag_at"]
+        if self.group is not None:
+            row.update({f"group_{k}" if k != "group_id" else k: v for k, v in self.group.items()
+                        if k in GROUP_COLUMNS})
         return row
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,4 +101,4 @@ class Verdict:
         return out
 
 
-__all__ = ["ROW_COLUMNS", "SUMMARY_FIELDS", "Verdict"]
+__all__ = ["GROUP_COLUMNS", "ROW_COLUMNS", "SUMMARY_FIELDS", "Verdict"]

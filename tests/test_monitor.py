@@ -76,7 +76,8 @@ def test_state_is_bounded_whatever_the_history(fitted_victim):
     assert state.n_queries == 10_000
     assert state.nbytes() == after_1k
     limit = (8 * config.dedup_memory + 2 * config.chain_memory * 64 + 4 * config.history
-             + 2 * (config.window + config.broad_window) * 3 + 64)
+             + 2 * (config.window + config.broad_window) * 3 + 64
+             + 4 * len(profile.exposure_["points"]))  # exposure: float16 + int16 per point
     assert state.nbytes() <= limit <= 16 * 1024
 
 

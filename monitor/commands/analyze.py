@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(repeatable)")
     parser.add_argument("--config", type=Path, default=None,
                         help="config file (TOML or JSON; its [monitor] table is used)")
+    parser.add_argument("--group-column", default=None, metavar="COLUMN",
+                        help="log column naming each client's group (account, tenant, subnet): "
+                             "each group's queries are also tested together, as "
+                             "Monitor(group_of=...) does online")
+    parser.add_argument("--group-out", type=Path, default=None, metavar="PATH",
+                        help="with --group-column: write one verdict per group here")
     parser.add_argument("--progress", action="store_true",
                         help="show a progress bar on stderr even when it is not a terminal")
     group = parser.add_argument_group("scale (see docs/scaling.md)")
@@ -99,33 +105,49 @@ def run(args: argparse.Namespace) -> int:
         check_table_path(args.out)
     except ValueError as exc:
         raise CommandError(f"--out {exc}") from None
+    if args.group_out is not None and args.group_column is None:
+        raise CommandError("--group-out needs --group-column")
     profile = load_profile(args.profile)
     config = load_settings(args.config).monitor
     model = load_model_file(args.model, args.trust, profile)
     if wants_engine(args):
+        if args.group_column is not None:
+            raise CommandError("--group-column needs the whole log in one process: groups "
+                               "span partitions; drop --engine/--out-of-core")
         return _run_partitioned(args, profile, config, model)
     return _run_in_memory(args, profile, config, model)
 
 
 def _run_in_memory(args, profile, config, model) -> int:
     from monitor import Monitor
-    from monitor.analyze import analyze_log, summary_line
+    from monitor.analyze import analyze_log, client_groups, group_table, summary_line
     from monitor.errors import InvalidInput
     from monitor.logs import LogError, read_log
     from monitor.tables import write_table
 
+    extra = [args.group_column] if args.group_column else []
     try:
-        log = read_log(args.log, profile.feature_names_, len(profile.classes_))
+        log = read_log(args.log, profile.feature_names_, len(profile.classes_), extra=extra)
+        groups = client_groups(log, args.group_column) if args.group_column else None
     except LogError as exc:
         raise CommandError(str(exc)) from exc
-    monitor = Monitor(profile, config=config, model=model)
+    monitor = Monitor(profile, config=config, model=model,
+                      group_of=None if groups is None else groups.get)
     show = args.progress or (sys.stderr.isatty() and log.n_rows >= PROGRESS_MIN_ROWS)
     try:
-        table = analyze_log(log, monitor, on_progress=ProgressBar(sys.stderr) if show else None)
+        table = analyze_log(log, monitor, on_progress=ProgressBar(sys.stderr) if show else None,
+                            group_column=args.group_column)
     except InvalidInput as exc:
         raise CommandError(f"{args.log.name}: {exc}") from exc
     write_table(table, args.out)
-    print(f"{summary_line(table, log.n_skipped_nonfinite)}; verdicts written to {args.out}")
+    line = f"{summary_line(table, log.n_skipped_nonfinite)}; verdicts written to {args.out}"
+    if args.group_column:
+        groups_table = group_table(monitor)
+        line += f"; {int(groups_table['flagged'].sum())} of {len(groups_table)} groups flagged"
+        if args.group_out is not None:
+            write_table(groups_table, args.group_out)
+            line += f" (group verdicts written to {args.group_out})"
+    print(line)
     return 0
 
 

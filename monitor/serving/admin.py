@@ -162,7 +162,8 @@ class AdminAPI:
             raise _NotFound(f"unknown client {client_id!r}")
         out = self.monitor.verdict(client_id).to_dict()
         out.pop("row_scores", None)
-        out["action"] = self.policy.action_for(bool(out["flagged"]), float(out["peak_score"]))
+        out["action"] = self.policy.action_for(bool(out["flagged"]), float(out["peak_score"]),
+                                               bool(out["exposure_exceeded"]))
         return out
 
     def _forget(self, client_id: str) -> None:
@@ -194,7 +195,7 @@ def _listed(verdict) -> dict[str, Any]:
     """A verdict as the client list shows it."""
     summary = verdict.summary()
     return {k: summary[k] for k in ("client_id", "n_queries", "score", "peak_score", "flagged",
-                                    "flag_at", "reason")}
+                                    "flag_at", "reason", "exposure", "exposure_exceeded")}
 
 
 def _int_param(query: dict[str, list[str]], name: str, default: int, lo: int, hi: int) -> int:

@@ -41,18 +41,18 @@ class Alerter:
         self._tasks: set[asyncio.Task] = set()
         self._seq = 0
 
-    def record(self, verdict: dict[str, Any]) -> dict[str, Any]:
+    def record(self, verdict: dict[str, Any], event: str = "client_flagged") -> dict[str, Any]:
         """Store an alert for ``GET /monitor/alerts`` and return its record."""
         with self._lock:
             self._seq += 1
-            rec = {"id": self._seq, "time": time.time(), "verdict": verdict,
+            rec = {"id": self._seq, "time": time.time(), "event": event, "verdict": verdict,
                    "status": "pending" if self.webhook_url else "recorded", "attempts": 0}
             self._alerts.append(rec)
         return rec
 
-    def notify(self, verdict: dict[str, Any]) -> dict[str, Any]:
+    def notify(self, verdict: dict[str, Any], event: str = "client_flagged") -> dict[str, Any]:
         """Record an alert and, with a webhook, start delivering it (call from the loop)."""
-        rec = self.record(verdict)
+        rec = self.record(verdict, event)
         if self.webhook_url:
             task = asyncio.get_running_loop().create_task(self._deliver(rec))
             self._tasks.add(task)
@@ -60,7 +60,7 @@ class Alerter:
         return rec
 
     async def _deliver(self, rec: dict[str, Any]) -> None:
-        body = {"event": "client_flagged", "alert_id": rec["id"], "verdict": rec["verdict"]}
+        body = {"event": rec["event"], "alert_id": rec["id"], "verdict": rec["verdict"]}
         async with httpx.AsyncClient(timeout=self.timeout) as client:
             for attempt in range(self.retries + 1):
                 rec["attempts"] = attempt + 1

@@ -131,14 +131,21 @@ class ExtractionMonitorMiddleware:
         self.metrics.queries.inc(n_rows)
         self.metrics.score.observe(float(verdict.score) if np.isfinite(verdict.score) else 1e9)
         self.metrics.sync(self.monitor.counters())
-        if not decision.newly_flagged:
-            return
-        self.metrics.flags.inc()
+        if decision.newly_flagged:
+            self.metrics.flags.inc()
+            self._announce("client_flagged", verdict, self.policy.logs(verdict.peak_score),
+                           self.policy.alerts(verdict.peak_score))
+        if decision.newly_exposed:
+            actions = set(self.config.exposure_actions)
+            self._announce("exposure_limit_reached", verdict, "log" in actions,
+                           "alert" in actions)
+
+    def _announce(self, event: str, verdict, log: bool, alert: bool) -> None:
         summary = verdict.summary()
-        if self.policy.logs(verdict.peak_score):
-            logger.warning(json.dumps({"event": "client_flagged", **summary}))
-        if self.policy.alerts(verdict.peak_score):
-            self.alerter.notify(summary)
+        if log:
+            logger.warning(json.dumps({"event": event, **summary}))
+        if alert:
+            self.alerter.notify(summary, event)
 
     def reset(self, client_id: str) -> None:
         """Forget a client in the monitor and in the serving layer."""
@@ -228,7 +235,8 @@ class MonitoredRequest:
             status = await anyio.to_thread.run_sync(mw.monitor.flag_status, self.client_id)
         if status is None:
             return False
-        decision = mw.policy.before_request(self.client_id, status.flagged, status.peak_score)
+        decision = mw.policy.before_request(self.client_id, status.flagged, status.peak_score,
+                                            status.exposure_exceeded)
         if decision.outcome == "block":
             await mw.send_blocked(self.send)
             return True

@@ -41,6 +41,8 @@ class Decision:
     """Seconds to wait (``Retry-After``) when throttled."""
     newly_flagged: bool = False
     """Whether this request's rows raised the client's flag."""
+    newly_exposed: bool = False
+    """Whether this request took the client's exposure to the configured limit."""
 
 
 SERVE = Decision("serve")
@@ -56,11 +58,19 @@ class EnforcementPolicy:
     @property
     def refuses_early(self) -> bool:
         """Whether any action refuses requests (so flags must be checked before the app)."""
-        return bool(self.config.levels("block") or self.config.levels("throttle"))
+        refusing = {"block", "throttle"}
+        return bool(self.config.levels("block") or self.config.levels("throttle")
+                    or refusing & set(self.config.exposure_actions))
 
-    def action_for(self, flagged: bool, peak_score: float) -> str | None:
-        """The most severe enforcement action active for a client, or ``None``."""
+    def active(self, flagged: bool, peak_score: float, exposed: bool = False) -> set[str]:
+        """Every action active for a client: its flag's levels, and the exposure actions once
+        its exposure reached the limit."""
         active = {a.action for a in self.config.actions if a.applies(flagged, peak_score)}
+        return active | (set(self.config.exposure_actions) if exposed else set())
+
+    def action_for(self, flagged: bool, peak_score: float, exposed: bool = False) -> str | None:
+        """The most severe enforcement action active for a client, or ``None``."""
+        active = self.active(flagged, peak_score, exposed)
         return next((action for action in ENFORCEMENT if action in active), None)
 
     def logs(self, peak_score: float) -> bool:
@@ -71,11 +81,13 @@ class EnforcementPolicy:
         """Whether a new flag at ``peak_score`` is sent as an alert."""
         return any(a.applies(True, peak_score) for a in self.config.levels("alert"))
 
-    def before_request(self, client_id: str, flagged: bool, peak_score: float) -> Decision:
-        """Refuse an already-flagged client's request before the app sees it, or let it pass."""
-        if not flagged:
+    def before_request(self, client_id: str, flagged: bool, peak_score: float,
+                       exposed: bool = False) -> Decision:
+        """Refuse an already-flagged (or over-exposed) client's request before the app sees
+        it, or let it pass."""
+        if not (flagged or exposed):
             return SERVE
-        action = self.action_for(True, peak_score)
+        action = self.action_for(flagged, peak_score, exposed)
         if action == "block":
             return Decision("block")
         if action == "throttle":
@@ -88,17 +100,21 @@ class EnforcementPolicy:
         """How to answer a request whose ``n_rows`` rows gave ``verdict``."""
         newly = bool(verdict.flagged and verdict.flag_at is not None
                      and verdict.n_queries - n_rows <= verdict.flag_at < verdict.n_queries)
-        if newly and self.config.levels("throttle"):
+        exposed = bool(getattr(verdict, "exposure_exceeded", False))
+        newly_exposed = exposed and verdict.exposure_at == verdict.n_queries
+        throttles = "throttle" in self.active(verdict.flagged, verdict.peak_score, exposed)
+        started = (newly or newly_exposed) and throttles
+        if started:
             self.throttle.start(client_id)
-        action = self.action_for(verdict.flagged, verdict.peak_score)
+        action = self.action_for(verdict.flagged, verdict.peak_score, exposed)
+        news = {"newly_flagged": newly, "newly_exposed": newly_exposed}
         if action == "block":
-            return Decision("block", newly_flagged=newly)
-        if action == "throttle" and newly:
-            return Decision("throttle", retry_after=self.throttle.take(client_id) or 1,
-                            newly_flagged=newly)
+            return Decision("block", **news)
+        if action == "throttle" and started:
+            return Decision("throttle", retry_after=self.throttle.take(client_id) or 1, **news)
         if action == "degrade":
-            return Decision("degrade", newly_flagged=newly)
-        return Decision("serve", newly_flagged=newly)
+            return Decision("degrade", **news)
+        return Decision("serve", **news)
 
     def forget(self, client_id: str) -> None:
         """Drop a client's throttle bucket (after an operator reset)."""

@@ -1,0 +1,106 @@
+"""Exposure: how much of the victim's decision function a client's answers already reveal.
+
+Anomaly scores cannot tell a thief whose queries are real records from a benign batch scorer;
+what separates them is how much of the model they have been shown (Kesarwani et al.,
+"Extraction Monitor", ACSAC 2018). The profile keeps a fixed reference subset of held-out rows
+and the victim's own labels on them. Per client, for each reference point, the tracker keeps the
+distance to the nearest distinct query seen so far and the answer that query received: a 1-NN
+"shadow copy" built from the client's answers. Its agreement with the victim on the subset
+estimates the fidelity a copy built from those answers would reach.
+
+State per client: one float16 distance and one int16 answer per reference point (about 1 KiB
+for 256 points); cost per query: one distance to each reference point.
+
+>>> import numpy as np
+>>> points = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+>>> tracker = ExposureTracker(points, labels=np.array([0, 1, 1]))
+>>> state = tracker.initial_state()
+>>> tracker.exposure(state) is None
+True
+>>> tracker.update(np.array([[0.1, 0.0]]), np.array([0]), state)
+>>> round(tracker.exposure(state), 3)   # one answer: a constant copy, right on 1 of 3
+0.333
+>>> tracker.update(np.array([[3.9, 0.2], [0.2, 3.8]]), np.array([1, 1]), state)
+>>> tracker.exposure(state)
+1.0
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+DEFAULT_POINTS = 256
+"""Reference points the profile keeps for exposure accounting."""
+UNANSWERED = -1
+"""Answer code of a reference point no query has reached yet, or of an unknown answer."""
+BLOCK_ROWS = 64
+"""Queries compared with the reference subset at a time (bounds memory)."""
+
+
+class ExposureTracker:
+    """The 1-NN shadow copy of one client's answers on the profile's reference subset.
+
+    ``points`` are the subset in the profile's scaled space, ``labels`` the victim's class
+    index on each (its own predictions).
+    """
+
+    name: ClassVar[str] = "exposure"
+    state_keys: ClassVar[tuple[str, ...]] = ("nearest", "answer")
+
+    def __init__(self, points: np.ndarray, labels: np.ndarray) -> None:
+        self.points = np.ascontiguousarray(points, dtype=np.float64)
+        self.labels = np.asarray(labels, dtype=np.int16)
+
+    @classmethod
+    def from_profile(cls, profile) -> ExposureTracker | None:
+        """The tracker of a fitted profile (``None`` for a profile without a subset)."""
+        subset = getattr(profile, "exposure_", None)
+        if not subset or len(subset.get("points", ())) == 0:
+            return None
+        return cls(subset["points"], subset["labels"])
+
+    @staticmethod
+    def calibrate(Z: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+                  n_points: int = DEFAULT_POINTS) -> dict[str, np.ndarray]:
+        """A seeded subset of held-out rows ``Z`` (scaled) and the victim's labels on them."""
+        keep = np.sort(rng.permutation(len(Z))[:n_points])
+        return {"points": np.asarray(Z[keep], dtype=np.float32),
+                "labels": np.asarray(labels[keep], dtype=np.int16)}
+
+    def initial_state(self) -> dict[str, np.ndarray]:
+        n = len(self.points)
+        return {"nearest": np.full(n, np.inf, dtype=np.float16),
+                "answer": np.full(n, UNANSWERED, dtype=np.int16)}
+
+    def update(self, Z: np.ndarray, answers: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        """Fold distinct queries ``Z`` (scaled) and their answers (class indices; -1 unknown)
+        into the client's shadow copy."""
+        known = np.asarray(answers) >= 0
+        if not known.any():
+            return
+        Z, answers = np.asarray(Z, dtype=np.float64)[known], np.asarray(answers)[known]
+        for start in range(0, len(Z), BLOCK_ROWS):
+            block = Z[start:start + BLOCK_ROWS]
+            # exact per-pair differences, rounded to the stored precision: the first query
+            # reaching the smallest stored distance wins, in a batch as row by row
+            diff = self.points[:, None, :] - block[None, :, :]
+            d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff)).astype(np.float16)
+            best = d.argmin(axis=1)
+            nearest = d[np.arange(len(best)), best]
+            closer = nearest < state["nearest"]
+            state["nearest"] = np.where(closer, nearest, state["nearest"])
+            state["answer"] = np.where(closer, answers[start + best].astype(np.int16),
+                                       state["answer"])
+
+    def exposure(self, state: dict[str, np.ndarray]) -> float | None:
+        """Agreement of the shadow copy with the victim on the subset (``None``: no answers
+        seen yet)."""
+        answer = state["answer"]
+        if not (answer != UNANSWERED).any():
+            return None
+        return float(np.mean(answer == self.labels))
+
+
+__all__ = ["DEFAULT_POINTS", "UNANSWERED", "ExposureTracker"]
