@@ -35,6 +35,7 @@ from monitor.detectors import Batch, build_detectors
 from monitor.errors import InvalidInput
 from monitor.evidence import build_window_tests
 from monitor.exposure import ExposureTracker
+from monitor.hashing import digest_key as new_digest_key
 from monitor.hashing import duplicate_mask, row_hashes
 from monitor.profile import Profile
 from monitor.scoring import ScoredRows, score_rows
@@ -89,8 +90,12 @@ class Monitor:
     """
 
     def __init__(self, profile: Profile, config: MonitorConfig | dict | None = None, model=None,
-                 store=None, group_of: Callable[[str], str | None] | None = None) -> None:
+                 store=None, group_of: Callable[[str], str | None] | None = None,
+                 digest_key: bytes | None = None) -> None:
         self.profile = profile
+        self.digest_key = digest_key
+        """Key of the retry digest (:mod:`monitor.hashing`); ``None``: the serving layer sets
+        the deployment's (derived from the salt), else a random one is drawn at first use."""
         if isinstance(config, dict):  # a [monitor] table as read from a config file
             config = MonitorConfig.from_dict(config)
         self.config = config or MonitorConfig()
@@ -183,7 +188,7 @@ class Monitor:
         """
         X = self.profile.check_rows(X)
         proba, labels = self._outputs(X, outputs)
-        return self._observe_rows(client_id, X, proba, labels, row_hashes(X))
+        return self._observe_rows(client_id, X, proba, labels, self._hashes(X))
 
     def observe_many(self, client_ids, X, outputs=None) -> dict[str, Verdict]:
         """Rows from many clients at once (a log chunk); each client's rows in their order.
@@ -198,7 +203,7 @@ class Monitor:
             raise InvalidInput(f"client_ids must have one id per row ({len(X)}), "
                                f"got shape {client_ids.shape}")
         proba, labels = self._outputs(X, outputs)
-        hashes = row_hashes(X)
+        hashes = self._hashes(X)
         batch = Batch(X=X, Z=self.profile.transform(X), proba=proba)
         precomputed = {}
         for detector in self.detectors:
@@ -220,6 +225,11 @@ class Monitor:
                 None if labels is None else np.asarray(labels)[rows], hashes[rows],
                 {name: p[rows] for name, p in precomputed.items()})
         return verdicts
+
+    def _hashes(self, X: np.ndarray) -> np.ndarray:
+        if self.digest_key is None:
+            self.digest_key = new_digest_key()
+        return row_hashes(X, self.digest_key)
 
     def _observe_rows(self, client_id, X, proba, labels, hashes, precomputed=None) -> Verdict:
         verdict = self._observe_key(client_id, X, proba, labels, hashes, precomputed)
