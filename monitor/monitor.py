@@ -245,11 +245,15 @@ class Monitor:
 
     def _observe_key(self, key: str, X, proba, labels, hashes, precomputed=None) -> Verdict:
         if self.store is not None:
-            with self.store.transaction(key) as tx:
-                state = self._load_state(key, tx.load)
-                scored = self._update(state, X, proba, labels, hashes, precomputed)
-                tx.save(state.to_arrays())
-            return self._verdict(key, state, scored)
+            done = []
+
+            def compute(arrays):  # the store may rerun it (optimistic stores): no side effects
+                state = self._load_state(key, arrays)
+                done[:] = [state, self._update(state, X, proba, labels, hashes, precomputed)]
+                return state.to_arrays()
+
+            self.store.update(key, compute)  # detectors outside the store's write lock
+            return self._verdict(key, *done)
         with self._lock:
             state = self._states.get(key)
             if state is None:

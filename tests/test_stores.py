@@ -116,7 +116,7 @@ def test_real_client_state_fits_the_documented_size_bound(profile, attack):
     ("state.db", "must look like"),
     ("memory://?tll=5", "unknown state store option 'tll'"),
     ("memory://?ttl=soon", "ttl='soon' is not a valid float"),
-    ("memory://?ttl=0", "ttl must be > 0"),
+    ("memory://?ttl=-1", "ttl must be >= 0"),
     ("sqlite://relative.db", "absolute path with three slashes"),
     ("sqlite:///no/such/dir/state.db", "directory /no/such/dir does not exist"),
     ("redis://localhost:6379/zero", "database must be a number"),
@@ -296,21 +296,29 @@ def test_redis_outage_fails_open_counts_logs_once_and_catches_up(redis_server, p
         90, replay.flagged, replay.flag_at)
 
 
-def test_redis_recovery_lets_redis_win_when_it_changed_meanwhile(redis_server):
+def client_record(n: int, flag_at: int | None = None) -> dict[str, np.ndarray]:
+    from monitor.state import ClientState
+
+    return ClientState(n_queries=n, n_distinct=n, flag_at=flag_at,
+                       flag_reason="why" if flag_at is not None else None).to_arrays()
+
+
+def test_redis_recovery_merges_counts_and_flags_when_redis_changed_meanwhile(redis_server):
     ours, theirs = open_store(redis_server.url), open_store(redis_server.url)
     ours.retry_seconds = 0.0
     with ours.transaction("c") as tx:
-        tx.save(arrays(1))
+        tx.save(client_record(1))
     redis_server.stop()
     with ours.transaction("c") as tx:
-        tx.save(arrays(2))  # buffered
+        tx.save(client_record(3, flag_at=2))  # buffered: two more queries, and a flag
     redis_server.start()
-    with theirs.transaction("c") as tx:  # another host updates first
-        tx.save(arrays(5))
-    with ours.transaction("c") as tx:  # recovery: Redis changed, so its copy wins
-        assert tx.load()["counters"][0] == 5
-        tx.save(arrays(6))
-    assert ours.conflicts == 1 and theirs.get("c")["counters"][0] == 6
+    with theirs.transaction("c") as tx:  # another host updates first: four more queries
+        tx.save(client_record(5))
+    with ours.transaction("c") as tx:  # recovery: Redis' evidence, both hosts' counts
+        merged = tx.load()
+        assert merged["counters"][0] == 5 + 2 and merged["counters"][2] == 5 + 1
+    assert ours.conflicts == 1 and theirs.get("c")["counters"][0] == 7
+    assert theirs.counts() == {"clients": 1, "flagged": 1} and theirs.flagged() == ["c"]
 
 
 def test_redis_outage_fails_closed_when_configured(redis_server):

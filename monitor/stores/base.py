@@ -31,10 +31,12 @@ from __future__ import annotations
 import json
 import struct
 import threading
+import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,6 +52,11 @@ _SAFE_KINDS = set("biufU")
 
 class StoreUnavailable(RuntimeError):
     """The state store cannot be reached (and the store is configured to fail closed)."""
+
+
+class StoreWriteError(RuntimeError):
+    """A write to the state store failed (disk full, I/O error, read-only file): the update
+    is lost; serving raises an alarm and answers per its ``fail_mode``."""
 
 
 # --------------------------------------------------------------------------- records
@@ -176,6 +183,62 @@ def check_client_id(client_id: str) -> str:
     return client_id
 
 
+# --------------------------------------------------------------------------- summaries
+SORTS = ("score", "-score", "n_queries", "-n_queries", "client_id")
+"""Orders of :meth:`StateStore.page` (``-`` first: descending)."""
+
+
+@dataclass(frozen=True)
+class RecordSummary:
+    """What a store indexes of a record: enough to list, count and sort clients without
+    decoding their records (read from :meth:`monitor.state.ClientState.to_arrays` output)."""
+
+    n_queries: int = 0
+    score: float = 0.0
+    peak_score: float = 0.0
+    flagged: bool = False
+
+
+def summarise(arrays: Mapping[str, np.ndarray]) -> RecordSummary:
+    """The :class:`RecordSummary` of a state record's arrays (zeros for missing entries).
+
+    >>> summarise({"counters": np.array([7, 5, 3, -1]), "scores": np.array([1.5, 2.5])})
+    RecordSummary(n_queries=7, score=1.5, peak_score=2.5, flagged=True)
+    """
+    counters = np.asarray(arrays.get("counters", np.zeros(0)), dtype=np.int64).ravel()
+    scores = np.asarray(arrays.get("scores", np.zeros(0)), dtype=np.float64).ravel()
+    score = float(scores[0]) if len(scores) else 0.0
+    peak = float(scores[1]) if len(scores) > 1 else score
+    return RecordSummary(n_queries=int(counters[0]) if len(counters) else 0,
+                         score=score if np.isfinite(score) else 0.0,
+                         peak_score=peak if np.isfinite(peak) else 0.0,
+                         flagged=bool(len(counters) > 2 and counters[2] >= 0))
+
+
+def merge_records(theirs: bytes, base: bytes | None, mine: bytes) -> bytes:
+    """Three-way merge of a client record that two writers changed from ``base``.
+
+    The store's copy (``theirs``) keeps its evidence; the counts ``mine`` added since
+    ``base`` are added to it, and a flag (or exposure mark) that only ``mine`` raised is
+    kept, so an outage on several workers loses no count and no flag.
+    """
+    from monitor.state import ClientState
+
+    t = ClientState.from_arrays(decode_state(theirs))
+    m = ClientState.from_arrays(decode_state(mine))
+    b = ClientState.from_arrays(decode_state(base)) if base is not None else ClientState()
+    offset = t.n_queries - b.n_queries  # where mine's new queries land in the merged order
+    t.n_queries += max(0, m.n_queries - b.n_queries)
+    t.n_distinct += max(0, m.n_distinct - b.n_distinct)
+    t.peak_score = max(t.peak_score, m.peak_score)
+    if t.flag_at is None and m.flag_at is not None:
+        t.flag_at = max(0, m.flag_at + offset)
+        t.flag_reason = m.flag_reason
+    if t.exposure_at is None and m.exposure_at is not None:
+        t.exposure_at = max(0, m.exposure_at + offset)
+    return encode_state(t.to_arrays())
+
+
 # --------------------------------------------------------------------------- interface
 class Transaction:
     """One exclusive read-modify-write of one client's record (see :meth:`StateStore.transaction`)."""
@@ -184,6 +247,7 @@ class Transaction:
         self.client_id = client_id
         self.blob = blob
         self.saved: bytes | None = None
+        self.summary = RecordSummary()
 
     def load(self):
         """The stored arrays, ``None`` for a new client, or a :class:`CorruptRecord`."""
@@ -192,21 +256,93 @@ class Transaction:
     def save(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Stage the new state; it is written when the ``with`` block exits without error."""
         self.saved = encode_state(arrays)
+        self.summary = summarise(arrays)
 
 
 class StateStore(ABC):
     """Per-client state outside the Monitor: exclusive read-modify-write, listing, TTL.
 
-    ``ttl_seconds``: a client not updated for that long is treated as gone (and its record
-    is purged); ``None`` keeps records forever. Stores are thread-safe.
+    ``ttl_seconds``: the evidence of a client not updated for that long is forgotten (its
+    record purged); ``None`` keeps records forever. A *flagged* client's record is kept
+    for ``flag_ttl_seconds`` instead (``None``, the default: forever), so a flag outlives
+    the evidence TTL. Stores are thread-safe.
+
+    Besides the record itself a store keeps an index (:class:`RecordSummary` per client)
+    from which :meth:`counts` (O(1)) and :meth:`page` (sorted, paginated) answer without
+    decoding records, and a shared rate limiter (:meth:`take`) so that every worker on the
+    store enforces one throttle rate.
     """
 
     scheme = ""
 
-    def __init__(self, ttl_seconds: float | None = None) -> None:
-        if ttl_seconds is not None and not ttl_seconds > 0:
-            raise ValueError("ttl_seconds must be > 0 (or None for no expiry)")
+    def __init__(self, ttl_seconds: float | None = None,
+                 flag_ttl_seconds: float | None = None) -> None:
+        for name, value in (("ttl_seconds", ttl_seconds), ("flag_ttl_seconds", flag_ttl_seconds)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 (or None for no expiry)")
         self.ttl_seconds = None if ttl_seconds is None else float(ttl_seconds)
+        self.flag_ttl_seconds = None if flag_ttl_seconds is None else float(flag_ttl_seconds)
+        self._buckets: dict[str, float] = {}
+        self._buckets_lock = threading.Lock()
+
+    def update(self, client_id: str, compute) -> None:
+        """Read-modify-write one client: ``compute(arrays)`` gets the stored arrays (``None``
+        for a new client, or a :class:`CorruptRecord`) and returns the new arrays (``None``:
+        write nothing). It may be called more than once (optimistic stores retry it when
+        another writer won), so it must not have effects outside the state it returns."""
+        with self.transaction(client_id) as tx:
+            new = compute(tx.load())
+            if new is not None:
+                tx.save(new)
+
+    # ------------------------------------------------------------------ the index
+    def summary(self, client_id: str) -> RecordSummary | None:
+        """The indexed summary of a live client, or ``None``."""
+        arrays = self.get(client_id)
+        if arrays is None or isinstance(arrays, CorruptRecord):
+            return None
+        return summarise(arrays)
+
+    def counts(self) -> dict[str, int]:
+        """``{"clients": live clients, "flagged": flagged clients}`` (O(1) in the stores
+        that keep an index; this fallback scans)."""
+        ids = self.clients()
+        flagged = sum(bool(s and s.flagged) for s in map(self.summary, ids))
+        return {"clients": len(ids), "flagged": flagged}
+
+    def flagged(self, limit: int = 100_000) -> list[str]:
+        """Ids of flagged clients (at most ``limit``)."""
+        return [c for c in self.clients() if (s := self.summary(c)) and s.flagged][:limit]
+
+    def page(self, offset: int = 0, limit: int = 50, sort: str = "-score",
+             flagged: bool | None = None) -> tuple[int, list[str]]:
+        """``(total, ids)``: one page of live clients in ``sort`` order (see :data:`SORTS`),
+        optionally only flagged or only unflagged ones."""
+        check_sort(sort)
+        rows = [(c, s) for c in self.clients() if (s := self.summary(c)) is not None
+                and (flagged is None or s.flagged == flagged)]
+        rows.sort(key=_sort_key(sort))
+        return len(rows), [c for c, _ in rows[offset:offset + limit]]
+
+    # ------------------------------------------------------------------ shared throttle
+    def take(self, client_id: str, cost: float, rate: float, burst: float,
+             start: bool = False) -> float:
+        """Take ``cost`` tokens from the client's bucket (``rate`` per second, ``burst`` at
+        most); 0.0 if allowed, else the seconds to wait. ``start`` first empties the bucket
+        (a client that was just flagged). A generic cell rate algorithm: one "theoretical
+        arrival time" per client; this default is per process, the shared stores keep it
+        in the store so N workers enforce one rate."""
+        with self._buckets_lock:
+            now = time.time()
+            tat = self._buckets.get(client_id, now)
+            tat, wait = gcra(tat, now, cost, rate, burst, start)
+            self._buckets[client_id] = tat
+            return wait
+
+    def forget_throttle(self, client_id: str) -> None:
+        """Drop a client's bucket (after an operator reset)."""
+        with self._buckets_lock:
+            self._buckets.pop(client_id, None)
 
     @abstractmethod
     def transaction(self, client_id: str):
@@ -253,6 +389,40 @@ class StateStore(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def gcra(tat: float, now: float, cost: float, rate: float, burst: float,
+         start: bool = False) -> tuple[float, float]:
+    """One step of the generic cell rate algorithm: ``(new tat, wait)``.
+
+    A bucket of ``burst`` tokens refilled at ``rate`` per second is one number, the
+    theoretical arrival time ``tat``; a request of ``cost`` tokens passes when
+    ``max(tat, now) + cost / rate - now <= burst / rate``. ``start`` empties the bucket.
+
+    >>> tat, wait = gcra(0.0, 100.0, 1, rate=1.0, burst=1, start=True)
+    >>> wait, gcra(tat, 101.0, 1, 1.0, 1)[1]
+    (1.0, 0.0)
+    """
+    interval, tolerance = 1.0 / rate, burst / rate
+    tat = now + tolerance if start else max(tat, now)
+    new = tat + cost * interval
+    if new - now > tolerance + 1e-9:
+        return tat, new - now - tolerance
+    return new, 0.0
+
+
+def check_sort(sort: str) -> str:
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+    return sort
+
+
+def _sort_key(sort: str):
+    field = sort.lstrip("-")
+    sign = -1 if sort.startswith("-") else 1
+    if field == "client_id":
+        return lambda row: row[0]
+    return lambda row: (sign * getattr(row[1], field), row[0])
 
 
 class StripedLocks:

@@ -22,9 +22,17 @@ The buffer always holds the last record this process read from or wrote to Redis
 its recently active clients, so during an outage a client continues from that state.
 **Merge rule on recovery**: a client's buffered state is written back if Redis' copy
 is unchanged since this process last saw it (or missing, e.g. Redis lost it or it
-expired); if another process changed it meanwhile, Redis' copy wins, the buffered
-updates are dropped and counted in ``conflicts``. Buffered clients are flushed eagerly
-on recovery, and lazily by their next transaction.
+expired); if another process changed it meanwhile (several workers through one outage),
+the two are merged (:func:`~monitor.stores.base.merge_records`): Redis' evidence is kept,
+the queries this process counted are added, and a flag either raised is kept; counted in
+``conflicts``. Buffered clients are flushed eagerly on recovery, and lazily by their next
+transaction. Updates lost because the buffer overflowed are counted in ``evicted``.
+
+**Index.** Each commit also updates sorted sets by score, query count and client id, the
+last-write times and the set of flagged clients, so :meth:`RedisStore.counts` is O(1) and
+:meth:`RedisStore.page` reads one page; entries of expired records are swept lazily.
+Flagged records get ``flag_ttl_seconds`` (default: no expiry) instead of ``ttl_seconds``.
+Throttle buckets are one key per throttled client, updated by a Lua script on Redis' clock.
 """
 
 from __future__ import annotations
@@ -39,11 +47,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from monitor.stores.base import (
+    RecordSummary,
     StateStore,
     StoreUnavailable,
     StripedLocks,
     Transaction,
     check_client_id,
+    check_sort,
+    decode_state,
+    merge_records,
+    summarise,
 )
 
 log = logging.getLogger("extraction_monitor")
@@ -53,9 +66,29 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' then
   if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   else redis.call('SET', KEYS[1], ARGV[2]) end
+  local id = ARGV[4]
+  redis.call('ZADD', KEYS[3], ARGV[5], id)
+  redis.call('ZADD', KEYS[4], ARGV[6], id)
+  redis.call('ZADD', KEYS[5], 0, id)
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[6], tonumber(t[1]) + tonumber(t[2]) / 1e6, id)
+  if ARGV[7] == '1' then redis.call('SADD', KEYS[7], id) else redis.call('SREM', KEYS[7], id) end
 end
 redis.call('DEL', KEYS[2])
 return 1
+"""
+GCRA_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local cost, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local interval, tolerance = 1 / rate, burst / rate
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if ARGV[4] == '1' then tat = now + tolerance elseif tat < now then tat = now end
+local new = tat + cost * interval
+local wait = 0
+if new - now > tolerance + 1e-9 then wait = new - now - tolerance else tat = new end
+redis.call('SET', KEYS[1], string.format('%.6f', tat), 'PX', math.ceil((tat - now + tolerance) * 1000) + 1000)
+return tostring(wait)
 """
 RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -93,12 +126,12 @@ class RedisStore(StateStore):
                  ttl_seconds: float | None = None, on_error: str = "open",
                  timeout: float = 0.5, buffer_size: int = 10_000,
                  prefix: str = "extraction-monitor:", lock_seconds: float = 10.0,
-                 retry_seconds: float = 1.0) -> None:
+                 retry_seconds: float = 1.0, flag_ttl_seconds: float | None = None) -> None:
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        super().__init__(ttl_seconds)
+        super().__init__(ttl_seconds, flag_ttl_seconds)
         if on_error not in ("open", "closed"):
             raise ValueError(f"on_error must be 'open' or 'closed', got {on_error!r}")
         if not timeout > 0 or buffer_size < 1 or not lock_seconds > 0:
@@ -115,6 +148,7 @@ class RedisStore(StateStore):
                                  socket_timeout=timeout, socket_connect_timeout=timeout,
                                  retry=Retry(NoBackoff(), 0))
         self._commit_script = self.redis.register_script(COMMIT_LUA)
+        self._gcra_script = self.redis.register_script(GCRA_LUA)
         self._release_script = self.redis.register_script(RELEASE_LUA)
         self._buffer: OrderedDict[str, _Buffered] = OrderedDict()
         self._guard = threading.Lock()
@@ -127,7 +161,11 @@ class RedisStore(StateStore):
         self.flushed = 0
         """Buffered client states written back to Redis after an outage."""
         self.conflicts = 0
-        """Buffered client states dropped because Redis' copy changed meanwhile."""
+        """Buffered client states merged into a copy another worker changed meanwhile
+        (counts and flags kept, the store's evidence kept)."""
+        self.evicted = 0
+        """Buffered updates lost because the local buffer was full (``buffer_size``)."""
+        self._next_sweep = 0.0
         self.lost_locks = 0
         """Updates not written because the per-client lock expired first (holder too slow)."""
 
@@ -138,12 +176,19 @@ class RedisStore(StateStore):
     def _lock_key(self, client_id: str) -> str:
         return f"{self.prefix}lock:{client_id}"
 
+    def _index_keys(self) -> list[str]:
+        """score, n_queries and client-id sorted sets, last-write times, the flagged set."""
+        p = self.prefix
+        return [f"{p}index:score", f"{p}index:n_queries", f"{p}index:client_id",
+                f"{p}index:seen", f"{p}index:flagged"]
+
     def _remember(self, client_id: str, entry: _Buffered) -> None:
         with self._guard:
             self._buffer[client_id] = entry
             self._buffer.move_to_end(client_id)
             while len(self._buffer) > self.buffer_size:
-                self._buffer.popitem(last=False)
+                _, dropped = self._buffer.popitem(last=False)
+                self.evicted += dropped.dirty
 
     def _buffered(self, client_id: str) -> _Buffered | None:
         with self._guard:
@@ -214,9 +259,13 @@ class RedisStore(StateStore):
             return entry.blob, True
         with self._guard:
             self.conflicts += 1
-        log.warning("client %s changed in Redis during the outage; its buffered updates "
-                    "are dropped", client_id)
-        return blob, False
+        try:
+            merged = merge_records(blob, entry.base, entry.blob)
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            log.warning("client %s changed in Redis during the outage and the buffered "
+                        "updates cannot be merged (%s); they are dropped", client_id, exc)
+            return blob, False
+        return merged, True
 
     # ------------------------------------------------------------------ transactions
     def _acquire(self, client_id: str, token: str) -> bytes | None:
@@ -268,11 +317,16 @@ class RedisStore(StateStore):
                 self._release(client_id, token)
                 raise
             saved = tx.saved if tx.saved is not None else (blob if must_write else None)
-            ttl_ms = 0 if self.ttl_seconds is None else max(1, int(self.ttl_seconds * 1000))
+            summary = (tx.summary if tx.saved is not None else
+                       summarise(decode_state(saved)) if saved is not None else RecordSummary())
+            ttl = self.flag_ttl_seconds if summary.flagged else self.ttl_seconds
+            ttl_ms = 0 if ttl is None else max(1, int(ttl * 1000))
             try:
-                ok = self._commit_script(keys=[self._state_key(client_id),
-                                               self._lock_key(client_id)],
-                                         args=[token, saved or b"", ttl_ms])
+                ok = self._commit_script(
+                    keys=[self._state_key(client_id), self._lock_key(client_id),
+                          *self._index_keys()],
+                    args=[token, saved or b"", ttl_ms, client_id, summary.score,
+                          summary.n_queries, int(summary.flagged)])
             except self._errors as exc:
                 self._fail(exc)
                 with self._guard:
@@ -288,6 +342,9 @@ class RedisStore(StateStore):
                 return
             current = saved if saved is not None else blob
             self._remember(client_id, _Buffered(current, current, dirty=False))
+        if self.ttl_seconds is not None and time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + 60.0
+            self.sweep()
 
     def _release(self, client_id: str, token: str) -> None:
         try:
@@ -337,18 +394,143 @@ class RedisStore(StateStore):
             with self._guard:
                 self._buffer.pop(client_id, None)
             try:
-                self.redis.delete(self._state_key(client_id))
+                pipe = self.redis.pipeline()
+                pipe.delete(self._state_key(client_id), self._throttle_key(client_id))
+                for key in self._index_keys()[:-1]:
+                    pipe.zrem(key, client_id)
+                pipe.srem(self._index_keys()[-1], client_id)
+                pipe.execute()
             except self._errors as exc:
                 raise StoreUnavailable(f"cannot delete client {client_id!r}: Redis state "
                                        f"store {self.address} is unreachable ({exc})") from None
+
+    # ------------------------------------------------------------------ the index
+    def sweep(self) -> int:
+        """Drop index entries of records that expired (their keys are gone); O(expired)."""
+        if self.ttl_seconds is None:
+            return 0
+        score, n_queries, ids, seen, flagged = self._index_keys()
+        cutoff = time.time() - min(self.ttl_seconds, self.flag_ttl_seconds or float("inf"))
+        try:
+            stale = self.redis.zrangebyscore(seen, "-inf", cutoff, start=0, num=10_000)
+            if not stale:
+                return 0
+            pipe = self.redis.pipeline(transaction=False)
+            for member in stale:
+                pipe.exists(self._state_key(member.decode()))
+            gone = [m for m, alive in zip(stale, pipe.execute(), strict=True) if not alive]
+            if gone:
+                pipe = self.redis.pipeline()
+                for key in (score, n_queries, ids, seen):
+                    pipe.zrem(key, *gone)
+                pipe.srem(flagged, *gone)
+                pipe.execute()
+            return len(gone)
+        except self._errors as exc:
+            self._fail(exc)
+            return 0
+
+    def _online(self, what: str) -> bool:
+        if self._reachable():
+            return True
+        if self.on_error == "closed":
+            raise StoreUnavailable(f"Redis state store is unreachable ({what})")
+        return False
+
+    def counts(self) -> dict[str, int]:
+        if self._online("counts"):
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.zcard(self._index_keys()[2])
+                pipe.scard(self._index_keys()[4])
+                clients, flagged = pipe.execute()
+                return {"clients": int(clients), "flagged": int(flagged)}
+            except self._errors as exc:
+                self._fail(exc)
+        raise StoreUnavailable("Redis state store is unreachable (counts)")
+
+    def flagged(self, limit: int = 100_000) -> list[str]:
+        if self._online("flagged"):
+            try:
+                members = self.redis.sscan_iter(self._index_keys()[4], count=1000)
+                return [m.decode() for _, m in zip(range(limit), members, strict=False)]
+            except self._errors as exc:
+                self._fail(exc)
+        raise StoreUnavailable("Redis state store is unreachable (flagged clients)")
+
+    def page(self, offset: int = 0, limit: int = 50, sort: str = "-score",
+             flagged: bool | None = None) -> tuple[int, list[str]]:
+        check_sort(sort)
+        if not self._online("listing"):
+            raise StoreUnavailable("Redis state store is unreachable (listing)")
+        self.sweep()
+        score, n_queries, ids, _, flagged_set = self._index_keys()
+        key = {"score": score, "n_queries": n_queries, "client_id": ids}[sort.lstrip("-")]
+        desc = sort.startswith("-")
+        try:
+            if flagged:
+                members = [m.decode() for m in self.redis.smembers(flagged_set)]
+                pipe = self.redis.pipeline(transaction=False)
+                for m in members:
+                    pipe.zscore(key, m)
+                keyed = sorted(zip(members, pipe.execute(), strict=True),
+                               key=lambda r: (-(r[1] or 0) if desc else (r[1] or 0), r[0]))
+                return len(members), [m for m, _ in keyed[offset:offset + limit]]
+            total = int(self.redis.zcard(ids))
+            if flagged is False:
+                total -= int(self.redis.scard(flagged_set))
+            out: list[str] = []
+            start, skipped = 0, 0
+            while len(out) < limit:  # skipping flagged ones only for flagged=false
+                chunk = (self.redis.zrevrange if desc else self.redis.zrange)(
+                    key, start, start + max(limit, 500) - 1)
+                if not chunk:
+                    break
+                start += len(chunk)
+                names = [m.decode() for m in chunk]
+                if flagged is False:
+                    pipe = self.redis.pipeline(transaction=False)
+                    for m in names:
+                        pipe.sismember(flagged_set, m)
+                    names = [m for m, f in zip(names, pipe.execute(), strict=True) if not f]
+                for m in names:
+                    if skipped < offset:
+                        skipped += 1
+                    elif len(out) < limit:
+                        out.append(m)
+            return total, out
+        except self._errors as exc:
+            self._fail(exc)
+            raise StoreUnavailable("Redis state store is unreachable (listing)") from None
+
+    # ------------------------------------------------------------------ shared throttle
+    def _throttle_key(self, client_id: str) -> str:
+        return f"{self.prefix}throttle:{client_id}"
+
+    def take(self, client_id: str, cost: float, rate: float, burst: float,
+             start: bool = False) -> float:
+        if self._reachable():
+            try:
+                return float(self._gcra_script(keys=[self._throttle_key(client_id)],
+                                               args=[cost, rate, burst, int(start)]))
+            except self._errors as exc:
+                self._fail(exc)
+        return super().take(client_id, cost, rate, burst, start)  # this worker's bucket
+
+    def forget_throttle(self, client_id: str) -> None:
+        super().forget_throttle(client_id)
+        try:
+            self.redis.delete(self._throttle_key(client_id))
+        except self._errors:
+            pass
 
     def stats(self) -> dict[str, int]:
         with self._guard:
             buffered = sum(e.dirty for e in self._buffer.values())
         return {"missed_updates": self.missed_updates, "outages": self.outages,
                 "flushed": self.flushed, "conflicts": self.conflicts,
-                "lost_locks": self.lost_locks, "buffered_clients": buffered,
-                "down": int(self.down)}
+                "lost_locks": self.lost_locks, "evicted": self.evicted,
+                "buffered_clients": buffered, "down": int(self.down)}
 
     def close(self) -> None:
         self.redis.close()

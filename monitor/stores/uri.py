@@ -38,15 +38,15 @@ def open_store(store: str | StoreConfig = "memory://") -> StateStore:
     if scheme == "memory":
         from monitor.stores.memory import MemoryStore
 
-        return MemoryStore(ttl_seconds=config.ttl)
+        return MemoryStore(ttl_seconds=config.ttl or None, flag_ttl_seconds=config.flag_ttl or None)
     if scheme == "sqlite":
         from monitor.stores.sqlite import SQLiteStore
 
         if parts.netloc or not parts.path or parts.path == "/":
             raise ValueError(f"sqlite state URI needs an absolute path with three slashes, "
                              f"like sqlite:///var/lib/monitor/state.db; got {config.uri!r}")
-        return SQLiteStore(parts.path, ttl_seconds=config.ttl,
-                           busy_timeout=config.busy_timeout)
+        return SQLiteStore(parts.path, ttl_seconds=config.ttl or None,
+                           busy_timeout=config.busy_timeout, flag_ttl_seconds=config.flag_ttl or None)
     from monitor.stores.redis import RedisStore
 
     db = parts.path.strip("/") or "0"
@@ -55,8 +55,8 @@ def open_store(store: str | StoreConfig = "memory://") -> StateStore:
     return RedisStore(
         host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=int(db),
         password=parts.password, ssl=parts.scheme.lower() == "rediss",
-        ttl_seconds=config.ttl, on_error=config.on_error, timeout=config.timeout,
-        buffer_size=config.buffer, prefix=config.prefix)
+        ttl_seconds=config.ttl or None, on_error=config.on_error, timeout=config.timeout,
+        buffer_size=config.buffer, prefix=config.prefix, flag_ttl_seconds=config.flag_ttl or None)
 
 
 __all__ = ["open_store"]
