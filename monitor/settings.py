@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -251,6 +252,19 @@ class MonitorConfig(_Section):
 
 
 # ----------------------------------------------------------------------------- [serving]
+DEFAULT_ROUTES: tuple[str, ...] = (
+    "/invocations",                                   # MLflow
+    "/v1/models/{name}:predict",                      # KServe v1, TF Serving
+    "/v1/models/{name}/versions/{version}:predict",   # TF Serving
+    "/v1/models/{name}/labels/{label}:predict",       # TF Serving
+    "/v2/models/{name}/infer",                        # KServe v2 / Open Inference Protocol
+    "/v2/models/{name}/versions/{version}/infer",
+    "/predictions/{name}",                            # TorchServe
+    "/predictions/{name}/{version}",
+    "/predict",
+)
+"""Routes watched by default: the well-known inference paths."""
+
 Action = Literal["log", "alert", "degrade", "throttle", "block"]
 ACTIONS: tuple[str, ...] = ("log", "alert", "degrade", "throttle", "block")
 """Actions an :class:`ActionLevel` can name (see :mod:`monitor.serving.policy`)."""
@@ -311,13 +325,21 @@ class ServingConfig(_Section):
 
     label: ClassVar[str] = "[serving]"
 
-    routes: Names = ("/predict",)
+    routes: Names = DEFAULT_ROUTES
+    """Watched routes: paths, globs (``*`` one segment, ``**`` any) or ``{param}`` patterns
+    (:mod:`monitor.serving.routes`); the defaults cover the well-known inference paths."""
     actions: tuple[ActionLevel, ...] = (
         ActionLevel(action="log"), ActionLevel(action="alert"))
     exposure_actions: tuple[Action, ...] = ("log", "alert")
     """Actions for a client whose exposure reached ``[monitor] exposure_limit`` (whether or
     not it is flagged)."""
     # client identity
+    identity: tuple[Literal["bearer", "header", "peer"], ...] | None = None
+    """Where a client's identity comes from, in order of precedence: ``bearer`` (the
+    ``Authorization: Bearer`` token), ``header`` (``client_header``), ``peer`` (the peer
+    address, through ``trusted_proxies`` only). A source not listed is ignored. ``None``:
+    ``["header", "peer"]`` (``["bearer", "header", "peer"]`` with ``use_bearer``). If your
+    API does not authenticate keys, a key header is the client's choice: use ``["peer"]``."""
     client_header: Text = "x-api-key"
     use_bearer: Flag = False
     trusted_proxies: Names = ()
@@ -326,7 +348,19 @@ class ServingConfig(_Section):
     :func:`monitor.serving.identity.resolve_salt`)."""
     # input handling
     max_body_bytes: Whole = Field(1 << 20, gt=0)
-    unparseable: Literal["reject", "pass"] = "reject"
+    max_rows: Whole = Field(10_000, gt=0)
+    """Rows one request may carry (more: 413)."""
+    unparseable: Literal["pass", "reject", "observe-none"] = "pass"
+    """A body on a watched route that no extractor understands: ``pass`` it to the app
+    unobserved (counted, and logged naming the route), ``reject`` it with 400, or
+    ``observe-none`` (pass it, counted, not logged: for routes that also carry other
+    bodies). A flagged client's unreadable body is always refused."""
+    unwatched: Literal["pass", "refuse"] = "pass"
+    """A request with a body on a path no route watches: ``pass`` (counted) or ``refuse``
+    (403)."""
+    silence_seconds: Real = Field(300.0, ge=0)
+    """Warn (log and metric) when requests flow but none was observed for this long
+    (0: never)."""
     fail_mode: Literal["open", "closed"] = "open"
     # actions
     degrade_mode: Literal["label", "round", "flatten"] = "flatten"
@@ -342,7 +376,11 @@ class ServingConfig(_Section):
     # admin / bookkeeping
     history_size: Whole = Field(200, gt=0)
     alerts_size: Whole = Field(1000, gt=0)
-    metrics_require_token: Flag = False
+    metrics_require_token: Flag = True
+    """Whether ``/monitor/metrics`` needs the admin token (the default)."""
+    flag_refresh_seconds: Real = Field(5.0, gt=0)
+    """How often each worker refreshes its local list of flagged clients from the store
+    (it keeps refusing them through a store outage)."""
 
     @field_validator("actions", mode="before")
     @classmethod
@@ -358,7 +396,25 @@ class ServingConfig(_Section):
         if not routes or not all(r.startswith("/") for r in routes):
             raise ValueError(f"must be a non-empty list of paths starting with '/', "
                              f"got {list(routes)!r}")
+        for route in routes:  # monitor.serving.routes compiles them
+            if re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*\}", "", route).count("{") or "}" in re.sub(
+                    r"\{[A-Za-z_][A-Za-z0-9_]*\}", "", route):
+                raise ValueError(f"route {route!r}: a parameter is written {{name}}")
         return routes
+
+    @field_validator("identity")
+    @classmethod
+    def _identity(cls, sources):
+        if sources is not None and (not sources or len(set(sources)) != len(sources)):
+            raise ValueError("must list bearer, header and/or peer, each at most once")
+        return sources
+
+    @property
+    def identity_sources(self) -> tuple[str, ...]:
+        """The identity precedence in force (see ``identity``)."""
+        if self.identity is not None:
+            return self.identity
+        return ("bearer", "header", "peer") if self.use_bearer else ("header", "peer")
 
     @field_validator("client_header")
     @classmethod
@@ -401,12 +457,14 @@ class ServingConfig(_Section):
 # ----------------------------------------------------------------------------- [store]
 STORE_SCHEMES = ("memory", "sqlite", "redis", "rediss")
 _STORE_OPTIONS = {
-    "memory": ("ttl",),
-    "sqlite": ("ttl", "busy_timeout"),
-    "redis": ("ttl", "on_error", "timeout", "buffer", "prefix"),
+    "memory": ("ttl", "flag_ttl"),
+    "sqlite": ("ttl", "flag_ttl", "busy_timeout"),
+    "redis": ("ttl", "flag_ttl", "on_error", "timeout", "buffer", "prefix"),
 }
-_OPTION_PARSERS = {"ttl": float, "busy_timeout": float, "on_error": str, "timeout": float,
-                   "buffer": int, "prefix": str}
+_OPTION_PARSERS = {"ttl": float, "flag_ttl": float, "busy_timeout": float, "on_error": str,
+                   "timeout": float, "buffer": int, "prefix": str}
+DEFAULT_TTL = 30 * 24 * 3600.0
+"""Default idle time (30 days) after which an unflagged client's evidence is forgotten."""
 
 
 class StoreConfig(_Section):
@@ -420,14 +478,18 @@ class StoreConfig(_Section):
     >>> StoreConfig.from_uri("sqlite:///tmp/s.db?colour=red")
     Traceback (most recent call last):
     ...
-    monitor.settings.SettingsError: unknown state store option 'colour' for sqlite://; known: busy_timeout, ttl
+    monitor.settings.SettingsError: unknown state store option 'colour' for sqlite://; known: busy_timeout, flag_ttl, ttl
     """
 
     label: ClassVar[str] = "[store]"
 
     uri: Text | None = None
-    ttl: Real | None = Field(None, gt=0)
-    """Seconds after which an idle client's evidence is forgotten (``None``: never)."""
+    ttl: Real | None = Field(DEFAULT_TTL, ge=0)
+    """Seconds after which an idle, unflagged client's evidence is forgotten (default 30
+    days; ``0`` or ``None``: never). Flagged clients are kept for ``flag_ttl``."""
+    flag_ttl: Real | None = Field(None, ge=0)
+    """Seconds an idle *flagged* client's record (its flag) is kept (``None`` or ``0``, the
+    default: forever), so a flag outlives the evidence TTL."""
     busy_timeout: Real = Field(30.0, gt=0)
     """SQLite: seconds a writer waits for the database lock."""
     on_error: Literal["open", "closed"] = "open"
@@ -485,8 +547,8 @@ class Settings(_Section):
     """All tables of a config file, read once.
 
     >>> s = Settings.from_dict({"monitor": {"alpha": 0.05}, "store": {"uri": "memory://"}})
-    >>> s.monitor.alpha, s.serving.routes, s.store.scheme
-    (0.05, ('/predict',), 'memory')
+    >>> s.monitor.alpha, s.serving.routes[0], s.store.scheme
+    (0.05, '/invocations', 'memory')
     """
 
     label: ClassVar[str] = "config"

@@ -51,7 +51,7 @@ def test_alert_is_posted_with_retries_and_listed():
             assert alert["attempts"] == 2 and alert["verdict"]["flagged"]
             assert len(received) == 2 and received[1]["event"] == "client_flagged"
             assert received[1]["verdict"]["client_id"] == alert["verdict"]["client_id"]
-            metrics = c.get("/metrics").text
+            metrics = c.get("/monitor/metrics", headers=ADMIN).text
             assert 'extraction_monitor_alerts_total{result="sent"} 1.0' in metrics
             c.post("/predict", json={"instances": X[:5].tolist()})
             assert len(c.get("/monitor/alerts", headers=ADMIN).json()["alerts"]) == 1
@@ -69,24 +69,26 @@ def test_monitor_exception_fails_open_by_default(fail_mode, status):
     v = load_victim("wine-tree")
     monitor = build_victim_monitor(v)
     monitor._update = Broken()  # a bug in the monitor itself, outside the detectors
-    app = build_victim_app(v, monitor, ServingConfig(salt="s", fail_mode=fail_mode))
+    app = build_victim_app(v, monitor, ServingConfig(salt="s", fail_mode=fail_mode),
+                           admin_token=TOKEN)
     with running(app) as base, client(base, "k") as c:
         r = c.post("/predict", json={"features": v.X_public[0].tolist()})
         assert r.status_code == status
         if status == 200:
             assert np.allclose(r.json()["prediction"], v.answer(v.X_public[:1])[0])
-        assert "extraction_monitor_observe_errors_total 1.0" in c.get("/metrics").text
+        assert "extraction_monitor_observe_errors_total 1.0" in c.get("/monitor/metrics", headers=ADMIN).text
 
 
 def test_a_broken_detector_is_counted_by_name_and_never_breaks_serving():
     v = load_victim("wine-tree")
     monitor = build_victim_monitor(v)
     monitor.detectors[monitor.detector_index("boundary")].pvalues = Broken()
-    app = build_victim_app(v, monitor, ServingConfig(salt="s", fail_mode="closed"))
+    app = build_victim_app(v, monitor, ServingConfig(salt="s", fail_mode="closed"),
+                           admin_token=TOKEN)
     with running(app) as base, client(base, "k") as c:
         for row in v.X_public[:3]:
             assert c.post("/predict", json={"features": row.tolist()}).status_code == 200
-        metrics = c.get("/metrics").text
+        metrics = c.get("/monitor/metrics", headers=ADMIN).text
     assert 'extraction_monitor_detector_errors_total{detector="boundary"} 3.0' in metrics
     assert 'extraction_monitor_detector_errors_total{detector="density"}' not in metrics or \
         'extraction_monitor_detector_errors_total{detector="density"} 0.0' in metrics

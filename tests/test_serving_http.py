@@ -107,7 +107,7 @@ def test_benign_stays_unflagged_attacker_is_blocked_from_the_flagging_query(vict
             assert key in detail
         assert detail["action"] == "block" and len(detail["history"]) > 0
         assert "attacker-key" not in json.dumps(clients)  # raw keys are never exposed
-        metrics = good.get("/metrics").text
+        metrics = good.get("/monitor/metrics", headers=ADMIN).text
         assert 'extraction_monitor_requests_total{outcome="blocked"} 61.0' not in metrics
         assert 'outcome="blocked"' in metrics and "attacker" not in metrics
         assert "extraction_monitor_flagged_clients 1.0" in metrics
@@ -191,7 +191,7 @@ def test_admin_api_needs_the_token(victim):
         assert r.status_code == 400 and "limit" in r.json()["error"]
         assert c.get("/monitor/clients/nobody", headers=ADMIN).status_code == 404
         assert c.get("/monitor/alerts", headers=ADMIN).json() == {"alerts": []}
-        assert c.get("/metrics").status_code == 200
+        assert c.get("/monitor/metrics", headers=ADMIN).status_code == 200
     app = build_victim_app(victim, build_victim_monitor(victim), ServingConfig(salt="t"),
                            admin_token="")
     with running(app) as base, client(base) as c:

@@ -98,7 +98,7 @@ def test_flag_alerts_once_across_workers(victim_profile, tmp_path):
                                        json={"instances": [row.tolist()]}).status_code == 200
         alerts = [w.get("/monitor/alerts", headers=ADMIN).json()["alerts"] for w in workers]
         flags = [float(line.split()[-1]) for w in workers
-                 for line in w.get("/metrics").text.splitlines()
+                 for line in w.get("/monitor/metrics", headers=ADMIN).text.splitlines()
                  if line.startswith("extraction_monitor_flags_total")]
         verdict = workers[0].get(f"/monitor/clients/{client_id('mallory')}",
                                  headers=ADMIN).json()
@@ -145,7 +145,7 @@ def test_corrupt_stored_record_resets_only_that_client_and_is_counted(victim_pro
         assert r.status_code == 200
         assert c.get(f"/monitor/clients/{client_id('carol')}",
                      headers=ADMIN).json()["n_queries"] == 2
-        metrics = c.get("/metrics").text
+        metrics = c.get("/monitor/metrics", headers=ADMIN).text
     assert "extraction_monitor_store_corrupt_records_total 1.0" in metrics
 
 
@@ -157,7 +157,7 @@ def test_unreachable_fail_closed_store_answers_503(victim_profile):
         assert r.status_code == 503 and "state store is unavailable" in r.json()["error"]
         r = c.get("/monitor/clients", headers=ADMIN)
         assert r.status_code == 503 and "retry later" in r.json()["error"]
-        metrics = c.get("/metrics").text
+        metrics = c.get("/monitor/metrics", headers=ADMIN).text
     assert 'extraction_monitor_requests_total{outcome="store_unavailable"} 1.0' in metrics
 
 
@@ -172,7 +172,11 @@ def test_salt_is_shared_and_survives_restarts(tmp_path):
     assert resolve_salt(uri, configured="cfg", environ={"EXTRACTION_MONITOR_SALT": "e"}) == "cfg"
     with pytest.raises(ValueError, match="EXTRACTION_MONITOR_SALT"):
         resolve_salt("redis://127.0.0.1:6379/0", environ={})
-    assert resolve_salt("memory://", environ={}) != resolve_salt("memory://", environ={})
+    data = {"XDG_DATA_HOME": str(tmp_path / "data")}  # memory:// keeps its salt in the data folder
+    memory = resolve_salt("memory://", environ=data)
+    assert resolve_salt("memory://", environ=data) == memory
+    assert stat.S_IMODE(os.stat(tmp_path / "data" / "extraction-monitor" / "memory.salt"
+                                ).st_mode) == 0o600
 
 
 def test_default_state_is_an_embedded_sqlite_file(tmp_path):

@@ -50,7 +50,7 @@ def test_extractors_reject_with_the_right_status():
         extract_rows(json.dumps({"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP64",
                                              "data": [1, 2, 3]}]}).encode(), 2)
     assert err.value.status == 422 and "needs 4" in str(err.value)
-    with pytest.raises(ExtractionError, match="feature names are unknown"):
+    with pytest.raises(ExtractionError, match="profile has no feature names"):
         extract_rows(b'{"dataframe_records": [{"a": 1}]}', 1)
     _, ex, X = extract_rows(b'{"dataframe_records": [{"b": 2, "a": 1}]}', 2, ["a", "b"])
     assert X.tolist() == [[1.0, 2.0]] and ex.name == "dataframe_records"

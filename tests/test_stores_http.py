@@ -130,7 +130,7 @@ def test_four_workers_share_one_verdict_per_client_and_survive_a_restart(
             assert b["n_queries"] == N_BENIGN and not b["flagged"]
             assert b["flagged"] == replay.verdict(key).flagged
         # metrics are summed over the workers (prometheus multiprocess mode)
-        assert metric(client.get("/metrics").text, "extraction_monitor_queries_total") == len(
+        assert metric(client.get("/monitor/metrics").text, "extraction_monitor_queries_total") == len(
             statuses)
         # a delete through one worker holds in all: whichever worker answers, it is gone
         gone = ClientIdentifier(salt=SALT).hash_key(BENIGN[0])
@@ -148,7 +148,7 @@ def test_redis_outage_over_http_fails_open_and_catches_up(redis_server, traffic)
         assert all(send(client, "attacker", row) == 200 for row in attack[:40])
         redis_server.stop()
         assert all(send(client, "attacker", row) == 200 for row in attack[40:80])
-        metrics = client.get("/metrics").text
+        metrics = client.get("/monitor/metrics").text
         assert metric(metrics, "extraction_monitor_store_missed_updates_total") >= 40
         assert metric(metrics, "extraction_monitor_store_down") == 1
         redis_server.start()

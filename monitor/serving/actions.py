@@ -48,38 +48,43 @@ def degrade(outputs: np.ndarray, mode: str, classes: np.ndarray | None = None,
 
 
 class Throttle:
-    """Per-client token buckets: ``rate`` requests per second, ``burst`` at most.
+    """Per-client token buckets in this process: ``rate`` rows per second, ``burst`` at most.
 
-    A bucket starts empty when the client is flagged (the flagging request is refused).
+    A bucket starts empty when the client is flagged (the flagging request is refused). A
+    request costs one token per row. This is the fallback; serving uses the state store's
+    shared buckets (:meth:`monitor.stores.StateStore.take`) so that N workers enforce one
+    rate. A request with more rows than ``burst`` never fits a bucket; the policy refuses
+    it up front.
 
     >>> t = Throttle(rate=1.0, burst=1)
     >>> t.start("c", now=0.0); t.take("c", now=0.5), t.take("c", now=1.0), t.take("c", now=1.2)
     (1, 0, 1)
+    >>> t.take("c", cost=1, now=10.0)
+    0
     """
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: float) -> None:
         self.rate = float(rate)
         self.burst = float(burst)
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._tat: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def start(self, client_id: str, now: float | None = None) -> None:
         """Begin throttling ``client_id`` with an empty bucket."""
-        with self._lock:
-            self._buckets[client_id] = (0.0, time.monotonic() if now is None else now)
-
-    def take(self, client_id: str, now: float | None = None) -> int:
-        """0 if the request may pass, else the seconds to wait (``Retry-After``)."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            tokens, last = self._buckets.get(client_id, (0.0, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[client_id] = (tokens - 1.0, now)
-                return 0
-            self._buckets[client_id] = (tokens, now)
-            return max(1, math.ceil((1.0 - tokens) / self.rate))
+            self._tat[client_id] = now + self.burst / self.rate
+
+    def take(self, client_id: str, cost: float = 1, now: float | None = None) -> int:
+        """0 if a request of ``cost`` rows may pass, else the seconds to wait."""
+        from monitor.stores.base import gcra
+
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tat, wait = gcra(self._tat.get(client_id, now), now, cost, self.rate, self.burst)
+            self._tat[client_id] = tat
+        return 0 if wait == 0 else max(1, math.ceil(wait))
 
     def forget(self, client_id: str) -> None:
         with self._lock:
-            self._buckets.pop(client_id, None)
+            self._tat.pop(client_id, None)

@@ -1,77 +1,188 @@
 """Request/response extractors: pull feature rows and model outputs out of JSON bodies.
 
-Built in (tried in this order):
+Built in (one request format each; a body naming two formats is refused, see below):
 
-* ``v2``        Open Inference Protocol v2 — ``{"inputs": [{"name", "shape", "datatype", "data"}]}``
-  answered by ``{"model_name", "outputs": [tensor, ...]}``;
-* ``instances`` TF Serving / KServe v1 / MLflow — ``{"instances": [[...], ...]}`` (rows may be
-  lists or dicts keyed by feature name) or MLflow's ``{"inputs": [[...], ...]}``,
-  answered by ``{"predictions": [...]}``;
+* ``v2``        Open Inference Protocol v2 (KServe v2, Triton, MLServer) — ``{"inputs":
+  [{"name", "shape", "datatype", "data"}, ...]}``: one ``[rows, features]`` tensor, or one
+  ``[rows]`` / ``[rows, 1]`` tensor per feature named like the feature; answered by
+  ``{"model_name", "outputs": [tensor, ...]}``;
+* ``instances`` TF Serving / KServe v1 / MLflow row format — ``{"instances": [[...], ...]}``
+  (rows may be lists, or objects keyed by feature name), answered by ``{"predictions": [...]}``;
+* ``inputs``    MLflow / TF Serving columnar format — ``{"inputs": [[...], ...]}`` (rows) or
+  ``{"inputs": {"feature": [values...], ...}}`` (one list per feature), answered by
+  ``{"predictions": [...]}`` (MLflow) or ``{"outputs": [...]}`` (TF Serving);
 * ``dataframe_split`` / ``dataframe_records`` — MLflow pandas orients, answered by
   ``{"predictions": [...]}``;
 * ``features``  plain ``{"features": [...]}`` (one row) or ``{"features": [[...], ...]}``,
   answered by ``{"prediction": ...}`` / ``{"predictions": [...]}``.
 
+**No parser differentials.** Bodies are parsed strictly: an object with a key twice, nesting
+deeper than :data:`MAX_DEPTH`, or a body that names more than one format (``instances`` and
+``features``, say) is refused with 400, so the rows the monitor sees are the rows the model
+answers.
+
+**Named columns.** An extractor returns rows as a matrix in the profile's feature order, or
+as named columns (:class:`Rows` with ``columns``, or a :class:`pandas.DataFrame`); named
+columns are mapped by name in one place (:func:`extract`), where a missing or unknown column
+is a 422 naming it. :attr:`Extraction.frame` keeps the rows as a DataFrame with the feature
+names, so a profile with named (or later categorical) features can consume them as the model
+does.
+
+**Your own schema.** :func:`extractor` turns a function from the parsed body to a DataFrame
+(or rows) into an extractor::
+
+    @extractor(matches=lambda body: isinstance(body, dict) and "records" in body)
+    def records(body):
+        return pd.DataFrame(body["records"])
+
 An extractor is any object with ``name``, ``matches(payload)``, ``parse_request(payload,
 feature_names)``, ``parse_response(payload)``, ``rewrite_response(payload, outputs)`` and
-``render_response(outputs, request_payload, model_name)``; pass your own list to the middleware.
+``render_response(outputs, request_payload, model_name)``; pass your list to the middleware.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+MAX_DEPTH = 32
+"""Deepest nesting of JSON arrays and objects accepted in a request body."""
+MAX_CELLS = 10_000_000
+"""Largest tensor (rows × features) a v2 ``shape`` may declare."""
+MAX_ABS_FEATURE = float(np.finfo(np.float32).max)
+"""Largest feature magnitude accepted: models and the monitor work in float32."""
+
 
 class ExtractionError(ValueError):
-    """A request body the monitor cannot read; ``status`` is the HTTP code to answer."""
+    """A request body the monitor cannot read.
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    ``status`` is the HTTP code to answer and ``reason`` a short label for metrics (never
+    anything a client chose).
+    """
+
+    def __init__(self, message: str, status: int = 400, reason: str = "bad_request") -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
+
+
+class Unrecognised(ExtractionError):
+    """Valid JSON that no extractor understands (the route's ``unparseable`` policy decides)."""
+
+    def __init__(self, message: str, reason: str = "unrecognised_format") -> None:
+        super().__init__(message, 400, reason)
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ExtractionError(f"request body has the key {key[:40]!r} twice in one object",
+                                  reason="duplicate_key")
+        out[key] = value
+    return out
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a parsed JSON value, stopping once past ``limit``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return depth
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children
+                         if isinstance(child, dict | list))
+    return deepest
 
 
 def loads(body: bytes) -> Any:
-    """Parse a JSON body, raising :class:`ExtractionError` (400) if it is not JSON."""
+    """Parse a JSON body strictly: 400 (:class:`Unrecognised`) if it is not JSON; 400 on a
+    duplicate key or nesting deeper than :data:`MAX_DEPTH`.
+
+    >>> loads(b'{"a": [1, 2]}')
+    {'a': [1, 2]}
+    >>> loads(b'{"a": 1, "a": 2}')
+    Traceback (most recent call last):
+    ...
+    monitor.serving.extractors.ExtractionError: request body has the key 'a' twice in one object
+    """
     try:
-        return json.loads(body)
+        payload = json.loads(body, object_pairs_hook=_reject_duplicates)
+    except RecursionError:
+        raise ExtractionError(f"request body is nested deeper than {MAX_DEPTH} levels",
+                              reason="too_deep") from None
+    except ExtractionError:
+        raise
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ExtractionError(f"request body is not valid JSON: {exc}") from None
+        raise Unrecognised(f"request body is not valid JSON: {str(exc)[:120]}",
+                           reason="not_json") from None
+    if _depth(payload, MAX_DEPTH) > MAX_DEPTH:
+        raise ExtractionError(f"request body is nested deeper than {MAX_DEPTH} levels",
+                              reason="too_deep")
+    return payload
 
 
 def as_matrix(rows: Any, what: str) -> np.ndarray:
-    """Rows as a 2-D float array; raises :class:`ExtractionError` (422) if they are not numeric."""
+    """Rows as a 2-D float array; 422 if they are not numbers in equal-length rows."""
     try:
         X = np.asarray(rows, dtype=float)
-    except (ValueError, TypeError):
-        raise ExtractionError(
-            f"{what} must be a list of equal-length lists of numbers", status=422
-        ) from None
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise ExtractionError(f"{what} must be a list of equal-length lists of numbers",
+                              status=422, reason="bad_values") from None
     if X.ndim == 1:
         X = X[None, :]
-    if X.ndim != 2 or X.shape[0] == 0:
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ExtractionError(
             f"{what} must be a non-empty list of rows of numbers, got shape {list(X.shape)}",
-            status=422,
-        )
+            status=422, reason="bad_shape")
     return X
 
 
-def _records_to_matrix(records: list, feature_names: list[str] | None, what: str) -> np.ndarray:
-    if not feature_names:
-        raise ExtractionError(f"{what} given as named records but the feature names are unknown")
-    missing = [
-        n for n in feature_names if not all(isinstance(r, dict) and n in r for r in records)
-    ]
-    if missing:
-        raise ExtractionError(
-            f"{what}: every record needs all {len(feature_names)} features; missing e.g. "
-            f"{missing[0]!r}",
-            status=422,
-        )
-    return as_matrix([[r[n] for n in feature_names] for r in records], what)
+@dataclass(frozen=True)
+class Rows:
+    """What an extractor read: ``values`` (n, k), and the name of each column if the request
+    named them (``None``: the columns are the profile's features, in order)."""
+
+    values: np.ndarray
+    columns: tuple[str, ...] | None = None
+
+
+def _records(records: list, what: str) -> Rows:
+    """Rows from a list of ``{feature: value}`` objects (every record the same keys)."""
+    if not all(isinstance(r, dict) for r in records):
+        raise ExtractionError(f"{what}: every record must be an object of feature values",
+                              status=422, reason="bad_values")
+    columns = tuple(records[0])
+    keys = set(columns)
+    for i, record in enumerate(records):
+        if set(record) != keys:
+            other = sorted(set(record) ^ keys)[0]
+            raise ExtractionError(f"{what}: record {i} does not have the same features as "
+                                  f"record 0 (e.g. {other[:40]!r})", status=422,
+                                  reason="missing_column")
+    return Rows(as_matrix([[r[c] for c in columns] for r in records], what), columns)
+
+
+def _columns(table: dict, what: str) -> Rows:
+    """Rows from ``{feature: [values...]}`` (one equal-length list per feature)."""
+    if not table:
+        raise ExtractionError(f"{what} must name at least one feature", status=422,
+                              reason="bad_shape")
+    columns = tuple(table)
+    lengths = {len(v) if isinstance(v, list) else -1 for v in table.values()}
+    if len(lengths) != 1 or -1 in lengths:
+        raise ExtractionError(f"{what}: every feature needs a list of values, all of one "
+                              "length", status=422, reason="bad_shape")
+    values = as_matrix([table[c] for c in columns], what)
+    return Rows(values.T, columns)
 
 
 def _outputs_matrix(values: Any) -> np.ndarray | None:
@@ -85,7 +196,7 @@ def _outputs_matrix(values: Any) -> np.ndarray | None:
             return None
     try:
         arr = np.asarray(values)
-    except ValueError:
+    except (ValueError, TypeError, OverflowError, RecursionError):
         return None
     if arr.dtype.kind in "biuf" and arr.ndim in (1, 2) and arr.size:
         return arr.astype(float) if arr.ndim == 2 else arr
@@ -107,15 +218,19 @@ class PredictionsExtractor:
     def matches(self, payload: Any) -> bool:
         return isinstance(payload, dict) and self.key in payload
 
-    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray:
+    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
         raise NotImplementedError
 
     def parse_response(self, payload: Any) -> np.ndarray | None:
         if isinstance(payload, dict) and "predictions" in payload:
             return _outputs_matrix(payload["predictions"])
+        if isinstance(payload, list):  # TorchServe and others answer a bare list
+            return _outputs_matrix(payload)
         return None
 
-    def rewrite_response(self, payload: dict, outputs: np.ndarray) -> dict:
+    def rewrite_response(self, payload: Any, outputs: np.ndarray) -> Any:
+        if isinstance(payload, list):
+            return _to_json_list(outputs)
         return {**payload, "predictions": _to_json_list(outputs)}
 
     def render_response(self, outputs: np.ndarray, request: Any, model_name: str) -> dict:
@@ -123,26 +238,69 @@ class PredictionsExtractor:
 
 
 class InstancesExtractor(PredictionsExtractor):
-    """TF Serving / KServe v1 ``instances`` and MLflow tensor ``inputs`` (list of rows)."""
+    """TF Serving / KServe v1 / MLflow ``{"instances": [...]}`` (rows or named records)."""
 
     name = "instances"
+    key = "instances"
+
+    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
+        rows = payload["instances"]
+        if not isinstance(rows, list) or not rows:
+            raise ExtractionError("'instances' must be a non-empty list of rows", status=422,
+                                  reason="bad_shape")
+        if isinstance(rows[0], dict):
+            return _records(rows, "'instances'")
+        return as_matrix(rows, "'instances'")
+
+
+class InputsExtractor(PredictionsExtractor):
+    """MLflow / TF Serving ``{"inputs": ...}``: a list of rows, or one list per feature.
+
+    TF Serving answers the columnar format with ``{"outputs": ...}``; both are read.
+    """
+
+    name = "inputs"
+    key = "inputs"
 
     def matches(self, payload: Any) -> bool:
-        if not isinstance(payload, dict):
+        if not isinstance(payload, dict) or "inputs" not in payload:
             return False
-        if "instances" in payload:
-            return True
-        inputs = payload.get("inputs")
-        return isinstance(inputs, list) and not (inputs and isinstance(inputs[0], dict))
+        inputs = payload["inputs"]
+        return isinstance(inputs, dict) or not (
+            isinstance(inputs, list) and inputs and isinstance(inputs[0], dict))
 
-    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray:
-        key = "instances" if "instances" in payload else "inputs"
-        rows = payload[key]
-        if not isinstance(rows, list) or not rows:
-            raise ExtractionError(f"'{key}' must be a non-empty list of rows", status=422)
-        if isinstance(rows[0], dict):
-            return _records_to_matrix(rows, feature_names, f"'{key}'")
-        return as_matrix(rows, f"'{key}'")
+    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
+        inputs = payload["inputs"]
+        if isinstance(inputs, dict):
+            if len(inputs) == 1 and isinstance(next(iter(inputs.values())), list) and any(
+                    isinstance(v, list) for v in next(iter(inputs.values()))):
+                return as_matrix(next(iter(inputs.values())), "'inputs'")  # one named tensor
+            return _columns(inputs, "'inputs'")
+        if not isinstance(inputs, list) or not inputs:
+            raise ExtractionError("'inputs' must be a non-empty list of rows or an object of "
+                                  "feature columns", status=422, reason="bad_shape")
+        return as_matrix(inputs, "'inputs'")
+
+    def parse_response(self, payload: Any) -> np.ndarray | None:
+        if isinstance(payload, dict) and "outputs" in payload and "predictions" not in payload:
+            outputs = payload["outputs"]
+            if isinstance(outputs, dict):
+                for key in ("probabilities", "probability", "scores", "proba", "predictions"):
+                    if key in outputs:
+                        return _outputs_matrix(outputs[key])
+                return None
+            return _outputs_matrix(outputs)
+        return super().parse_response(payload)
+
+    def rewrite_response(self, payload: Any, outputs: np.ndarray) -> Any:
+        if isinstance(payload, dict) and "outputs" in payload and "predictions" not in payload:
+            if isinstance(payload["outputs"], dict):
+                key = next(k for k in ("probabilities", "probability", "scores", "proba",
+                                       "predictions") if k in payload["outputs"])
+                return {**payload, "outputs": {**payload["outputs"],
+                                               key: _to_json_list(outputs)}}
+            return {**payload, "outputs": _to_json_list(outputs)}
+        return super().rewrite_response(payload, outputs)
 
 
 class DataframeSplitExtractor(PredictionsExtractor):
@@ -151,23 +309,20 @@ class DataframeSplitExtractor(PredictionsExtractor):
     name = "dataframe_split"
     key = "dataframe_split"
 
-    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray:
+    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
         split = payload["dataframe_split"]
         if not isinstance(split, dict) or "data" not in split:
-            raise ExtractionError("'dataframe_split' must be an object with 'data' (and 'columns')")
+            raise ExtractionError("'dataframe_split' must be an object with 'data' (and "
+                                  "'columns')", status=422, reason="bad_shape")
         X = as_matrix(split["data"], "'dataframe_split.data'")
         columns = split.get("columns")
-        if columns is None or not feature_names or list(columns) == list(feature_names):
+        if columns is None:
             return X
-        if not isinstance(columns, list) or len(columns) != X.shape[1]:
-            raise ExtractionError("'dataframe_split.columns' must name every column of 'data'",
-                                  status=422)
-        index = {c: i for i, c in enumerate(columns)}
-        missing = [n for n in feature_names if n not in index]
-        if missing:
-            raise ExtractionError(f"'dataframe_split.columns' lacks feature {missing[0]!r}",
-                                  status=422)
-        return X[:, [index[n] for n in feature_names]]
+        if (not isinstance(columns, list) or len(columns) != X.shape[1]
+                or not all(isinstance(c, str) for c in columns)):
+            raise ExtractionError("'dataframe_split.columns' must name every column of 'data' "
+                                  "with a string", status=422, reason="bad_shape")
+        return Rows(X, tuple(columns))
 
 
 class DataframeRecordsExtractor(PredictionsExtractor):
@@ -176,12 +331,12 @@ class DataframeRecordsExtractor(PredictionsExtractor):
     name = "dataframe_records"
     key = "dataframe_records"
 
-    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray:
+    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
         records = payload["dataframe_records"]
         if not isinstance(records, list) or not records:
             raise ExtractionError("'dataframe_records' must be a non-empty list of objects",
-                                  status=422)
-        return _records_to_matrix(records, feature_names, "'dataframe_records'")
+                                  status=422, reason="bad_shape")
+        return _records(records, "'dataframe_records'")
 
 
 class FeaturesExtractor(PredictionsExtractor):
@@ -195,12 +350,11 @@ class FeaturesExtractor(PredictionsExtractor):
 
     def parse_response(self, payload: Any) -> np.ndarray | None:
         if isinstance(payload, dict) and "prediction" in payload:
-            out = _outputs_matrix([payload["prediction"]])
-            return out
+            return _outputs_matrix([payload["prediction"]])
         return super().parse_response(payload)
 
-    def rewrite_response(self, payload: dict, outputs: np.ndarray) -> dict:
-        if "prediction" in payload:
+    def rewrite_response(self, payload: Any, outputs: np.ndarray) -> Any:
+        if isinstance(payload, dict) and "prediction" in payload:
             return {**payload, "prediction": _to_json_list(outputs)[0]}
         return super().rewrite_response(payload, outputs)
 
@@ -216,8 +370,41 @@ _V2_INT = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT
 _V2_PROBA_NAMES = ("probabilities", "probability", "proba", "predict_proba", "output_probability")
 
 
+def _v2_values(tensor: Any, i: int) -> tuple[str | None, list[int], np.ndarray]:
+    """One v2 input tensor's ``(name, shape, flat float data)``; 4xx on anything odd."""
+    if not isinstance(tensor, dict):
+        raise ExtractionError(f"v2 input {i} must be an object", status=422, reason="bad_shape")
+    for key in ("shape", "datatype", "data"):
+        if key not in tensor:
+            raise ExtractionError(f"v2 input tensor {i} lacks '{key}'", status=422,
+                                  reason="bad_shape")
+    shape, datatype, name = tensor["shape"], tensor["datatype"], tensor.get("name")
+    if not isinstance(datatype, str) or datatype not in _V2_FLOAT | _V2_INT:
+        raise ExtractionError(f"v2 input {i} datatype must be numeric (e.g. FP64), got "
+                              f"{str(datatype)[:20]!r}", status=422, reason="bad_values")
+    if (not isinstance(shape, list) or len(shape) not in (1, 2)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                       for s in shape)):
+        raise ExtractionError(f"v2 input {i} shape must be [rows, features] or [rows], got "
+                              f"{str(shape)[:40]}", status=422, reason="bad_shape")
+    cells = math.prod(shape)
+    if cells > MAX_CELLS:
+        raise ExtractionError(f"v2 input {i} shape {shape} declares more than {MAX_CELLS} "
+                              "values", status=413, reason="too_large")
+    try:
+        data = np.asarray(tensor["data"], dtype=float).ravel()
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise ExtractionError(f"v2 input {i} 'data' must be numbers", status=422,
+                              reason="bad_values") from None
+    if data.size != cells:
+        raise ExtractionError(f"v2 input {i} 'data' has {data.size} values but shape {shape} "
+                              f"needs {cells}", status=422, reason="bad_shape")
+    return (name if isinstance(name, str) else None), shape, data
+
+
 class V2Extractor:
-    """Open Inference Protocol v2 tensors (``inputs`` / ``outputs`` with shape and datatype)."""
+    """Open Inference Protocol v2 tensors (``inputs`` / ``outputs`` with shape and datatype):
+    one ``[rows, features]`` tensor, or one tensor per feature, named like the feature."""
 
     name = "v2"
 
@@ -225,34 +412,21 @@ class V2Extractor:
         inputs = payload.get("inputs") if isinstance(payload, dict) else None
         return isinstance(inputs, list) and bool(inputs) and isinstance(inputs[0], dict)
 
-    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray:
-        inputs = payload["inputs"]
-        if len(inputs) != 1:
-            raise ExtractionError(
-                f"v2 'inputs' must hold exactly one tensor of shape [rows, features], "
-                f"got {len(inputs)} tensors", status=422)
-        tensor = inputs[0]
-        for key in ("shape", "datatype", "data"):
-            if key not in tensor:
-                raise ExtractionError(f"v2 input tensor lacks '{key}'")
-        shape, datatype = tensor["shape"], tensor["datatype"]
-        if datatype not in _V2_FLOAT | _V2_INT:
-            raise ExtractionError(f"v2 input datatype must be numeric (e.g. FP64), got {datatype!r}",
-                                  status=422)
-        if (not isinstance(shape, list) or len(shape) not in (1, 2)
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
-                           for s in shape)):
-            raise ExtractionError(f"v2 input shape must be [rows, features], got {shape!r}",
-                                  status=422)
-        try:
-            data = np.asarray(tensor["data"], dtype=float).ravel()
-        except (ValueError, TypeError):
-            raise ExtractionError("v2 input 'data' must be numbers", status=422) from None
-        if data.size != int(np.prod(shape)):
-            raise ExtractionError(
-                f"v2 input 'data' has {data.size} values but shape {shape} needs "
-                f"{int(np.prod(shape))}", status=422)
-        return data.reshape(shape if len(shape) == 2 else (1, shape[0]))
+    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
+        tensors = [_v2_values(t, i) for i, t in enumerate(payload["inputs"])]
+        if len(tensors) == 1:
+            _, shape, data = tensors[0]
+            return data.reshape(shape if len(shape) == 2 else (1, shape[0]))
+        names = [name for name, _, _ in tensors]
+        if None in names or len(set(names)) != len(names):
+            raise ExtractionError("v2 inputs with one tensor per feature need a distinct "
+                                  "'name' each", status=422, reason="bad_shape")
+        rows = {shape[0] for _, shape, _ in tensors}
+        if len(rows) != 1 or any(len(s) == 2 and s[1] != 1 for _, s, _ in tensors):
+            raise ExtractionError("v2 inputs with one tensor per feature need shapes [rows] "
+                                  "or [rows, 1], all with the same rows", status=422,
+                                  reason="bad_shape")
+        return Rows(np.column_stack([data for _, _, data in tensors]), tuple(names))
 
     def _pick(self, payload: Any) -> dict | None:
         outputs = payload.get("outputs") if isinstance(payload, dict) else None
@@ -303,50 +477,225 @@ def _v2_tensor(outputs: np.ndarray, name: str) -> dict:
             "data": outputs.ravel().tolist()}
 
 
+class CsvExtractor(PredictionsExtractor):
+    """``Content-Type: text/csv`` bodies (MLflow reads them with a header row), answered by
+    ``{"predictions": [...]}``."""
+
+    name = "csv"
+
+    def matches(self, payload: Any) -> bool:
+        return False  # chosen by content type, never by a JSON body
+
+    def parse_body(self, body: bytes) -> Rows:
+        import csv
+        import io
+
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ExtractionError("text/csv body is not UTF-8", reason="not_csv") from None
+        lines = [row for row in csv.reader(io.StringIO(text)) if row]
+        if len(lines) < 2:
+            raise ExtractionError("text/csv body needs a header row and at least one row",
+                                  status=422, reason="bad_shape")
+        header = tuple(c.strip() for c in lines[0])
+        if any(len(row) != len(header) for row in lines[1:]):
+            raise ExtractionError("text/csv rows must have as many fields as the header",
+                                  status=422, reason="bad_shape")
+        values = as_matrix([[c.strip() for c in row] for row in lines[1:]], "text/csv rows")
+        if all(h.replace(".", "", 1).lstrip("-").isdigit() for h in header):
+            return Rows(values)  # a headerless file: pandas would name columns 0..k-1
+        return Rows(values, header)
+
+
+CSV = CsvExtractor()
+
+
+class FunctionExtractor(PredictionsExtractor):
+    """An extractor from a function ``parse(body) -> DataFrame | rows`` (see :func:`extractor`).
+
+    ``matches(body)`` says whether a body is in this format; ``outputs(response_body)``
+    reads the model's outputs (default: ``predictions`` or a bare list).
+    """
+
+    def __init__(self, parse: Callable[[Any], Any], matches: Callable[[Any], bool],
+                 name: str | None = None,
+                 outputs: Callable[[Any], Any] | None = None) -> None:
+        self.parse = parse
+        self._matches = matches
+        self.name = name or getattr(parse, "__name__", "custom")
+        self._outputs = outputs
+
+    def matches(self, payload: Any) -> bool:
+        try:
+            return bool(self._matches(payload))
+        except Exception:  # a custom predicate must not break the request
+            return False
+
+    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
+        try:
+            result = self.parse(payload)
+        except ExtractionError:
+            raise
+        except Exception as exc:
+            raise ExtractionError(f"the {self.name!r} extractor could not read the body: "
+                                  f"{type(exc).__name__}", status=422,
+                                  reason="bad_values") from None
+        if hasattr(result, "columns") and hasattr(result, "to_numpy"):  # a DataFrame
+            columns = tuple(str(c) for c in result.columns)
+            return Rows(as_matrix(result.to_numpy(), f"{self.name!r} rows"), columns)
+        return result if isinstance(result, Rows) else as_matrix(result, f"{self.name!r} rows")
+
+    def parse_response(self, payload: Any) -> np.ndarray | None:
+        if self._outputs is None:
+            return super().parse_response(payload)
+        return _outputs_matrix(self._outputs(payload))
+
+
+def extractor(matches: Callable[[Any], bool], name: str | None = None,
+              outputs: Callable[[Any], Any] | None = None):
+    """Decorator: a :class:`FunctionExtractor` from ``parse(body) -> DataFrame``.
+
+    >>> import pandas as pd
+    >>> @extractor(matches=lambda body: isinstance(body, dict) and "records" in body)
+    ... def records(body):
+    ...     return pd.DataFrame(body["records"])
+    >>> ex = extract(b'{"records": [{"b": 2, "a": 1}]}', 2, ["a", "b"], [records])
+    >>> ex.extractor.name, ex.X.tolist()
+    ('records', [[1.0, 2.0]])
+    """
+    def wrap(parse):
+        return FunctionExtractor(parse, matches, name, outputs)
+
+    return wrap
+
+
 DEFAULT_EXTRACTORS: tuple = (
-    V2Extractor(), InstancesExtractor(), DataframeSplitExtractor(),
+    V2Extractor(), InputsExtractor(), InstancesExtractor(), DataframeSplitExtractor(),
     DataframeRecordsExtractor(), FeaturesExtractor(),
 )
-"""The built-in formats, in the order they are tried."""
+"""The built-in formats."""
 
-MAX_ABS_FEATURE = float(np.finfo(np.float32).max)
-"""Largest feature magnitude accepted: models and the monitor work in float32."""
-
-FORMAT_KEYS = "instances, inputs, dataframe_split, dataframe_records or features"
+FORMAT_KEYS = ("instances", "inputs", "dataframe_split", "dataframe_records", "features")
+"""Top-level keys that name a request format; a body may name only one."""
 
 
 def find_extractor(payload: Any, extractors=DEFAULT_EXTRACTORS):
-    """The first extractor that recognises ``payload``; :class:`ExtractionError` (400) if none."""
-    for extractor in extractors:
-        if extractor.matches(payload):
-            return extractor
-    raise ExtractionError(f"unrecognised request format: expected a JSON object with {FORMAT_KEYS}")
+    """The one extractor that recognises ``payload``.
+
+    400 if the body names several formats (or several extractors claim it): which rows
+    would the model answer? :class:`Unrecognised` if none does.
+    """
+    if isinstance(payload, dict):
+        named = [k for k in FORMAT_KEYS if k in payload]
+        if len(named) > 1:
+            raise ExtractionError(f"request body names more than one format "
+                                  f"({', '.join(named)}); send exactly one",
+                                  reason="ambiguous_format")
+    found = [e for e in extractors if e.matches(payload)]
+    if len(found) > 1:
+        raise ExtractionError(f"request body matches more than one format "
+                              f"({', '.join(e.name for e in found)}); send exactly one",
+                              reason="ambiguous_format")
+    if not found:
+        raise Unrecognised("unrecognised request format: expected a JSON object with "
+                           f"{', '.join(FORMAT_KEYS)}")
+    return found[0]
 
 
-def extract_rows(body: bytes, n_features: int, feature_names: list[str] | None = None,
-                 extractors=DEFAULT_EXTRACTORS) -> tuple[Any, Any, np.ndarray]:
-    """Parse and validate a request body: ``(payload, extractor, X)``.
+@dataclass(frozen=True)
+class Extraction:
+    """A request body read and validated: ``X`` in the profile's feature order."""
 
-    >>> import json
-    >>> _, ex, X = extract_rows(json.dumps({"instances": [[1, 2], [3, 4]]}).encode(), 2)
-    >>> ex.name, X.tolist()
+    payload: Any
+    extractor: Any
+    X: np.ndarray
+    feature_names: tuple[str, ...] | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.X)
+
+    @property
+    def frame(self):
+        """The rows as a :class:`pandas.DataFrame` named by feature (positional names if the
+        profile has none)."""
+        import pandas as pd
+
+        names = self.feature_names or tuple(f"x_{i}" for i in range(self.X.shape[1]))
+        return pd.DataFrame(self.X, columns=list(names))
+
+
+def _by_name(rows: Rows, feature_names: list[str] | None) -> np.ndarray:
+    """Named columns in the profile's feature order; 422 naming a missing or unknown one."""
+    columns = list(rows.columns or ())
+    if len(set(columns)) != len(columns):
+        raise ExtractionError("request names a column twice", status=422,
+                              reason="duplicate_key")
+    if not feature_names:
+        raise ExtractionError("request names its columns but the profile has no feature "
+                              "names; send rows in feature order", status=422,
+                              reason="unknown_column")
+    if columns == list(feature_names):
+        return rows.values
+    index = {c: i for i, c in enumerate(columns)}
+    missing = [n for n in feature_names if n not in index]
+    if missing:
+        raise ExtractionError(f"request lacks feature {missing[0][:60]!r} (and "
+                              f"{len(missing) - 1} more)" if len(missing) > 1 else
+                              f"request lacks feature {missing[0][:60]!r}", status=422,
+                              reason="missing_column")
+    known = set(feature_names)
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise ExtractionError(f"request has unknown feature {unknown[0][:60]!r}", status=422,
+                              reason="unknown_column")
+    return rows.values[:, [index[n] for n in feature_names]]
+
+
+def extract(body: bytes, n_features: int, feature_names: list[str] | None = None,
+            extractors=DEFAULT_EXTRACTORS, max_rows: int | None = None,
+            content_type: str | None = None) -> Extraction:
+    """Parse and validate a request body (see the module docstring for what is refused).
+
+    >>> ex = extract(json.dumps({"instances": [[1, 2], [3, 4]]}).encode(), 2)
+    >>> ex.extractor.name, ex.X.tolist()
     ('instances', [[1.0, 2.0], [3.0, 4.0]])
     >>> try:
-    ...     extract_rows(b'{"features": [1, 2, 3]}', 2)
+    ...     extract(b'{"features": [1, 2, 3]}', 2)
     ... except ExtractionError as exc:
-    ...     print(exc.status, exc)
-    422 expected 2 features per row, got 3
+    ...     print(exc.status, exc.reason, exc)
+    422 wrong_width expected 2 features per row, got 3
     """
-    payload = loads(body)
-    extractor = find_extractor(payload, extractors)
-    X = extractor.parse_request(payload, feature_names)
+    if content_type is not None and content_type.split(";")[0].strip().lower() == "text/csv":
+        payload, found = None, CSV
+        rows = CSV.parse_body(body)
+    else:
+        payload = loads(body)
+        found = find_extractor(payload, extractors)
+        rows = found.parse_request(payload, feature_names)
+    if isinstance(rows, Rows):
+        X = _by_name(rows, feature_names) if rows.columns is not None else rows.values
+    else:
+        X = as_matrix(rows, f"{found.name!r} rows")
     if X.shape[1] != n_features:
         raise ExtractionError(f"expected {n_features} features per row, got {X.shape[1]}",
-                              status=422)
+                              status=422, reason="wrong_width")
+    if max_rows is not None and len(X) > max_rows:
+        raise ExtractionError(f"request has {len(X)} rows; at most {max_rows} per request",
+                              status=413, reason="too_many_rows")
     bad = ~(np.abs(X) <= MAX_ABS_FEATURE)  # also catches NaN
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise ExtractionError(
             f"row {row} feature {col} is {X[row, col]}; features must be finite numbers "
-            f"of magnitude at most {MAX_ABS_FEATURE:.3g}", status=422)
-    return payload, extractor, X
+            f"of magnitude at most {MAX_ABS_FEATURE:.3g}", status=422, reason="non_finite")
+    names = tuple(feature_names) if feature_names else None
+    return Extraction(payload, found, X, names)
+
+
+def extract_rows(body: bytes, n_features: int, feature_names: list[str] | None = None,
+                 extractors=DEFAULT_EXTRACTORS) -> tuple[Any, Any, np.ndarray]:
+    """``(payload, extractor, X)`` of :func:`extract` (the older interface)."""
+    ex = extract(body, n_features, feature_names, extractors)
+    return ex.payload, ex.extractor, ex.X

@@ -1,16 +1,20 @@
 """Client identity: who is asking, as a salted hash safe to store and log.
 
-**Salt.** Client ids are salted hashes of API keys / addresses; every worker, and every
-restart, must use the same salt or a client's state is lost. :func:`resolve_salt` decides it,
-in order: the ``[serving] salt`` of the config; ``$EXTRACTION_MONITOR_SALT``; for SQLite, the
-file ``<db>.salt`` beside the database (created with mode 0600 on first start); for
-``memory://`` a fresh random salt. ``redis://`` needs one of the first two (hosts share no
-file system).
+**Salt.** Client ids are keyed hashes (HMAC) of API keys / addresses; every worker, and
+every restart, must use the same salt or a client's state (its flag included) is lost. The
+salt also keys the retry digest (:func:`monitor.hashing.digest_key`). :func:`resolve_salt`
+decides it, in order: the ``[serving] salt`` of the config; ``$EXTRACTION_MONITOR_SALT``;
+for SQLite, the file ``<db>.salt`` beside the database; for ``memory://``, the file
+``memory.salt`` in the data folder (``$XDG_DATA_HOME/extraction-monitor``) — each created
+with mode 0600 on first start and read on every later one. ``redis://`` needs one of the
+first two (hosts share no file system).
 
+>>> import tempfile
 >>> resolve_salt("memory://", configured="s3cret")
 's3cret'
->>> len(resolve_salt("memory://", environ={}))
-32
+>>> env = {"XDG_DATA_HOME": tempfile.mkdtemp()}
+>>> resolve_salt("memory://", environ=env) == resolve_salt("memory://", environ=env)
+True
 >>> resolve_salt("redis://127.0.0.1:6379/0", environ={})
 Traceback (most recent call last):
 ...
@@ -20,6 +24,7 @@ ValueError: a redis:// state store needs a salt shared by every host: set EXTRAC
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import os
 import secrets
@@ -27,19 +32,29 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from monitor.environment import SALT_ENV, Environment, as_environment
+from monitor.environment import SALT_ENV, Environment, as_environment, data_dir
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class ClientIdentifier:
-    """Map an ASGI request scope to a monitor ``client_id``.
+class IdentityError(ValueError):
+    """A request whose identity is ambiguous (answered with 400)."""
 
-    The key is the ``header`` value (``X-API-Key`` by default) or, with ``use_bearer``, the
-    ``Authorization: Bearer`` token; without one it is the peer address. ``X-Forwarded-For`` /
-    ``Forwarded`` are honoured only when the peer is in ``trusted_proxies``. Keys and addresses
-    are hashed with SHA-256 and the deployment ``salt``; ``client_id`` is ``key-`` or ``ip-``
-    followed by the first 16 hex digits, so raw keys are never stored or logged.
+
+class ClientIdentifier:
+    """Map an ASGI request scope to a monitor ``client_id``, as the operator decided.
+
+    ``sources`` lists where identity comes from, in order of precedence: ``"bearer"`` (the
+    ``Authorization: Bearer`` token), ``"header"`` (the ``header``, ``X-API-Key`` by
+    default) and ``"peer"`` (the peer address; ``X-Forwarded-For`` / ``Forwarded`` are
+    honoured only when the peer is in ``trusted_proxies``). A source not listed is ignored,
+    so a client cannot pick a new identity with a header the operator did not name. A
+    request carrying an identity header twice, or a key and a bearer token that disagree,
+    is ambiguous (the app and the monitor could each read another one) and raises
+    :class:`IdentityError`.
+
+    Keys and addresses become ``HMAC-SHA256(salt, kind || value)``; ``client_id`` is
+    ``key-`` or ``ip-`` followed by 24 hex digits, so raw keys are never stored or logged.
 
     >>> ident = ClientIdentifier(salt="demo")
     >>> scope = {"headers": [(b"x-api-key", b"alice")], "client": ("10.0.0.5", 5000)}
@@ -47,20 +62,32 @@ class ClientIdentifier:
     True
     >>> ident({"headers": [], "client": ("10.0.0.5", 5000)}).startswith("ip-")
     True
+    >>> ident({"headers": [(b"x-api-key", b"a"), (b"x-api-key", b"b")], "client": None})
+    Traceback (most recent call last):
+    ...
+    monitor.serving.identity.IdentityError: the request carries the x-api-key header 2 times; send one
     """
 
     def __init__(self, salt: str, header: str = "x-api-key", use_bearer: bool = False,
-                 trusted_proxies: Iterable[str] = ()) -> None:
+                 trusted_proxies: Iterable[str] = (),
+                 sources: Iterable[str] | None = None) -> None:
         self.salt = salt.encode()
         self.header = header.lower().encode()
-        self.use_bearer = use_bearer
+        if sources is None:
+            sources = ("bearer", "header", "peer") if use_bearer else ("header", "peer")
+        self.sources = tuple(sources)
+        unknown = set(self.sources) - {"bearer", "header", "peer"}
+        if unknown or not self.sources:
+            raise ValueError(f"identity sources must be among bearer, header, peer; got "
+                             f"{list(self.sources)}")
         self.trusted: list[_Network] = [
             ipaddress.ip_network(c, strict=False) for c in trusted_proxies
         ]
 
     def _hash(self, kind: str, value: str) -> str:
-        digest = hashlib.sha256(self.salt + b"\x00" + value.encode("utf-8", "replace"))
-        return f"{kind}-{digest.hexdigest()[:16]}"
+        digest = hmac.new(self.salt, kind.encode() + b"\x00" + value.encode("utf-8", "replace"),
+                          hashlib.sha256)
+        return f"{kind}-{digest.hexdigest()[:24]}"
 
     def hash_key(self, key: str) -> str:
         """The client id of API key / bearer token ``key`` (for operators looking one up)."""
@@ -94,16 +121,38 @@ class ClientIdentifier:
                 return hop
         return hops[0] if hops else peer
 
+    def _single(self, scope: dict, name: bytes) -> bytes | None:
+        values = [v for k, v in scope.get("headers", []) if k.lower() == name]
+        if len(values) > 1:
+            raise IdentityError(f"the request carries the {name.decode()} header "
+                                f"{len(values)} times; send one")
+        return values[0].strip() if values else None
+
+    def keys(self, scope: dict) -> dict[str, str]:
+        """The identity values the request carries, by source (raw; do not log)."""
+        found: dict[str, str] = {}
+        if "header" in self.sources:
+            key = self._single(scope, self.header)
+            if key:
+                found["header"] = key.decode("latin-1")
+        if "bearer" in self.sources:
+            auth = self._single(scope, b"authorization")
+            if auth is not None and auth[:7].lower() == b"bearer " and auth[7:].strip():
+                found["bearer"] = auth[7:].strip().decode("latin-1")
+        return found
+
     def __call__(self, scope: dict) -> str:
-        headers = _headers(scope)
-        key = headers.get(self.header)
-        if self.use_bearer and not key:
-            auth = headers.get(b"authorization", b"")
-            if auth[:7].lower() == b"bearer " and auth[7:].strip():
-                key = auth[7:].strip()
-        if key:
-            return self.hash_key(key.decode("latin-1"))
-        return self.hash_address(self.peer_address(scope))
+        found = self.keys(scope)
+        if "header" in found and "bearer" in found and found["header"] != found["bearer"]:
+            raise IdentityError(f"the request carries both a {self.header.decode()} key and a "
+                                "bearer token, and they differ; send one identity")
+        for source in self.sources:
+            if source == "peer":
+                return self.hash_address(self.peer_address(scope))
+            if source in found:
+                return self.hash_key(found[source])
+        raise IdentityError(f"the request carries no identity (expected "
+                            f"{' or '.join(self.sources)})")
 
 
 def _headers(scope: dict) -> dict[bytes, bytes]:
@@ -159,7 +208,9 @@ def resolve_salt(state_uri: str, configured: str | None = None,
                          f"set {SALT_ENV} or [serving] salt")
     db = sqlite_path(state_uri)
     if db is None:
-        return secrets.token_hex(16)
+        folder = data_dir(env)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return persistent_salt(folder / "memory.salt")
     return persistent_salt(db.with_name(db.name + ".salt"))
 
 

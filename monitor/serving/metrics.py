@@ -1,4 +1,12 @@
-"""Prometheus metrics of the serving layer, in a registry of their own (never client ids).
+"""Prometheus metrics of the serving layer (never client ids, nothing that moves with one
+client's score).
+
+They live in a registry of their own, served at ``/monitor/metrics`` (admin token required by
+default) so that the app's own ``/metrics`` is never replaced; pass the app's registry
+(``registry=prometheus_client.REGISTRY``) to merge them into it instead. A scrape costs
+O(1) in the number of clients: the two client counts come from the store's index.
+No metric exports a client's score or an aggregate of scores (a histogram of scores after
+each request told a client its own score after every query).
 
 With several uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``serve``/``proxy`` do it
 for ``--workers`` > 1) and every worker's ``/metrics`` reports the sum over all workers
@@ -21,6 +29,8 @@ STORE_COUNTERS = {
     "flushed": "Buffered client states written back to the store after an outage.",
     "conflicts": "Buffered client states dropped after an outage (another worker won).",
     "lost_locks": "Updates lost because a store lock expired before the write.",
+    "evicted": "Buffered updates lost because the outage buffer was full.",
+    "optimistic_retries": "SQLite updates recomputed because another writer won the race.",
 }
 """Cumulative ``store.stats()`` keys, exported as ``extraction_monitor_store_<key>_total``."""
 STORE_GAUGES = {
@@ -49,15 +59,39 @@ class ServingMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, multiprocess: bool | None = None) -> None:
+    def __init__(self, multiprocess: bool | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
         self.multiprocess = multiprocess_mode() if multiprocess is None else multiprocess
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = registry if registry is not None else CollectorRegistry(
+            auto_describe=True)
         r = self.registry
         shared = {"multiprocess_mode": "mostrecent"}  # same value in every worker (the store's)
         summed = {"multiprocess_mode": "livesum"}  # per-worker values, added up
         self.requests = Counter(
             f"{PREFIX}_requests", "Monitored requests by outcome (served, degraded, blocked, "
-            "throttled, rejected, error, store_unavailable).", ["outcome"], registry=r)
+            "throttled, rejected, unobserved, degrade_failed, error, store_unavailable).",
+            ["outcome"], registry=r)
+        self.rejected = Counter(
+            f"{PREFIX}_rejected_requests", "Requests refused as malformed, by reason.",
+            ["reason"], registry=r)
+        self.unobserved = Counter(
+            f"{PREFIX}_unobserved_requests", "Requests passed to the app without being "
+            "observed, by reason (unrecognised_format, unwatched_route).", ["reason"],
+            registry=r)
+        self.silences = Counter(
+            f"{PREFIX}_silence_warnings", "Warnings that requests flowed but none was "
+            "observed for silence_seconds.", registry=r)
+        self.without_evidence = Gauge(
+            f"{PREFIX}_detector_without_evidence", "1 when a detector gets no evidence "
+            "(e.g. boundary: the API answers labels only and no model was given).",
+            ["detector"], registry=r, multiprocess_mode="livemax")
+        self.store_degraded = Gauge(
+            f"{PREFIX}_store_degraded", "1 while writes to the state store fail or it is "
+            "unreachable (updates buffered or lost; see /monitor/health).", registry=r,
+            multiprocess_mode="livemax")
+        self.store_lost_updates = Counter(
+            f"{PREFIX}_store_lost_updates", "Updates that could not be written to the state "
+            "store (a write failed).", registry=r)
         self.queries = Counter(f"{PREFIX}_queries", "Query rows observed by the monitor.",
                                registry=r)
         self.flags = Counter(f"{PREFIX}_flags", "Clients newly flagged.", registry=r)
@@ -65,9 +99,6 @@ class ServingMetrics:
                                      "Clients currently flagged.", registry=r, **shared)
         self.clients = Gauge(f"{PREFIX}_clients", "Clients the monitor tracks.", registry=r,
                              **shared)
-        self.score = Histogram(
-            f"{PREFIX}_score", "Overall client score after each monitored request.",
-            buckets=(0.5, 1, 2, 3, 5, 8, 13, 21, 34, 55, float("inf")), registry=r)
         self.detector_errors = Counter(
             f"{PREFIX}_detector_errors", "Exceptions raised by a detector (its evidence was "
             "skipped for that request).", ["detector"], registry=r)

@@ -1,24 +1,43 @@
 """``ExtractionMonitorMiddleware``: pure ASGI middleware that watches a prediction API.
 
-For each ``POST`` to a monitored route a :class:`MonitoredRequest` (one object per request,
-like Starlette's responders) reads the request body (size-limited while streaming), extracts
-the feature rows, lets the app answer, extracts the outputs from the response, runs
-``monitor.observe`` in a worker thread (never on the event loop), and answers as the
-:class:`~monitor.serving.policy.EnforcementPolicy` decides, from the flagging request onward.
-Admin routes (``/monitor/...``) and ``/metrics`` are answered by
-:class:`~monitor.serving.admin.AdminAPI`.
+**What is watched.** Every request on a watched route (:mod:`monitor.serving.routes`:
+case-insensitive, on the normalised path) that carries a body or uses a method other than
+GET/HEAD/OPTIONS — ``POST``, ``post``, ``PUT``, ``PATCH``, a GET with a body — is read by one
+:class:`MonitoredRequest` (one object per request, like Starlette's responders). A request
+with a body on a path no route watches is passed and counted
+(``extraction_monitor_unobserved_requests_total{reason="unwatched_route"}``), or refused
+with ``[serving] unwatched = "refuse"``.
 
-With a shared state store (``Monitor(..., store=...)``, several workers) the store is the only
-source of truth for flags: a request is refused early (block / throttle) only if the client's
-stored state is flagged, so a flag raised in one worker or an admin reset made through any
-worker takes effect in all of them on the next request. A client counts as newly flagged
-(log, alert, first 429) only in the request whose rows raised the flag, so each flag alerts
-once however many workers there are. :class:`~monitor.stores.StoreUnavailable` (a store
-configured to fail closed, or SQLite locked past its busy timeout) answers 503.
+**One request, in order.** Its identity (:class:`~monitor.serving.identity.ClientIdentifier`:
+an ambiguous identity is a 400); a flagged client is blocked before its body is read; the
+body is read (size-limited while streaming) and parsed strictly into rows
+(:mod:`monitor.serving.extractors`: duplicate keys, two formats, too deep → 400; bad values
+→ 422; each rejection a one-line log and a metric by reason); a throttled client pays one
+token per row; the app answers the *same bytes* the monitor parsed, asked for an
+``identity``-encoded response; the outputs are read from the response (gzip, deflate and,
+with ``brotli`` installed, br are decoded); ``monitor.observe`` runs in a worker thread; and
+the :class:`~monitor.serving.policy.EnforcementPolicy` decides the answer. A degraded client
+whose answer cannot be read (an encoding or format the monitor cannot rewrite) is refused:
+degrading fails closed.
+
+**A body no extractor understands** passes to the app unobserved (counted, and logged
+naming the route), per ``[serving] unparseable``; a flagged client's such body is refused.
+
+**Flags across workers and outages.** The store is the source of truth for flags; each
+worker also keeps a :class:`~monitor.serving.health.FlagCache` of flagged clients
+(refreshed from the store's index), used whenever the store cannot answer, so a blocked
+client stays blocked through a store outage. A failing store write raises an alarm
+(:class:`~monitor.serving.health.StoreHealth`). A client counts as newly flagged (log,
+alert, first 429) only in the request whose rows raised the flag, so each flag alerts once
+however many workers there are.
+
+Admin routes (``/monitor/...``, including ``/monitor/metrics``) are answered by
+:class:`~monitor.serving.admin.AdminAPI`; the app's own ``/metrics`` is left alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
@@ -30,31 +49,57 @@ import numpy as np
 
 from monitor.environment import Environment
 from monitor.errors import InvalidInput
+from monitor.hashing import digest_key
 from monitor.serving.actions import degrade
 from monitor.serving.admin import AdminAPI
 from monitor.serving.alerts import Alerter
-from monitor.serving.extractors import DEFAULT_EXTRACTORS, ExtractionError, extract_rows
-from monitor.serving.identity import ClientIdentifier, resolve_salt
+from monitor.serving.extractors import (
+    DEFAULT_EXTRACTORS,
+    ExtractionError,
+    Unrecognised,
+    extract,
+)
+from monitor.serving.health import FlagCache, Silence, StoreHealth
+from monitor.serving.identity import ClientIdentifier, IdentityError, resolve_salt
 from monitor.serving.metrics import ServingMetrics
-from monitor.serving.policy import Decision, EnforcementPolicy
+from monitor.serving.policy import SERVE, Decision, EnforcementPolicy
 from monitor.serving.responses import json_bytes, send_error
-from monitor.settings import ServingConfig
-from monitor.stores.base import StoreUnavailable
+from monitor.serving.routes import RouteTable, normalise_path
+from monitor.settings import DEFAULT_TTL, ServingConfig
+from monitor.stores.base import StoreUnavailable, StoreWriteError
 
 logger = logging.getLogger("extraction_monitor.serving")
+
+BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+UNAVAILABLE = "the extraction monitor's state store is unavailable; retry later"
 
 
 class BodyTooLarge(Exception):
     """The request body exceeded ``ServingConfig.max_body_bytes``."""
 
 
+def carries_body(scope, method: str) -> bool:
+    """Whether a request may carry a body the app would read."""
+    if method not in BODYLESS_METHODS:
+        return True
+    for name, value in scope.get("headers", []):
+        name = name.lower()
+        if name == b"transfer-encoding" or (name == b"content-length"
+                                            and value.strip() not in (b"", b"0")):
+            return True
+    return False
+
+
 class ExtractionMonitorMiddleware:
     """Monitor a prediction API's ``routes`` with ``monitor`` and act on its verdicts.
 
-    ``app.add_middleware(ExtractionMonitorMiddleware, monitor=mon, routes=["/predict"],
-    config=ServingConfig(...))``. The admin token comes from ``admin_token`` or the
+    ``app.add_middleware(ExtractionMonitorMiddleware, monitor=mon, config=ServingConfig(...))``.
+    ``routes`` (default: ``config.routes``, the well-known inference paths) are paths,
+    globs or ``{param}`` patterns. The admin token comes from ``admin_token`` or the
     ``EXTRACTION_MONITOR_ADMIN_TOKEN`` environment variable (none: admin API disabled).
-    ``feature_names`` (default: the profile's) map named records to columns.
+    ``feature_names`` (default: the profile's) map named columns. ``metrics_registry``
+    merges the monitor's metrics into the app's prometheus-client registry. A monitor
+    without a store is given an in-process ``memory://`` store (evidence TTL 30 days).
 
     >>> from sklearn.linear_model import LogisticRegression
     >>> from monitor import Monitor, Profile
@@ -63,8 +108,8 @@ class ExtractionMonitorMiddleware:
     >>> model = LogisticRegression().fit(X, y)
     >>> async def app(scope, receive, send): ...
     >>> mw = ExtractionMonitorMiddleware(app, monitor=Monitor(Profile().fit(model, X, y)),
-    ...                                  config=ServingConfig(salt="s"))
-    >>> mw.routes, mw.n_features
+    ...                                  routes=["/predict"], config=ServingConfig(salt="s"))
+    >>> mw.routes.routes, mw.n_features
     (('/predict',), 3)
     """
 
@@ -73,63 +118,147 @@ class ExtractionMonitorMiddleware:
                  extractors=DEFAULT_EXTRACTORS, identifier=None,
                  metrics: ServingMetrics | None = None,
                  feature_names: list[str] | None = None,
-                 environment: Environment | None = None) -> None:
+                 environment: Environment | None = None,
+                 metrics_registry=None) -> None:
+        from monitor.stores.memory import MemoryStore
+
         env = environment or Environment.read()
         self.app = app
         self.monitor = monitor
         self.config = config or ServingConfig()
-        self.routes = tuple(routes) if routes else self.config.routes
+        self.routes = RouteTable(routes or self.config.routes)
         self.extractors = tuple(extractors)
         salt = self.config.salt or resolve_salt("memory://", environ=env)
+        if monitor.digest_key is None:  # every worker of the deployment agrees on retries
+            monitor.digest_key = digest_key(salt)
+        if monitor.store is None:  # one index for admin listings and metrics
+            monitor.store = MemoryStore(ttl_seconds=DEFAULT_TTL)
+        self.store = monitor.store
         self.identify = identifier or ClientIdentifier(
-            salt, self.config.client_header, self.config.use_bearer, self.config.trusted_proxies)
-        self.metrics = metrics or ServingMetrics()
+            salt, self.config.client_header, trusted_proxies=self.config.trusted_proxies,
+            sources=self.config.identity_sources)
+        self.metrics = metrics or ServingMetrics(registry=metrics_registry)
         self.alerter = Alerter(self.config.webhook_url, self.config.webhook_retries,
                                self.config.webhook_backoff, self.config.webhook_timeout,
                                self.config.alerts_size, self.metrics)
-        self.policy = EnforcementPolicy(self.config)
+        self.policy = EnforcementPolicy(self.config, limiter=self.store.take)
+        self.flags = FlagCache()
+        self.health = StoreHealth(self.metrics)
+        self.silence = Silence(self.config.silence_seconds, self.metrics)
         self.n_features = monitor.n_features
         names = feature_names or monitor.feature_names
         self.feature_names = list(names) if names else None
         self.classes = monitor.classes
+        self._warned_labels = False
+        self._logged_unread: dict[str, float] = {}
+        self._refresh_task: asyncio.Task | None = None
         token = admin_token if admin_token is not None else env.admin_token
         self.admin = AdminAPI(monitor, self.policy, self.alerter, self.metrics, token or None,
-                              self.config.metrics_require_token)
+                              self.config.metrics_require_token, identifier=self.identify,
+                              health=self.health, flags=self.flags)
+        formats = [e.name for e in self.extractors] + ["csv"]
+        for line in self.routes.banner(formats):
+            logger.info(line)
+        logger.info("identity: %s; unwatched requests: %s; unreadable bodies: %s",
+                    " > ".join(self.config.identity_sources), self.config.unwatched,
+                    self.config.unparseable)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
+        path = normalise_path(scope.get("path", "") or "/")
         if self.admin.handles(path):
             await self.admin(scope, receive, send)
-        elif scope.get("method") == "POST" and path in self.routes:
-            await MonitoredRequest(self, scope, receive, send).run()
-        else:
+            return
+        self.silence.request()
+        method = str(scope.get("method", "GET")).upper()
+        route = self.routes.match(path)
+        if not carries_body(scope, method):
             await self.app(scope, receive, send)
+        elif route is None:
+            self.metrics.unobserved.labels(reason="unwatched_route").inc()
+            if self.config.unwatched == "refuse":
+                await send_error(send, 403, "this path is not a monitored prediction route")
+            else:
+                await self.app(scope, receive, send)
+        else:
+            await MonitoredRequest(self, scope, receive, send, route, method).run()
+
+    # ------------------------------------------------------------------ flags
+    async def flag_status(self, client_id: str):
+        """The client's flag: from the store, or this worker's cache when the store cannot
+        answer (raises StoreUnavailable only when neither knows)."""
+        self._maybe_refresh()
+        try:
+            status = await anyio.to_thread.run_sync(self.monitor.flag_status, client_id)
+        except StoreUnavailable:
+            cached = self.flags.get(client_id)
+            if cached is not None:
+                return cached
+            raise
+        if self._store_down():  # a fail-open store answers from a partial local buffer
+            cached = self.flags.get(client_id)
+            if cached is not None and (status is None or not status.flagged):
+                return cached
+        else:
+            self.flags.put(client_id, status)
+        return status
+
+    def _store_down(self) -> bool:
+        return bool(getattr(self.store, "down", False))
+
+    def _maybe_refresh(self) -> None:
+        now = time.monotonic()
+        if now < self.flags.next_refresh or (self._refresh_task is not None
+                                             and not self._refresh_task.done()):
+            return
+        self.flags.next_refresh = now + self.config.flag_refresh_seconds
+        self._refresh_task = asyncio.get_running_loop().create_task(
+            anyio.to_thread.run_sync(self._refresh_flags))
+
+    def _refresh_flags(self) -> None:
+        """Load the store's flagged clients into this worker's cache (O(flagged))."""
+        if self._store_down():
+            return
+        try:
+            flagged = set(self.store.flagged(self.flags.size))
+            for client_id in flagged - self.flags.ids():
+                self.flags.put(client_id, self.monitor.flag_status(client_id))
+            for client_id in self.flags.ids() - flagged:  # reset through another worker
+                self.flags.put(client_id, self.monitor.flag_status(client_id))
+        except Exception as exc:  # an outage: keep what we have
+            logger.debug("flag refresh failed: %s", exc)
 
     # ------------------------------------------------------------------ shared answers
     async def send_store_unavailable(self, send, exc: Exception) -> None:
         logger.error("state store unavailable: %s", exc)
+        self.health.failed("state store unreachable")
         self.metrics.requests.labels(outcome="store_unavailable").inc()
-        await send_error(send, 503, f"the extraction monitor's state store is unavailable "
-                                    f"({exc}); retry later")
+        await send_error(send, 503, UNAVAILABLE)
 
     async def send_blocked(self, send) -> None:
         self.metrics.requests.labels(outcome="blocked").inc()
         await send_error(send, 403, "access suspended: this client's query pattern was flagged "
                                     "as a possible model-extraction attack")
 
-    async def send_throttled(self, send, wait: int) -> None:
+    async def send_throttled(self, send, wait: int, message: str | None = None) -> None:
         self.metrics.requests.labels(outcome="throttled").inc()
+        detail = f"; {message}" if message else ""
         await send_error(send, 429, f"rate limited: this client's query pattern was flagged; "
-                                    f"retry after {wait} s",
+                                    f"retry after {wait} s{detail}",
                          headers=[(b"retry-after", str(wait).encode())])
+
+    async def send_rejected(self, send, status: int, reason: str, message: str,
+                            route: str, headers=None) -> None:
+        self.metrics.requests.labels(outcome="rejected").inc()
+        self.metrics.rejected.labels(reason=reason).inc()
+        logger.info("rejected request on %s: %s (%s)", route, reason, message[:200])
+        await send_error(send, status, message, headers=headers)
 
     def record(self, client_id: str, verdict, n_rows: int, decision: Decision) -> None:
         """Update metrics; log and alert once, in the request that raised the flag."""
         self.metrics.queries.inc(n_rows)
-        self.metrics.score.observe(float(verdict.score) if np.isfinite(verdict.score) else 1e9)
         self.metrics.sync(self.monitor.counters())
         if decision.newly_flagged:
             self.metrics.flags.inc()
@@ -147,103 +276,170 @@ class ExtractionMonitorMiddleware:
         if alert:
             self.alerter.notify(summary, event)
 
+    def log_unread(self, route: str, reason: str) -> None:
+        """One line naming the route, at most once a minute per route."""
+        now = time.monotonic()
+        if now - self._logged_unread.get(route, -1e9) >= 60:
+            self._logged_unread[route] = now
+            logger.warning("a request on watched route %s passed unobserved: %s (set "
+                           "[serving] unparseable, or add an extractor for this schema)",
+                           route, reason)
+
+    def warn_labels_only(self) -> None:
+        """Say once that the boundary detector gets no evidence from label-only answers."""
+        if self._warned_labels:
+            return
+        self._warned_labels = True
+        if "boundary" in self.monitor.config.detectors:
+            self.metrics.without_evidence.labels(detector="boundary").set(1)
+            logger.warning("the API answers labels only and the monitor has no model: the "
+                           "boundary detector gets no evidence (pass --model / "
+                           "Monitor(model=...))")
+
     def reset(self, client_id: str) -> None:
         """Forget a client in the monitor and in the serving layer."""
         self.monitor.reset(client_id)
         self.policy.forget(client_id)
+        self.flags.drop(client_id)
 
 
 class MonitoredRequest:
     """One monitored request: its identity, body, rows, the app's captured answer, and how
     it is finally answered."""
 
-    def __init__(self, middleware: ExtractionMonitorMiddleware, scope, receive, send) -> None:
+    def __init__(self, middleware: ExtractionMonitorMiddleware, scope, receive, send,
+                 route: str, method: str) -> None:
         self.mw = middleware
         self.scope, self.receive, self.send = scope, receive, send
+        self.route, self.method = route, method
         self.started = time.perf_counter()
-        self.client_id = middleware.identify(scope)
+        self.client_id: str | None = None
+
+    async def reject(self, status: int, reason: str, message: str) -> None:
+        await self.mw.send_rejected(self.send, status, reason, message, self.route)
 
     async def run(self) -> None:
         mw = self.mw
         try:
-            if await self._refused_early():
+            self.client_id = mw.identify(self.scope)
+        except IdentityError as exc:
+            await self.reject(400, "identity", str(exc))
+            return
+        early = SERVE
+        if mw.policy.refuses_early:
+            try:
+                status = await mw.flag_status(self.client_id)
+            except StoreUnavailable as exc:
+                await mw.send_store_unavailable(self.send, exc)
                 return
-        except StoreUnavailable as exc:
-            await mw.send_store_unavailable(self.send, exc)
+            if status is not None:
+                early = mw.policy.before_request(self.client_id, status.flagged,
+                                                 status.peak_score, status.exposure_exceeded)
+        if early.outcome == "block":
+            await mw.send_blocked(self.send)
             return
         try:
             body = await read_body(self.scope, self.receive, mw.config.max_body_bytes)
         except BodyTooLarge:
-            mw.metrics.requests.labels(outcome="rejected").inc()
-            await send_error(self.send, 413, f"request body exceeds the limit of "
-                                             f"{mw.config.max_body_bytes} bytes; send fewer rows")
+            await self.reject(413, "too_large", f"request body exceeds the limit of "
+                                                f"{mw.config.max_body_bytes} bytes; send "
+                                                "fewer rows")
             return
         if body is None:  # client went away
             return
         try:
-            payload, extractor, X = extract_rows(body, mw.n_features, mw.feature_names,
-                                                 mw.extractors)
-        except ExtractionError as exc:
-            if mw.config.unparseable == "pass" and exc.status == 400:
-                mw.metrics.requests.labels(outcome="unmonitored").inc()
-                await mw.app(self.scope, replay(body, self.receive), self.send)
-                return
-            mw.metrics.requests.labels(outcome="rejected").inc()
-            await send_error(self.send, exc.status, str(exc))
+            readable = decode_request(body, header(self.scope, b"content-encoding"),
+                                      mw.config.max_body_bytes)
+            ex = extract(readable, mw.n_features, mw.feature_names, mw.extractors,
+                         max_rows=mw.config.max_rows,
+                         content_type=_text(header(self.scope, b"content-type")))
+        except Unrecognised as exc:
+            await self._unrecognised(exc, body, early)
             return
+        except ExtractionError as exc:
+            await self.reject(exc.status, exc.reason, str(exc))
+            return
+
+        if early.outcome == "throttle":
+            admitted = await anyio.to_thread.run_sync(mw.policy.admit, self.client_id,
+                                                      "throttle", ex.n_rows)
+            if admitted.outcome == "throttle":
+                await mw.send_throttled(self.send, admitted.retry_after, admitted.message)
+                return
 
         captured = Captured()
         app_started = time.perf_counter()
-        await mw.app(self.scope, replay(body, self.receive), captured.send)
+        await mw.app(identity_encoded(self.scope), replay(body, self.receive), captured.send)
         app_time = time.perf_counter() - app_started
         if not 200 <= captured.status < 300:  # unanswered queries leak nothing
             await captured.replay(self.send)
             return
-        response_payload, outputs = self._outputs(captured, extractor, len(X))
+        response_payload, outputs = self._outputs(captured, ex.extractor, ex.n_rows)
         try:
-            verdict = await anyio.to_thread.run_sync(self._observe, X, outputs)
+            verdict = await anyio.to_thread.run_sync(self._observe, ex.X, outputs)
         except InvalidInput as exc:
-            mw.metrics.requests.labels(outcome="rejected").inc()
-            await send_error(self.send, 422, str(exc))
+            await self.reject(422, "invalid_outputs", str(exc))
             return
         except StoreUnavailable as exc:
+            cached = mw.flags.get(self.client_id)
+            if cached is not None:
+                await mw.send_blocked(self.send)
+                return
             await mw.send_store_unavailable(self.send, exc)
+            return
+        except StoreWriteError as exc:
+            mw.health.failed("state store writes failing", lost=1)
+            logger.debug("store write failed: %s", exc)
+            await self._unobserved_answer(early, captured, ex.extractor, response_payload,
+                                          outputs)
             return
         except Exception:
             logger.exception("monitor.observe failed for client %s", self.client_id)
             mw.metrics.observe_errors.inc()
-            mw.metrics.requests.labels(outcome="error").inc()
-            if mw.config.fail_mode == "closed":
-                await send_error(self.send, 503,
-                                 "the extraction monitor is unavailable; retry later")
-            else:
-                await captured.replay(self.send)
+            await self._unobserved_answer(early, captured, ex.extractor, response_payload,
+                                          outputs)
             return
-        decision = mw.policy.after_verdict(self.client_id, verdict, len(X))
-        mw.record(self.client_id, verdict, len(X), decision)
-        await self._answer(decision, captured, extractor, response_payload, outputs)
+        if mw._store_down():
+            mw.health.failed("state store unreachable; updates buffered in this worker")
+        else:
+            mw.health.ok()
+        mw.silence.observed()
+        decision = await anyio.to_thread.run_sync(mw.policy.after_verdict, self.client_id,
+                                                  verdict, ex.n_rows)
+        if verdict.flagged or getattr(verdict, "exposure_exceeded", False):
+            mw.flags.put(self.client_id, _status_of(verdict))
+        mw.record(self.client_id, verdict, ex.n_rows, decision)
+        await self._answer(decision, captured, ex.extractor, response_payload, outputs)
         mw.metrics.added_latency.observe(max(0.0, time.perf_counter() - self.started - app_time))
 
-    async def _refused_early(self) -> bool:
-        """Answer 403/429 for an already-flagged client before its request reaches the app."""
+    async def _unrecognised(self, exc: Unrecognised, body: bytes, early: Decision) -> None:
+        """A body no extractor understands: per ``unparseable`` (flagged clients refused)."""
         mw = self.mw
-        if not mw.policy.refuses_early:
-            return False
-        if mw.monitor.store is None:  # in this process: a dict lookup
-            status = mw.monitor.flag_status(self.client_id)
-        else:
-            status = await anyio.to_thread.run_sync(mw.monitor.flag_status, self.client_id)
-        if status is None:
-            return False
-        decision = mw.policy.before_request(self.client_id, status.flagged, status.peak_score,
-                                            status.exposure_exceeded)
-        if decision.outcome == "block":
-            await mw.send_blocked(self.send)
-            return True
-        if decision.outcome == "throttle":
-            await mw.send_throttled(self.send, decision.retry_after)
-            return True
-        return False
+        if early.outcome in ("throttle", "degrade"):  # cannot count or degrade it: refuse
+            await self.reject(403 if early.outcome == "degrade" else 429, "unreadable_flagged",
+                              "this client's answers are limited and this request's format "
+                              "cannot be read by the monitor; send a supported format")
+            return
+        if mw.config.unparseable == "reject":
+            await self.reject(400, exc.reason, str(exc))
+            return
+        mw.metrics.unobserved.labels(reason=exc.reason).inc()
+        mw.metrics.requests.labels(outcome="unobserved").inc()
+        if mw.config.unparseable == "pass":
+            mw.log_unread(self.route, str(exc))
+        await mw.app(self.scope, replay(body, self.receive), self.send)
+
+    async def _unobserved_answer(self, early: Decision, captured, extractor, payload,
+                                 outputs) -> None:
+        """The monitor could not record this request: answer per ``fail_mode``."""
+        mw = self.mw
+        mw.metrics.requests.labels(outcome="error").inc()
+        if mw.config.fail_mode == "closed":
+            await send_error(self.send, 503, "the extraction monitor is unavailable; retry "
+                                             "later")
+            return
+        await self._answer(Decision(early.outcome if early.outcome == "degrade" else "serve"),
+                           captured, extractor, payload, outputs)
 
     async def _answer(self, decision: Decision, captured: Captured, extractor,
                       response_payload, outputs) -> None:
@@ -251,15 +447,25 @@ class MonitoredRequest:
         if decision.outcome == "block":
             await mw.send_blocked(self.send)
         elif decision.outcome == "throttle":
-            await mw.send_throttled(self.send, decision.retry_after)
-        elif decision.outcome == "degrade" and response_payload is not None \
-                and outputs is not None:
+            await mw.send_throttled(self.send, decision.retry_after, decision.message)
+        elif decision.outcome == "degrade":
+            body = None
+            if response_payload is not None and outputs is not None:
+                cfg = mw.config
+                new = degrade(outputs, cfg.degrade_mode, mw.classes, cfg.degrade_decimals,
+                              cfg.degrade_strength)
+                try:
+                    body = json_bytes(extractor.rewrite_response(response_payload, new))
+                except Exception:
+                    logger.exception("could not rewrite a %s response", extractor.name)
+            if body is None:  # an answer we cannot degrade is not sent: fail closed
+                mw.metrics.requests.labels(outcome="degrade_failed").inc()
+                await send_error(self.send, 403, "this client's answers are limited and this "
+                                                 "answer could not be limited; request an "
+                                                 "uncompressed JSON answer")
+                return
             mw.metrics.requests.labels(outcome="degraded").inc()
-            cfg = mw.config
-            new_outputs = degrade(outputs, cfg.degrade_mode, mw.classes, cfg.degrade_decimals,
-                                  cfg.degrade_strength)
-            await captured.replay(self.send, json_bytes(
-                extractor.rewrite_response(response_payload, new_outputs)))
+            await captured.replay(self.send, body)
         else:
             mw.metrics.requests.labels(outcome="served").inc()
             await captured.replay(self.send)
@@ -268,7 +474,7 @@ class MonitoredRequest:
         """``(payload, outputs)`` from the app's response; ``(None, None)`` if unreadable."""
         try:
             payload = json.loads(captured.decoded_body())
-        except (ValueError, UnicodeDecodeError, OSError, zlib.error):
+        except (ValueError, UnicodeDecodeError, OSError, EOFError, zlib.error, RecursionError):
             return None, None
         try:
             outputs = extractor.parse_response(payload)
@@ -278,6 +484,8 @@ class MonitoredRequest:
         if outputs is not None and (len(outputs) != n or (
                 outputs.ndim == 2 and outputs.shape[1] != len(self.mw.classes))):
             outputs = None
+        if outputs is not None and outputs.ndim == 1 and self.mw.monitor.model is None:
+            self.mw.warn_labels_only()
         return payload, outputs
 
     def _observe(self, X: np.ndarray, outputs: np.ndarray | None):
@@ -289,6 +497,73 @@ class MonitoredRequest:
             except InvalidInput:
                 pass
         return monitor.observe(self.client_id, X, None)
+
+
+def _status_of(verdict):
+    from monitor.monitor import FlagStatus
+
+    return FlagStatus(bool(verdict.flagged), float(verdict.peak_score), verdict.flag_at,
+                      verdict.reason, bool(getattr(verdict, "exposure_exceeded", False)))
+
+
+def header(scope, name: bytes) -> bytes | None:
+    """The last value of request header ``name`` (lower case), or ``None``."""
+    value = None
+    for key, val in scope.get("headers", []):
+        if key.lower() == name:
+            value = val
+    return value
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def identity_encoded(scope):
+    """``scope`` asking the app for an uncompressed answer (the monitor must read it)."""
+    headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"accept-encoding"]
+    headers.append((b"accept-encoding", b"identity"))
+    return {**scope, "headers": headers}
+
+
+def decode_request(body: bytes, encoding: bytes | None, limit: int) -> bytes:
+    """A request body with its ``Content-Encoding`` undone (at most ``limit`` bytes)."""
+    codings = [c.strip().lower() for c in (encoding or b"").split(b",") if c.strip()]
+    for coding in reversed(codings):
+        if coding == b"identity":
+            continue
+        try:
+            body = _decompress(coding, body, limit)
+        except (OSError, EOFError, zlib.error, ValueError):
+            raise ExtractionError("request body does not match its Content-Encoding",
+                                  reason="bad_encoding") from None
+        if body is None:
+            raise ExtractionError(f"request Content-Encoding {coding.decode('latin-1')!r} is "
+                                  "not supported", status=415, reason="bad_encoding")
+    return body
+
+
+def _decompress(coding: bytes, body: bytes, limit: int) -> bytes | None:
+    if coding in (b"gzip", b"x-gzip"):
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif coding == b"deflate":
+        d = zlib.decompressobj(zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS)
+    elif coding == b"br":
+        try:
+            import brotli
+        except ImportError:
+            return None
+        out = brotli.Decompressor().process(body)
+        if len(out) > limit:
+            raise ValueError("too large")
+        return out
+    else:
+        return None
+    out = d.decompress(body, limit + 1)
+    if len(out) > limit or d.unconsumed_tail:
+        raise ExtractionError(f"decoded request body exceeds {limit} bytes", status=413,
+                              reason="too_large")
+    return out
 
 
 async def read_body(scope, receive, limit: int) -> bytes | None:
@@ -355,13 +630,22 @@ class Captured:
         return None
 
     def decoded_body(self) -> bytes:
-        """The body with any gzip/deflate content-encoding undone."""
-        encoding = (self.header(b"content-encoding") or b"").lower().strip()
-        if encoding == b"gzip":
-            return gzip.decompress(self.body)
-        if encoding == b"deflate":
-            return zlib.decompress(self.body)
-        return self.body
+        """The body with its content-encoding undone (gzip, deflate, br with ``brotli``);
+        ``ValueError`` for an encoding the monitor cannot read."""
+        body = self.body
+        codings = [c.strip().lower() for c in (self.header(b"content-encoding") or b"")
+                   .split(b",") if c.strip()]
+        for coding in reversed(codings):
+            if coding == b"identity":
+                continue
+            if coding in (b"gzip", b"x-gzip"):
+                body = gzip.decompress(body)
+                continue
+            out = _decompress(coding, body, 1 << 30)
+            if out is None:
+                raise ValueError(f"cannot decode a {coding!r} response")
+            body = out
+        return body
 
     async def replay(self, send, new_body: bytes | None = None) -> None:
         """Send the response as captured, or with ``new_body`` (JSON, uncompressed)."""

@@ -6,8 +6,11 @@ Enforcement actions by severity: ``block`` (403) > ``throttle`` (429 with ``Retr
 fired once, by the request whose rows raised the flag. All apply from the flagging query
 onward.
 
-* :meth:`EnforcementPolicy.before_request` — an already-flagged client is refused (block,
-  or throttle when its bucket is empty) before its request reaches the app;
+* :meth:`EnforcementPolicy.before_request` — an already-flagged client is blocked before its
+  request reaches the app, or told which action applies to it;
+* :meth:`EnforcementPolicy.admit` — a throttled client's request, once its rows are counted,
+  takes one token per row from the client's bucket (shared by every worker through the
+  state store) or is refused;
 * :meth:`EnforcementPolicy.after_verdict` — the verdict of the request's rows decides how
   its answer is sent, and whether this request newly flagged the client.
 
@@ -20,16 +23,23 @@ onward.
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from monitor.serving.actions import Throttle
 from monitor.settings import ServingConfig
 
+logger = logging.getLogger("extraction_monitor.serving")
+
 ENFORCEMENT = ("block", "throttle", "degrade")
 """Enforcement actions, most severe first."""
 
 Outcome = Literal["serve", "block", "throttle", "degrade"]
+Limiter = Callable[[str, float, float, float, bool], float]
+"""``take(client_id, cost, rate, burst, start) -> seconds to wait`` (0: allowed)."""
 
 
 @dataclass(frozen=True)
@@ -43,24 +53,32 @@ class Decision:
     """Whether this request's rows raised the client's flag."""
     newly_exposed: bool = False
     """Whether this request took the client's exposure to the configured limit."""
+    message: str | None = None
+    """Why, when the reason is more specific than the outcome."""
 
 
 SERVE = Decision("serve")
 
 
 class EnforcementPolicy:
-    """Decisions from the ``[serving]`` actions; holds the throttle's token buckets."""
+    """Decisions from the ``[serving]`` actions.
 
-    def __init__(self, config: ServingConfig, throttle: Throttle | None = None) -> None:
+    ``limiter`` takes throttle tokens (default: per-process buckets; serving passes the
+    state store's :meth:`~monitor.stores.StateStore.take` so N workers enforce one rate).
+    When the limiter fails (store outage) the per-process buckets stand in.
+    """
+
+    def __init__(self, config: ServingConfig, throttle: Throttle | None = None,
+                 limiter: Limiter | None = None) -> None:
         self.config = config
         self.throttle = throttle or Throttle(config.throttle_rate, config.throttle_burst)
+        self.limiter = limiter
 
     @property
     def refuses_early(self) -> bool:
         """Whether any action refuses requests (so flags must be checked before the app)."""
-        refusing = {"block", "throttle"}
-        return bool(self.config.levels("block") or self.config.levels("throttle")
-                    or refusing & set(self.config.exposure_actions))
+        return any(self.config.levels(a) for a in ENFORCEMENT) or bool(
+            set(ENFORCEMENT) & set(self.config.exposure_actions))
 
     def active(self, flagged: bool, peak_score: float, exposed: bool = False) -> set[str]:
         """Every action active for a client: its flag's levels, and the exposure actions once
@@ -83,36 +101,61 @@ class EnforcementPolicy:
 
     def before_request(self, client_id: str, flagged: bool, peak_score: float,
                        exposed: bool = False) -> Decision:
-        """Refuse an already-flagged (or over-exposed) client's request before the app sees
-        it, or let it pass."""
+        """Block an already-flagged (or over-exposed) client before the app sees its
+        request; otherwise ``Decision(action or "serve")`` says what applies once its rows
+        are read (throttle: :meth:`admit`; degrade: the answer)."""
         if not (flagged or exposed):
             return SERVE
         action = self.action_for(flagged, peak_score, exposed)
-        if action == "block":
-            return Decision("block")
-        if action == "throttle":
-            wait = self.throttle.take(client_id)
-            if wait:
-                return Decision("throttle", retry_after=wait)
-        return SERVE
+        return Decision(action) if action else SERVE
+
+    def _take(self, client_id: str, cost: float, start: bool = False) -> int:
+        rate, burst = self.config.throttle_rate, self.config.throttle_burst
+        if self.limiter is not None:
+            try:
+                wait = self.limiter(client_id, cost, rate, burst, start)
+            except Exception as exc:  # store outage: this worker's buckets stand in
+                logger.warning("shared throttle unavailable (%s); using this worker's buckets",
+                               type(exc).__name__)
+            else:
+                return 0 if wait <= 0 else max(1, math.ceil(wait))
+        if start:
+            self.throttle.start(client_id)
+            return max(1, math.ceil(cost / rate))
+        return self.throttle.take(client_id, cost)
+
+    def admit(self, client_id: str, action: str | None, n_rows: int) -> Decision:
+        """Whether a request of ``n_rows`` rows from a client under ``action`` may go on:
+        a throttled client pays one token per row (blocking call: run it off the loop)."""
+        if action != "throttle":
+            return SERVE
+        burst = self.config.throttle_burst
+        if n_rows > burst:
+            return Decision("throttle", retry_after=max(1, math.ceil(burst / self.config
+                                                                      .throttle_rate)),
+                            message=f"at most {burst:g} rows per request while throttled")
+        wait = self._take(client_id, n_rows)
+        return Decision("throttle", retry_after=wait) if wait else SERVE
 
     def after_verdict(self, client_id: str, verdict, n_rows: int) -> Decision:
-        """How to answer a request whose ``n_rows`` rows gave ``verdict``."""
+        """How to answer a request whose ``n_rows`` rows gave ``verdict`` (blocking when it
+        starts a throttle: run it off the loop)."""
         newly = bool(verdict.flagged and verdict.flag_at is not None
                      and verdict.n_queries - n_rows <= verdict.flag_at < verdict.n_queries)
         exposed = bool(getattr(verdict, "exposure_exceeded", False))
         newly_exposed = exposed and verdict.exposure_at == verdict.n_queries
         throttles = "throttle" in self.active(verdict.flagged, verdict.peak_score, exposed)
         started = (newly or newly_exposed) and throttles
-        if started:
-            self.throttle.start(client_id)
         action = self.action_for(verdict.flagged, verdict.peak_score, exposed)
         news = {"newly_flagged": newly, "newly_exposed": newly_exposed}
         if action == "block":
             return Decision("block", **news)
-        if action == "throttle" and started:
-            return Decision("throttle", retry_after=self.throttle.take(client_id) or 1, **news)
-        if action == "degrade":
+        if action == "throttle" and started:  # the bucket starts empty: this one waits
+            wait = self._take(client_id, 0, start=True)
+            return Decision("throttle", retry_after=max(1, wait, math.ceil(
+                1 / self.config.throttle_rate)), **news)
+        if action == "degrade" or "degrade" in self.active(verdict.flagged, verdict.peak_score,
+                                                           exposed):
             return Decision("degrade", **news)
         return Decision("serve", **news)
 

@@ -1,9 +1,12 @@
 """``ReverseProxy``: an ASGI app forwarding every request to an upstream prediction API.
 
-Bodies are streamed both ways, status codes and headers preserved (hop-by-hop headers
-dropped); wrap it in :class:`~monitor.serving.middleware.ExtractionMonitorMiddleware` to
-monitor it (see :func:`build_proxy_app`). An unreachable upstream gives 502, a slow one 504,
-each with a JSON message.
+Bodies are streamed both ways, status codes and headers preserved. Request headers are
+forwarded as the client sent them — hop-by-hop headers dropped, nothing added (no
+``Accept-Encoding`` or ``User-Agent`` of the HTTP client) — except one standard
+``X-Forwarded-For`` entry appended to the client's own (one header). Wrap it in
+:class:`~monitor.serving.middleware.ExtractionMonitorMiddleware` to monitor it (see
+:func:`build_proxy_app`). An unreachable upstream gives 502, a slow one 504, each with a
+JSON message that names no host.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class ReverseProxy:
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+            for name in list(self._client.headers):  # forward the client's headers only
+                del self._client.headers[name]
         return self._client
 
     async def aclose(self) -> None:
@@ -58,10 +63,7 @@ class ReverseProxy:
         url = self.upstream + scope.get("raw_path", scope["path"].encode()).decode("latin-1")
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
-        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in HOP_BY_HOP]
-        client = scope.get("client")
-        if client:
-            headers.append((b"x-forwarded-for", client[0].encode()))
+        headers = forwarded_headers(scope)
 
         async def body():
             while True:
@@ -72,19 +74,21 @@ class ReverseProxy:
                 if not message.get("more_body", False):
                     return
 
-        has_body = scope["method"] not in ("GET", "HEAD", "OPTIONS")
-        request = self.client.build_request(scope["method"], url, headers=headers,
+        method = str(scope["method"])
+        has_body = method.upper() not in ("GET", "HEAD", "OPTIONS", "TRACE") or any(
+            k.lower() in (b"content-length", b"transfer-encoding") for k, _ in headers)
+        request = self.client.build_request(method, url, headers=headers,
                                             content=body() if has_body else None)
         try:
             response = await self.client.send(request, stream=True)
         except httpx.TimeoutException:
-            await send_error(send, 504, f"upstream {self.upstream} did not answer within "
-                                        f"{self.timeout:g} s")
+            logger.warning("upstream %s did not answer within %g s", self.upstream, self.timeout)
+            await send_error(send, 504, f"the upstream prediction service did not answer "
+                                        f"within {self.timeout:g} s")
             return
         except httpx.HTTPError as exc:
             logger.warning("upstream %s unreachable: %s", self.upstream, exc)
-            await send_error(send, 502, f"upstream {self.upstream} is unreachable "
-                                        f"({type(exc).__name__}); is it running?")
+            await send_error(send, 502, "the upstream prediction service is unreachable")
             return
         try:
             out_headers = [(k.lower(), v) for k, v in response.headers.raw
@@ -108,8 +112,31 @@ class ReverseProxy:
                 return
 
 
+def forwarded_headers(scope) -> list[tuple[bytes, bytes]]:
+    """The request headers to forward: as sent, hop-by-hop ones dropped, and the peer
+    appended to the client's ``X-Forwarded-For`` (one header, one entry added).
+
+    >>> forwarded_headers({"headers": [(b"x-forwarded-for", b"1.2.3.4"), (b"te", b"x"),
+    ...                                (b"Accept", b"*/*")], "client": ("10.0.0.1", 5)})
+    [(b'Accept', b'*/*'), (b'x-forwarded-for', b'1.2.3.4, 10.0.0.1')]
+    """
+    headers, chain = [], []
+    for name, value in scope.get("headers", []):
+        low = name.lower()
+        if low == b"x-forwarded-for":
+            chain.append(value.strip())
+        elif low not in HOP_BY_HOP:
+            headers.append((name, value))
+    client = scope.get("client")
+    if client:
+        chain.append(client[0].encode())
+    if chain:
+        headers.append((b"x-forwarded-for", b", ".join(c for c in chain if c)))
+    return headers
+
+
 def build_proxy_app(upstream: str, monitor, config: ServingConfig | None = None,
-                    admin_token: str | None = None, timeout: float = 30.0):
+                    admin_token: str | None = None, timeout: float = 30.0, **options):
     """A monitored reverse proxy: ``ExtractionMonitorMiddleware(ReverseProxy(upstream))``."""
     return ExtractionMonitorMiddleware(ReverseProxy(upstream, timeout), monitor=monitor,
-                                       config=config, admin_token=admin_token)
+                                       config=config, admin_token=admin_token, **options)
