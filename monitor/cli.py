@@ -21,7 +21,8 @@ from pathlib import Path
 
 PRODUCT_COMMANDS = {
     name: f"monitor.commands.{name}"
-    for name in ("profile", "analyze", "report", "tune", "serve", "proxy", "partition")
+    for name in ("profile", "analyze", "report", "tune", "serve", "proxy", "partition",
+                 "admin")
 }
 """The product's own commands: name -> module."""
 

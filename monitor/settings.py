@@ -458,10 +458,11 @@ class ServingConfig(_Section):
 STORE_SCHEMES = ("memory", "sqlite", "redis", "rediss")
 _STORE_OPTIONS = {
     "memory": ("ttl", "flag_ttl"),
-    "sqlite": ("ttl", "flag_ttl", "busy_timeout"),
+    "sqlite": ("ttl", "flag_ttl", "busy_timeout", "max_bytes"),
     "redis": ("ttl", "flag_ttl", "on_error", "timeout", "buffer", "prefix"),
 }
-_OPTION_PARSERS = {"ttl": float, "flag_ttl": float, "busy_timeout": float, "on_error": str,
+_OPTION_PARSERS = {"ttl": float, "flag_ttl": float, "busy_timeout": float, "max_bytes": int,
+                   "on_error": str,
                    "timeout": float, "buffer": int, "prefix": str}
 DEFAULT_TTL = 30 * 24 * 3600.0
 """Default idle time (30 days) after which an unflagged client's evidence is forgotten."""
@@ -478,7 +479,7 @@ class StoreConfig(_Section):
     >>> StoreConfig.from_uri("sqlite:///tmp/s.db?colour=red")
     Traceback (most recent call last):
     ...
-    monitor.settings.SettingsError: unknown state store option 'colour' for sqlite://; known: busy_timeout, flag_ttl, ttl
+    monitor.settings.SettingsError: unknown state store option 'colour' for sqlite://; known: busy_timeout, flag_ttl, max_bytes, ttl
     """
 
     label: ClassVar[str] = "[store]"
@@ -492,6 +493,8 @@ class StoreConfig(_Section):
     default: forever), so a flag outlives the evidence TTL."""
     busy_timeout: Real = Field(30.0, gt=0)
     """SQLite: seconds a writer waits for the database lock."""
+    max_bytes: Whole | None = Field(None, gt=0)
+    """SQLite: cap on the database size; past it writes fail (an alarm, as a full disk)."""
     on_error: Literal["open", "closed"] = "open"
     """Redis: on an outage, answer and buffer (open) or refuse with 503 (closed)."""
     timeout: Real = Field(0.5, gt=0)

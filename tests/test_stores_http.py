@@ -34,10 +34,10 @@ redis_server = redis_server_fixture()
 def serving(state: str, workers: int, startup_timeout: float = 150.0):
     """``extraction-monitor serve`` as a subprocess; yields an httpx client to it."""
     port = free_port()
-    env = {**os.environ, "EXTRACTION_MONITOR_SALT": SALT}
+    env = {**os.environ, "EXTRACTION_MONITOR_SALT": SALT, "EXTRACTION_MONITOR_ADMIN_TOKEN": TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "monitor.cli", "serve", "--victim", VICTIM, "--port", str(port),
-         "--state", state, "--workers", str(workers), "--admin-token", TOKEN,
+         "--state", state, "--workers", str(workers),
          "--log-level", "warning"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,

@@ -5,7 +5,13 @@ dataframe_records, features) and answers in the matching format in the victim's 
 The reference victims (digits-mlp, cancer-logreg, wine-tree, digits-svm, ...) belong to the
 test range and are loaded only when this command runs.
 The admin API (/monitor/...) needs a token from EXTRACTION_MONITOR_ADMIN_TOKEN or
---admin-token; without one it is disabled. GET /metrics gives Prometheus metrics.
+--admin-token-file (never on the command line, where ps shows it); without one it is
+disabled. GET /monitor/metrics gives Prometheus metrics (token required), GET
+/monitor/health the state store's health.
+
+Routes: --route PATTERN (repeatable; /invocations, /v1/models/{name}:predict, /api/**/score)
+replaces [serving] routes; the default watches the well-known inference paths of MLflow,
+KServe v1/v2, TF Serving, TorchServe and /predict. Startup logs one line per watched route.
 
 State: --state URI keeps per-client state in a store shared by all --workers and kept across
 restarts: sqlite:///path/state.db (default: state.db in ~/.local/share/extraction-monitor or
@@ -41,12 +47,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``serve`` and ``proxy``."""
+    parser.allow_abbrev = False  # --admin-token must not pass as --admin-token-file
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     parser.add_argument("--config", type=Path, default=None,
                         help="TOML/JSON file with [monitor], [serving] and [store] tables")
-    parser.add_argument("--admin-token", default=None,
-                        help="admin API token (default: $EXTRACTION_MONITOR_ADMIN_TOKEN)")
+    parser.add_argument("--admin-token-file", type=Path, default=None, metavar="PATH",
+                        help="file holding the admin API token (default: "
+                             "$EXTRACTION_MONITOR_ADMIN_TOKEN)")
+    parser.add_argument("--route", action="append", default=None, metavar="PATTERN",
+                        help="watched route (repeatable): a path, a glob or a {param} "
+                             "pattern (default: [serving] routes, the well-known inference "
+                             "paths)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
     parser.add_argument("--state", default=None, metavar="URI",
@@ -67,10 +79,21 @@ def prepare_deployment(args) -> tuple:
     settings = load_settings(args.config)
     env = Environment.read()
     try:
+        if args.route:
+            settings = settings.model_copy(update={
+                "serving": settings.serving.replace(routes=tuple(args.route))})
         settings, salt = resolve_deployment(settings, args.state, args.workers, env)
     except (ValueError, OSError) as exc:
         raise CommandError(str(exc)) from None
-    token = args.admin_token if args.admin_token is not None else env.admin_token
+    token = env.admin_token
+    if args.admin_token_file is not None:
+        try:
+            token = args.admin_token_file.read_text().strip()
+        except OSError as exc:
+            raise CommandError(f"cannot read --admin-token-file {args.admin_token_file}: "
+                               f"{exc.strerror}") from None
+        if not token:
+            raise CommandError(f"--admin-token-file {args.admin_token_file} is empty")
     return settings, salt, token
 
 

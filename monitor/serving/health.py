@@ -68,10 +68,16 @@ class FlagCache:
 
 
 class StoreHealth:
-    """Whether the state store takes this worker's writes; an alarm when it does not."""
+    """Whether the state store takes this worker's writes; an alarm when it does not.
 
-    def __init__(self, metrics=None) -> None:
+    An outage ends only after ``settle_seconds`` without a failure, so a store that fails
+    every other write (a nearly full disk) is one outage, logged once.
+    """
+
+    def __init__(self, metrics=None, settle_seconds: float = 5.0) -> None:
         self.metrics = metrics
+        self.settle_seconds = settle_seconds
+        self.last_failure = 0.0
         self.since: float | None = None
         self.reason: str | None = None
         self.lost = 0
@@ -84,6 +90,7 @@ class StoreHealth:
     def failed(self, reason: str, lost: int = 0) -> None:
         """Record a failure (``lost`` updates not written); logs once per outage."""
         with self._lock:
+            self.last_failure = time.monotonic()
             first = self.since is None
             if first:
                 self.since, self.reason = time.monotonic(), reason
@@ -98,7 +105,7 @@ class StoreHealth:
 
     def ok(self) -> None:
         """A write went through: end the outage (logged once)."""
-        if self.since is None:
+        if self.since is None or time.monotonic() - self.last_failure < self.settle_seconds:
             return
         with self._lock:
             since, self.since = self.since, None

@@ -148,12 +148,18 @@ def worker_environment(options: WorkerOptions, workers: int):
 
 def run_workers(factory: str, options: WorkerOptions, host: str, port: int, workers: int,
                 log_level: str) -> None:
-    """``uvicorn.run(factory, factory=True, workers=workers)`` with ``options`` for the workers."""
+    """``uvicorn.run(factory, factory=True, workers=workers)`` with ``options`` for the workers.
+
+    uvicorn rewrites the peer address from ``X-Forwarded-For`` only for the configured
+    ``[serving] trusted_proxies`` (never by default)."""
     import inspect
 
     import uvicorn
 
-    extra = {}
+    from monitor.serving.background import proxy_header_options
+
+    trusted = options.resolved_settings().serving.trusted_proxies
+    extra = proxy_header_options(trusted)
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
         # a worker still importing its app (slow on a busy host) must not count as hung
         extra["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_SECONDS

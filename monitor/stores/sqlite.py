@@ -99,6 +99,15 @@ def _private_file(path: Path) -> None:
         pass
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open (SQLite ends one itself on a full disk)."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
 class SQLiteStore(StateStore):
     """Client records in one SQLite file shared by the worker processes of one host.
 
@@ -117,7 +126,7 @@ class SQLiteStore(StateStore):
 
     def __init__(self, path: str | os.PathLike, ttl_seconds: float | None = None,
                  busy_timeout: float = 30.0, clock=time.time,
-                 flag_ttl_seconds: float | None = None) -> None:
+                 flag_ttl_seconds: float | None = None, max_bytes: int | None = None) -> None:
         super().__init__(ttl_seconds, flag_ttl_seconds)
         self.path = Path(path)
         if not self.path.parent.is_dir():
@@ -126,6 +135,9 @@ class SQLiteStore(StateStore):
         if not busy_timeout > 0:
             raise ValueError("busy_timeout must be > 0 seconds")
         self.busy_timeout = float(busy_timeout)
+        self.max_bytes = None if max_bytes is None else int(max_bytes)
+        """Cap on the database size (``PRAGMA max_page_count``): past it writes fail as on a
+        full disk (StoreWriteError) instead of filling the host's disk."""
         self._clock = clock
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
@@ -162,7 +174,7 @@ class SQLiteStore(StateStore):
                                  (s.n_queries, s.score, int(s.flagged), client_id))
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         conn.executescript(INDEX)
 
@@ -175,6 +187,9 @@ class SQLiteStore(StateStore):
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            if self.max_bytes is not None:
+                page = conn.execute("PRAGMA page_size").fetchone()[0]
+                conn.execute(f"PRAGMA max_page_count = {max(1, self.max_bytes // page)}")
             self._local.conn, self._local.pid = conn, os.getpid()
             with self._opened_lock:
                 self._opened.append(conn)
@@ -230,10 +245,10 @@ class SQLiteStore(StateStore):
                 self._upsert(conn, client_id, tx.saved, tx.summary)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise self._write_error(exc) from None
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         self._maybe_expire()
 
@@ -265,7 +280,7 @@ class SQLiteStore(StateStore):
                          int(summary.flagged), client_id, row[1]))
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise self._write_error(exc) from None
             if cur.rowcount == 1:
                 self._maybe_expire()
@@ -360,7 +375,7 @@ class SQLiteStore(StateStore):
                          "(client_id) DO UPDATE SET tat = excluded.tat", (client_id, tat))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise self._write_error(exc) from None
         return wait
 

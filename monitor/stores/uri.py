@@ -46,7 +46,8 @@ def open_store(store: str | StoreConfig = "memory://") -> StateStore:
             raise ValueError(f"sqlite state URI needs an absolute path with three slashes, "
                              f"like sqlite:///var/lib/monitor/state.db; got {config.uri!r}")
         return SQLiteStore(parts.path, ttl_seconds=config.ttl or None,
-                           busy_timeout=config.busy_timeout, flag_ttl_seconds=config.flag_ttl or None)
+                           busy_timeout=config.busy_timeout, flag_ttl_seconds=config.flag_ttl or None,
+                           max_bytes=config.max_bytes)
     from monitor.stores.redis import RedisStore
 
     db = parts.path.strip("/") or "0"
