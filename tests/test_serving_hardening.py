@@ -146,7 +146,6 @@ def test_a_second_identity_header_or_a_disagreeing_bearer_is_refused(victim):
         r = c.post("/predict", json={"features": row},
                    headers={"X-API-Key": "same", "Authorization": "Bearer same"})
         assert r.status_code == 200
-        assert metric(c, "extraction_monitor_rejected_requests_total") == 0 or True
         text = c.get("/monitor/metrics", headers=ADMIN).text
         assert 'extraction_monitor_rejected_requests_total{reason="identity"} 2.0' in text
 
@@ -220,7 +219,7 @@ def test_a_body_with_two_formats_or_a_key_twice_is_refused(victim):
     with proxied(victim, **BLOCK) as base, client(base, "two") as c:
         r = c.post("/predict", json={"instances": [benign], "features": evil})
         assert r.status_code == 400 and "more than one format" in r.json()["error"]
-        body = ('{"features": %s, "features": %s}' % (benign, evil)).encode()
+        body = f'{{"features": {benign}, "features": {evil}}}'.encode()
         r = c.post("/predict", content=body, headers={"content-type": "application/json"})
         assert r.status_code == 400 and "twice" in r.json()["error"]
         text = c.get("/monitor/metrics", headers=ADMIN).text
