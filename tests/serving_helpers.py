@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
 from monitor.serving.background import free_port, serve_in_background
 
-__all__ = ["client", "free_port", "running", "wait_for"]
+__all__ = ["client", "free_port", "running", "serve_process", "wait_for"]
 
 
 def running(app, port: int | None = None):
@@ -28,3 +35,49 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
 def client(base: str, key: str | None = None) -> httpx.Client:
     headers = {"X-API-Key": key} if key else {}
     return httpx.Client(base_url=base, headers=headers, timeout=30)
+
+
+@contextlib.contextmanager
+def serve_process(args: list[str], token: str, salt: str, startup_timeout: float = 150.0,
+                  config: str | None = None, workdir: Path | None = None):
+    """``extraction-monitor ARGS --port P`` as a subprocess (its own session); yields an
+    httpx client to it with the admin token, once ``/monitor/clients`` answers."""
+    port = free_port()
+    env = {**os.environ, "EXTRACTION_MONITOR_SALT": salt,
+           "EXTRACTION_MONITOR_ADMIN_TOKEN": token}
+    extra = []
+    if config is not None:
+        path = Path(workdir or ".") / f"serve-{port}.toml"
+        path.write_text(config)
+        extra = ["--config", str(path)]
+    log = tempfile.TemporaryFile()  # never a pipe nobody drains
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", *args, "--port", str(port), "--log-level",
+         "warning", *extra],
+        env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    c = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"{args[0]} exited with {proc.returncode}: "
+                                   f"{log.read().decode()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if c.get("/monitor/clients").status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{args[0]} did not answer within the startup timeout")
+            time.sleep(0.3)
+        yield c
+    finally:
+        c.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        log.close()
