@@ -91,3 +91,41 @@ async def _send(send, status, body, extra):
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()), *extra]})
     await send({"type": "http.response.body", "body": body})
+
+
+def format_upstream(victim):
+    """Answers like the real servers: MLflow ``predictions`` on /invocations, TF Serving
+    ``outputs`` for its columnar ``inputs`` on ``:predict``, v2 tensors on ``/infer``."""
+    from monitor.serving.extractors import extract
+
+    names = list(victim.feature_names)
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        content_type = dict(scope["headers"]).get(b"content-type", b"").decode()
+        try:
+            ex = extract(body, victim.n_features, names, content_type=content_type)
+        except ValueError as exc:
+            await _send(send, 400, json.dumps({"error": str(exc)}).encode(), [])
+            return
+        outputs = np.asarray(victim.answer(ex.X))
+        path = scope["path"]
+        if path.endswith("/infer"):
+            answer = {"model_name": "m", "outputs": [{
+                "name": "probabilities", "shape": list(outputs.shape), "datatype": "FP64",
+                "data": outputs.ravel().tolist()}]}
+        elif path.endswith(":predict") and isinstance(ex.payload, dict) \
+                and "inputs" in ex.payload:
+            answer = {"outputs": outputs.tolist()}
+        else:
+            answer = {"predictions": outputs.tolist()}
+        await _send(send, 200, json.dumps(answer).encode(), [])
+
+    return app
