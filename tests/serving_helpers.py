@@ -81,3 +81,21 @@ def serve_process(args: list[str], token: str, salt: str, startup_timeout: float
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
         log.close()
+
+
+def raw_request(base: str, method: str, path: str, body: bytes,
+                headers: list[tuple[str, str]] = ()) -> int:
+    """Send one HTTP/1.1 request exactly as written — method case, path spelling — over a
+    socket (HTTP clients normalise both); return the status code."""
+    import socket
+
+    host, port = base.split("//")[1].split(":")
+    head = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}",
+            "Content-Type: application/json", f"Content-Length: {len(body)}",
+            "Connection: close", *[f"{k}: {v}" for k, v in headers]]
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
