@@ -150,8 +150,17 @@ def test_an_apps_own_schema_and_metrics_survive_and_the_hook_reads_the_schema(vi
         assert "extraction_monitor_queries_total 2.0" in merged
 
 
-def test_unreadable_bodies_per_policy(victim):
+def test_unreadable_bodies_per_policy(victim, caplog):
     body = {"records": [{"a": 1}]}
+    with running(build_victim_app(victim, build_victim_monitor(victim), ServingConfig(
+            salt=SALT, unparseable="observe-none"), admin_token=TOKEN)) as base, \
+            client(base, "k") as c:
+        caplog.clear()
+        r = c.post("/predict", json=body)  # passed to the app (which refuses it), not logged
+        assert r.status_code == 400 and not any("passed unobserved" in m.message
+                                                for m in caplog.records)
+        assert 'unobserved_requests_total{reason="unrecognised_format"} 1.0' in c.get(
+            "/monitor/metrics", headers=ADMIN).text
     with running(build_victim_app(victim, build_victim_monitor(victim), ServingConfig(
             salt=SALT, unparseable="reject"), admin_token=TOKEN)) as base, \
             client(base, "k") as c:

@@ -332,3 +332,70 @@ def test_redis_outage_fails_closed_when_configured(redis_server):
     with pytest.raises(StoreUnavailable, match="unreachable"):
         store.get("c")
     assert store.missed_updates == 0 and store.outages == 1
+
+
+# ------------------------------------------------------------------ issue 12: resources
+def test_sqlite_update_computes_outside_the_write_lock(tmp_path):
+    """One client's long computation (its detectors) never holds SQLite's host-wide write
+    lock: another process can write meanwhile; the slow writer then recomputes on the
+    newer record (compare-and-set), so no update is lost."""
+    db = tmp_path / "state.db"
+    store = open_store(f"sqlite://{db}")
+    with store.transaction("other") as tx:
+        tx.save(client_record(1))
+    calls = []
+
+    def compute(arrays):
+        calls.append(arrays)
+        other = sqlite3.connect(db, timeout=0, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the lock is held
+        if len(calls) == 1:  # another writer changes this very client meanwhile
+            other.execute("UPDATE client_state SET version = version + 1 WHERE client_id = "
+                          "'slow'")
+        other.execute("COMMIT")
+        other.close()
+        n = 0 if arrays is None else int(arrays["counters"][0])
+        return client_record(n + 1)
+
+    with store.transaction("slow") as tx:
+        tx.save(client_record(5))
+    store.update("slow", compute)
+    assert len(calls) == 2 and store.retries == 1  # lost the race once, recomputed
+    assert store.get("slow")["counters"][0] == 6
+
+
+def test_state_files_are_private_and_the_default_ttl_keeps_flags(tmp_path):
+    import os
+    import stat
+
+    from monitor.settings import DEFAULT_TTL, StoreConfig
+
+    store = open_store(f"sqlite://{tmp_path}/state.db")
+    with store.transaction("c") as tx:
+        tx.save(client_record(1))
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600, name
+    assert StoreConfig().ttl == DEFAULT_TTL == 30 * 24 * 3600 and StoreConfig().flag_ttl is None
+    clock = FakeClock()
+    mem = MemoryStore(ttl_seconds=10, clock=clock)
+    for cid, flag_at in (("idle", None), ("flagged", 0)):
+        with mem.transaction(cid) as tx:
+            tx.save(client_record(1, flag_at=flag_at))
+    clock.now += 11
+    assert mem.clients() == ["flagged"] and mem.counts() == {"clients": 1, "flagged": 1}
+
+
+def test_the_index_pages_and_counts_without_decoding(store):
+    for i in range(12):
+        with store.transaction(f"c{i:02d}") as tx:
+            tx.save(client_record(i + 1, flag_at=0 if i % 4 == 0 else None))
+    assert store.counts() == {"clients": 12, "flagged": 3}
+    total, ids = store.page(0, 5, "-n_queries")
+    assert total == 12 and ids == ["c11", "c10", "c09", "c08", "c07"]
+    assert store.page(5, 5, "-n_queries")[1] == ["c06", "c05", "c04", "c03", "c02"]
+    assert store.page(0, 10, "client_id", flagged=True) == (3, ["c00", "c04", "c08"])
+    total, ids = store.page(0, 3, "n_queries", flagged=False)
+    assert total == 9 and ids == ["c01", "c02", "c03"]
+    store.delete("c04")
+    assert store.counts() == {"clients": 11, "flagged": 2} and sorted(store.flagged()) == [
+        "c00", "c08"]
