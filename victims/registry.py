@@ -29,11 +29,55 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 OUTPUT_MODES = ("proba", "rounded", "label")
 """What the prediction API returns: full probabilities, probabilities rounded
 to two decimals, or the predicted label only."""
+
+_PREDICT_METHODS = ("predict", "predict_proba", "decision_function")
+_CONTROLLER: list[ThreadpoolController] = []
+
+
+def _one_openmp_thread():
+    """A context limiting OpenMP to one thread (the controller is built once: 15 ms)."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="openmp")
+
+
+class OneThreadModel:
+    """A fitted model whose predictions run on one OpenMP thread; everything else is
+    the wrapped ``model``'s (``classes_``, ``n_features_in_``, ...).
+
+    HGB and k-NN predict with OpenMP; on a busy two-core machine their threads stall a
+    one-row prediction for 100+ ms, and attacks send thousands of small batches.
+
+    >>> from sklearn.neighbors import KNeighborsClassifier
+    >>> m = OneThreadModel(KNeighborsClassifier(1).fit([[0.0], [1.0]], [0, 1]))
+    >>> m.predict([[0.9]]).tolist(), m.classes_.tolist()
+    ([1], [0, 1])
+    """
+
+    def __init__(self, model: BaseEstimator) -> None:
+        self.model = model
+
+    def __getattr__(self, name: str):
+        if name == "model" or name.startswith("__"):
+            raise AttributeError(name)
+        attr = getattr(self.model, name)
+        if name not in _PREDICT_METHODS:
+            return attr
+
+        def one_thread(*args, **kwargs):
+            with _one_openmp_thread():
+                return attr(*args, **kwargs)
+
+        return one_thread
+
+    def __repr__(self) -> str:
+        return f"OneThreadModel({self.model!r})"
+
 
 REGRESSION_OUTPUT_MODES = ("proba", "rounded")
 """A regressor's API returns its prediction at full precision (``proba``, kept as the
@@ -243,8 +287,8 @@ def load_victim(name: str, output_mode: str = "proba", seed: int = 0) -> Victim:
         if name in _SPECS:
             model = make_model(seed).fit(X_train, y_train)
         else:  # one OpenMP thread: threaded HGB training stalls for seconds on a busy box
-            with threadpool_limits(limits=1, user_api="openmp"):
-                model = make_model(seed).fit(X_train, y_train)
+            with _one_openmp_thread():
+                model = OneThreadModel(make_model(seed).fit(X_train, y_train))
         _CACHE[key] = Victim(
             name=name, model=model, output_mode="proba", feature_names=names,
             classes=np.empty(0) if regression else np.asarray(model.classes_),
