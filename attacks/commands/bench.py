@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated victims (default: the run's set)")
     parser.add_argument("--attacks", default=None,
                         help="comma-separated attacks (default: the run's set)")
+    parser.add_argument("--configs", default=None,
+                        help="comma-separated monitor configurations (default: all of "
+                             "attacks.bench.CONFIGS)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -72,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"unknown attack(s) {', '.join(unknown)}; "
                                f"choose among {', '.join(ATTACKS)}")
         changes["attacks"] = names
+    if args.configs:
+        changes["configs"] = tuple(c.strip() for c in args.configs.split(",") if c.strip())
     try:
         spec = replace(spec, **changes)
         progress = None if args.quiet else (lambda line: print(line, file=sys.stderr,
