@@ -46,9 +46,10 @@ def _one_openmp_thread():
     return _CONTROLLER[0].limit(limits=1, user_api="openmp")
 
 
-class OneThreadModel:
-    """A fitted model whose predictions run on one OpenMP thread; everything else is
-    the wrapped ``model``'s (``classes_``, ``n_features_in_``, ...).
+class OneThreadModel(BaseEstimator):
+    """A model whose fitting and predictions run on one OpenMP thread; everything else is
+    the wrapped ``model``'s (``classes_``, ``n_features_in_``, ...). A scikit-learn estimator
+    itself, so ``clone`` (the profile's cross-fitting) works.
 
     HGB and k-NN predict with OpenMP; on a busy two-core machine their threads stall a
     one-row prediction for 100+ ms, and attacks send thousands of small batches.
@@ -61,6 +62,11 @@ class OneThreadModel:
 
     def __init__(self, model: BaseEstimator) -> None:
         self.model = model
+
+    def fit(self, X, y=None, **fit_params) -> OneThreadModel:
+        with _one_openmp_thread():
+            self.model.fit(X, y, **fit_params)
+        return self
 
     def __getattr__(self, name: str):
         if name == "model" or name.startswith("__"):
