@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,6 +40,11 @@ def files(tmp_path_factory, victim):
     log.loc[[0, 1], victim.feature_names[2]] = np.nan
     log.to_csv(root / "log.csv", index=False)
     return root
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences (colours, cursor moves)."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -92,7 +99,7 @@ def test_analyze_with_config_and_progress(files, profile_dir, capsys):
     code, out, err = run_cli(capsys, "analyze", files / "log.csv", "--profile", profile_dir,
                              "--out", out_path, "--config", config, "--progress")
     assert code == 0
-    assert "268/268 rows" in err
+    assert "268/268 rows" in strip_ansi(err)
     table = pd.read_parquet(out_path)
     assert table["flagged"].sum() == 1
     (files / "bad.toml").write_text("[monitor]\nalpah = 0.1\n")
