@@ -338,7 +338,8 @@ def build_report(path, profile, config=None, model=None, title: str | None = Non
         table = read_table(path)
         table["flagged"] = table["flagged"].map(
             lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
-        table["client_id"] = table["client_id"].astype(str)
+        if "client_id" in table.columns:
+            table["client_id"] = table["client_id"].astype(str)
         return render_report(table, profile=profile, title=title,
                              source=f"verdict table {name}")
     log = read_log(path, profile.feature_names_, len(profile.classes_), extra=TRUTH_COLUMNS,
