@@ -40,8 +40,6 @@ from monitor.commands.inputs import (
 
 logger = logging.getLogger("extraction_monitor.analyze")
 
-PROGRESS_MIN_ROWS = 20_000
-"""Logs with fewer rows never show a progress bar unless --progress is given."""
 OUT_OF_CORE_BYTES = 1 << 30
 """Log files at least this large are analyzed out of core even without --out-of-core."""
 
@@ -88,14 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "partition (automatic for folders and files over 1 GiB)")
 
 
-def progress_bar(args, n_rows: int | None = None):
-    """The replay's progress bar: on a terminal (logs of PROGRESS_MIN_ROWS rows or more), or
-    everywhere with --progress; never with --quiet."""
+def progress_bar(args):
+    """The replay's progress bar: on a terminal, or everywhere with --progress; never with
+    --quiet."""
     from monitor.progress import Progress, wants_progress
 
-    big = n_rows is None or n_rows >= PROGRESS_MIN_ROWS
-    return Progress("analyzing", unit="rows",
-                    enabled=wants_progress(force=args.progress) and (args.progress or big))
+    return Progress("analyzing", unit="rows", enabled=wants_progress(force=args.progress))
 
 
 def wants_engine(args: argparse.Namespace) -> bool:
@@ -149,7 +145,7 @@ def _run_in_memory(args, profile, config, model) -> int:
     monitor = Monitor(profile, config=config, model=model,
                       group_of=None if groups is None else groups.get)
     try:
-        with progress_bar(args, log.n_rows) as bar:
+        with progress_bar(args) as bar:
             table = analyze_log(log, monitor, on_progress=bar, group_column=args.group_column)
     except InvalidInput as exc:
         raise CommandError(f"{args.log.name}: {exc}") from exc

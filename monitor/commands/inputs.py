@@ -32,8 +32,11 @@ def load_settings(path: Path | None):
 
 
 def load_model_file(path: Path | None, trust=(), profile=None):
-    """The classifier in ``path`` (``None`` when no file is given), checked against ``profile``."""
+    """The classifier in ``path`` (``None`` when no file is given), checked against ``profile``;
+    a model fitted on a DataFrame is wrapped so the monitor calls it with one
+    (:func:`monitor.named_features.with_feature_names`)."""
     from monitor.model_io import ModelLoadError, load_model
+    from monitor.named_features import with_feature_names
 
     if path is None:
         return None
@@ -44,7 +47,7 @@ def load_model_file(path: Path | None, trust=(), profile=None):
     if profile is not None and len(model.classes_) != len(profile.classes_):
         raise CommandError(f"--model has {len(model.classes_)} classes but the profile has "
                            f"{len(profile.classes_)}; use the model the profile was fit on")
-    return model
+    return with_feature_names(model)
 
 
 def add_log_arguments(parser, keep: bool = True) -> None:

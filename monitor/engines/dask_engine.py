@@ -62,10 +62,12 @@ def _load_into_cache(profile_dir: str, model_path: str | None, trust: tuple) -> 
 
     from monitor import Profile
     from monitor.model_io import load_model
+    from monitor.named_features import with_feature_names
 
     key = (profile_dir, model_path, tuple(trust))
     if key not in _CACHE:
-        model = load_model(model_path, trusted=list(trust)) if model_path else None
+        model = with_feature_names(load_model(model_path, trusted=list(trust))) \
+            if model_path else None
         _CACHE[key] = (Profile.load(profile_dir), model)
     return os.getpid()
 
