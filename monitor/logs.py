@@ -317,7 +317,9 @@ def nearest_column(expected: str, columns: Sequence[str], role: str | None = Non
     hinted = [c for c in pool if any(h in c.lower() for h in hints)]
     if hinted:
         return max(hinted, key=lambda c: (
+            c.lower() in hints,
             max(len(h) for h in hints if h in c.lower()),
+            -len(c),
             difflib.SequenceMatcher(None, expected, c.lower()).ratio()))
     close = difflib.get_close_matches(expected, pool, n=1, cutoff=0.4)
     return close[0] if close else None
@@ -358,8 +360,9 @@ def _proba_columns(columns: list[str], spec, n_classes: int, taken: Sequence[str
             if spec is None:
                 return []
             near = nearest_column(pattern.replace("*", ""), columns, "proba", taken)
+            guess = re.sub(r"[^_\W]*\d+$", "*", near) if near else None
             raise LogError(f"no column matches --proba-columns {pattern!r}"
-                           + (f" (nearest: {near!r})" if near else "")
+                           + (f" (nearest: {near!r}; try {guess!r})" if near else "")
                            + "; give a glob pattern such as 'prob_*' or a list of names")
         if spec is None and names != [f"p_{j}" for j in range(n_classes)]:
             raise LogError(
