@@ -129,5 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         set_quiet(False)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m monitor.cli: run the importable module's main, so the
+    from monitor.cli import main as _main  # commands' CommandError is the one caught above
+
+    sys.exit(_main())

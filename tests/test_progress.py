@@ -147,3 +147,15 @@ def test_progress_object_counts_without_a_terminal():
             bar.advance()
     assert bar.done == 3 and not bar.enabled
     assert np.isclose(bar.done / bar.total, 1.0)
+
+
+def test_python_m_cli_errors_are_one_line_and_workers_alias_warns(tmp_path):
+    """`python -m monitor.cli` reports a CommandError as one line (not a traceback), and the
+    deprecated analyze --workers still works but says to use --dask-workers."""
+    done = run_piped(["analyze", str(tmp_path / "log.csv"), "--profile", str(tmp_path),
+                      "--out", str(tmp_path / "v.csv"), "--workers", "3"])
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 2 and "Traceback" not in done.stderr
+    assert "--workers is deprecated here; use --dask-workers" in lines[0]
+    assert lines[1].startswith("extraction-monitor analyze: error: cannot load profile")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from monitor.cli import CommandError
@@ -74,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Dask scheduler to use (e.g. tcp://10.0.0.5:8786); default: a "
                             "LocalCluster started for this run")
     group.add_argument("--dask-workers", "--workers", dest="dask_workers", type=int, default=2,
-                       metavar="N",
+                       metavar="N", action=_DeprecatedAlias,
                        help="Dask worker processes of the LocalCluster (default: 2; "
                             "--workers is a deprecated alias: in serve/proxy it means "
                             "uvicorn workers)")
@@ -84,6 +85,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--out-of-core", action="store_true",
                        help="partition the log by client first and analyze partition by "
                             "partition (automatic for folders and files over 1 GiB)")
+
+
+class _DeprecatedAlias(argparse.Action):
+    """Store the value; say once on stderr when the deprecated spelling ``--workers`` was used."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == "--workers":
+            print("extraction-monitor analyze: warning: --workers is deprecated here; use "
+                  "--dask-workers (in serve/proxy --workers means uvicorn workers)",
+                  file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def progress_bar(args):

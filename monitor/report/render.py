@@ -242,11 +242,13 @@ def render_report(table: pd.DataFrame, *, timelines: Mapping[str, np.ndarray] | 
         summary_fig = figures.figure_json(figures.flag_summary_figure(
             flagged, time_kind if times else None))
 
-    chosen = summary.head(max_timelines) if timelines or rows else summary.iloc[:0]
-    unflagged = chosen[~chosen["flagged"]].head(MAX_UNFLAGGED)
+    drawable = summary if timelines or rows else summary.iloc[:0]
+    interesting = (drawable["peak_score"] > 0) | (drawable["truth"] == "attack")
+    flagged_rows = drawable[drawable["flagged"]].head(max_timelines)
+    unflagged = drawable[~drawable["flagged"] & interesting].head(MAX_UNFLAGGED)
     flagged_views = [_drilldown(r, timelines.get(r["client_id"]), times.get(r["client_id"]),
                                 time_kind, rows.get(r["client_id"]), profile, window)
-                     for r in _records(chosen[chosen["flagged"]])]
+                     for r in _records(flagged_rows)]
     unflagged_views = [_drilldown(r, timelines.get(r["client_id"]), times.get(r["client_id"]),
                                   time_kind, rows.get(r["client_id"]), profile, window)
                        for r in _records(unflagged)]
