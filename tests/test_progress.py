@@ -27,9 +27,11 @@ BAR = re.compile(r"━")  # rich's bar glyph
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def run_on_pty(argv: list[str], timeout: float = 300.0) -> tuple[int, str]:
+def run_on_pty(argv: list[str], timeout: float = 300.0, prompt: bytes | None = None,
+               answer: bytes = b"") -> tuple[int, str]:
     """Run ``extraction-monitor ARGV`` with stdin, stdout and stderr on a pseudo-terminal;
-    return its exit status and everything it wrote (escape sequences removed)."""
+    type ``answer`` when ``prompt`` appears; return its exit status and everything it wrote
+    (escape sequences removed)."""
     leader, follower = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120", "TERM": "xterm-256color",
            "OMP_NUM_THREADS": "1"}
@@ -49,6 +51,9 @@ def run_on_pty(argv: list[str], timeout: float = 300.0) -> tuple[int, str]:
                 if not data:
                     break
                 chunks.append(data)
+                if prompt is not None and prompt in b"".join(chunks):
+                    os.write(leader, answer)
+                    prompt = None
             elif proc.poll() is not None:
                 break
         code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -159,3 +164,23 @@ def test_python_m_cli_errors_are_one_line_and_workers_alias_warns(tmp_path):
     assert len(lines) == 2 and "Traceback" not in done.stderr
     assert "--workers is deprecated here; use --dask-workers" in lines[0]
     assert lines[1].startswith("extraction-monitor analyze: error: cannot load profile")
+
+
+def test_tune_asks_before_writing_a_higher_threshold(files, victim):
+    """On a terminal, tune asks before writing a threshold above the default: 'n' writes
+    nothing (exit 2), 'y' writes it."""
+    profile = _profile(files)
+    streams = [s for seed in range(300, 308) for s in benign_streams(victim, seed=seed, n=60)]
+    noisy = to_log([run_attack("uniform", victim, budget=120, seed=9).stream], victim)
+    noisy["client_id"] = "benign-batch-scorer"
+    frame = pd.concat([to_log(streams, victim), noisy], ignore_index=True)
+    write_log(frame.drop(columns=[c for c in frame if c.startswith("truth_")]),
+              files / "noisy.csv")
+    out = files / "asked.toml"
+    argv = ["tune", "--profile", str(profile), "--benign", str(files / "noisy.csv"),
+            "--no-detectors", "--target-fpr", "0.05", "--out", str(out)]
+    code, text = run_on_pty(argv, prompt=b"[y/N]", answer=b"n\n")
+    assert code == 2 and not out.exists(), text
+    assert "above the default" in text and "benign-batch-scorer" in text
+    code, text = run_on_pty(argv, prompt=b"[y/N]", answer=b"y\n")
+    assert code == 0 and out.exists(), text
