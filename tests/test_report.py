@@ -339,3 +339,20 @@ def test_report_renders_in_headless_chromium(setup, tmp_path):
 
     pixels = imread(shot)
     assert pixels.shape[0] > 2000 and np.std(pixels) > 0.05, "screenshot is blank"
+
+
+def test_group_and_exposure_columns_from_analyze_group_column():
+    """Verdict rows with group columns (analyze --group-column) and an empty exposure: the
+    summary shows the group, the missing exposure as a dash, and query N = flag_at + 1."""
+    table = pd.DataFrame({
+        "client_id": ["s1", "s2", "u"], "n_queries": [40, 40, 90], "score": [3.0, 1.0, 0.0],
+        "peak_score": [3.0, 2.5, 0.0], "threshold": [2.0] * 3, "flagged": [True, True, False],
+        "flag_at": pd.array([30, 12, None], dtype="Int64"), "reason": ["r1", "r2", "n"],
+        "exposure": [0.4, np.nan, None], "group_id": ["acct-9", "acct-9", "acct-1"],
+        "group_flagged": [True, True, False], "score_density": [3.0, 2.5, 0.0]})
+    page = _parse(render_report(table, include_js=False))
+    rows = {r["client"]: r for r in _rows(page, "flagged")}
+    assert rows["s1"]["group"] == "acct-9" and rows["s1"]["flagged at query"] == "31"
+    assert rows["s2"]["exposure"] == "—" and rows["s1"]["exposure"] == "40%"
+    assert rows["s2"]["flagged at query"] == "13" and rows["s1"]["detector"] == "density"
+    assert "group_flagged" in page.tables["client-table"][0]
