@@ -1,12 +1,14 @@
 # Two entry points, each self-sufficient on a fresh machine with Python 3.11+:
 #   make demo   trains a reference victim, simulates benign and attack clients, prints verdicts
-#   make test   runs the whole test suite (doctests included)
+#   make test   runs the whole test suite (doctests included; the notebooks are executed and
+#               their committed outputs checked)
+#   make notebooks  re-executes the notebooks in place (commit them with their outputs)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +26,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/execute.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/per_query_cost.py

@@ -48,7 +48,9 @@ alarm (``verdict.prada``) is read; the density detector there is unused ballast.
 COMBINED = "combined"
 """The configuration the adaptive attackers and the acceptance bar are measured against."""
 
-ALL_VICTIMS = ("digits-mlp", "cancer-logreg", "wine-tree", "digits-svm")
+ALL_VICTIMS = ("digits-mlp", "cancer-logreg", "wine-tree", "digits-svm", "iris-knn",
+               "synth40-hgb", "cancer-forest")
+"""The classification victims (the monitor profiles classifiers)."""
 FIDELITY_BAR = 0.9
 """Acceptance: flagged before the surrogate reaches this fraction of its final fidelity."""
 BENIGN_BAR = 0.01
@@ -84,6 +86,9 @@ class BenchSpec:
     jobs: int = 1
     timeline_clients: int = 6
     configs: tuple[str, ...] = tuple(CONFIGS)
+    hard_benign: bool = True
+    """Also the dependence-heavy benign kinds (tail-record jitter, what-if sweeps, prototypes,
+    full sweeps)."""
 
     def __post_init__(self) -> None:
         unknown = set(self.configs) - set(CONFIGS)
@@ -175,7 +180,8 @@ def score_stream(profile: Profile, model, X: np.ndarray, configs: Sequence[str],
             continue
         verdict = mon.observe(client_id, X)
         out[name] = {"flag_at": verdict.flag_at, "peak_score": verdict.peak_score,
-                     "threshold": verdict.threshold, "row_scores": verdict.row_scores}
+                     "threshold": verdict.threshold, "row_scores": verdict.row_scores,
+                     "exposure": getattr(verdict, "exposure", None)}
     return out
 
 
@@ -217,7 +223,8 @@ def _rows(base: dict, scored: dict[str, dict]) -> list[dict]:
         rows.append({**base, "config": config, "flagged": flag_at is not None,
                      "flag_at": np.nan if flag_at is None else int(flag_at),
                      "queries_to_flag": np.nan if flag_at is None else int(flag_at) + 1,
-                     "peak_score": float(s["peak_score"]), "threshold": float(s["threshold"])})
+                     "peak_score": float(s["peak_score"]), "threshold": float(s["threshold"]),
+                     "exposure": np.nan if s.get("exposure") is None else s["exposure"]})
     return rows
 
 
@@ -226,7 +233,7 @@ def _benign_task(spec: BenchSpec, victim_name: str, seed: int) -> tuple[list, li
 
     victim, profile = victim_and_profile(victim_name, spec.output_mode)
     rows, timelines = [], []
-    for stream in benign_streams(victim, seed=seed, n=spec.benign_n):
+    for stream in benign_streams(victim, seed=seed, n=spec.benign_n, hard=spec.hard_benign):
         scored = score_stream(profile, victim.model, stream.X, spec.configs, stream.client_id)
         base = {"victim": victim_name, "seed": seed, "client_id": stream.client_id,
                 "kind": "benign", "behaviour": stream.kind, "n_queries": stream.n_queries,
@@ -339,11 +346,9 @@ def _call(task: tuple[Callable, tuple]):
 
 def run_bench(spec: BenchSpec, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Run every task of ``spec`` (in ``spec.jobs`` processes) and gather the tables."""
-    from victims import VICTIMS
-
-    unknown = [v for v in spec.victims if v not in VICTIMS]
+    unknown = [v for v in spec.victims if v not in ALL_VICTIMS]
     if unknown:
-        raise ValueError(f"unknown victim(s) {unknown}; choose among {', '.join(VICTIMS)}")
+        raise ValueError(f"unknown victim(s) {unknown}; choose among {', '.join(ALL_VICTIMS)}")
     started = time.perf_counter()
     tasks = _tasks(spec)
     if spec.jobs == 1:
@@ -364,7 +369,7 @@ def run_bench(spec: BenchSpec, progress: Callable[[str], None] | None = None) ->
     timelines = [t for out in outputs for t in out[2]]
     per_client = pd.DataFrame(rows)
     columns = ["victim", "seed", "client_id", "kind", "behaviour", "config", "n_queries",
-               "flagged", "flag_at", "queries_to_flag", "peak_score", "threshold",
+               "flagged", "flag_at", "queries_to_flag", "peak_score", "threshold", "exposure",
                "fidelity_at_flag", "fidelity_final", "fidelity_floor", "attack_seconds"]
     per_client = per_client.reindex(columns=columns)
     return BenchResult(spec, per_client, pd.DataFrame(adaptive), timelines,

@@ -11,22 +11,48 @@ import numpy as np
 from attacks.oracle import BudgetExhausted, Oracle, answer_labels
 from attacks.result import AttackResult
 from attacks.streams import ClientStream
-from attacks.surrogate import fit_surrogate
+from attacks.surrogate import fit_regressor, fit_surrogate
 
 Box = tuple[np.ndarray, np.ndarray]
 
 
 def _result(name: str, oracle: Oracle, classes: np.ndarray | None, kind: str, seed: int,
-            client_id: str | None, meta: dict | None = None) -> AttackResult:
-    """Package the oracle's record as an AttackResult with a retrained surrogate."""
+            client_id: str | None, meta: dict | None = None,
+            regression: bool = False) -> AttackResult:
+    """Package the oracle's record as an AttackResult with a retrained surrogate
+    (a classifier on the answers' labels; with ``regression``, a regressor of ``kind``
+    on the real-valued answers)."""
     X, answers = oracle.queries, oracle.answers
-    labels = answer_labels(answers, classes)
+    targets = np.asarray(answers, dtype=float) if regression else answer_labels(answers, classes)
+    fit = fit_regressor if regression else fit_surrogate
 
     def refit(n: int):
-        return fit_surrogate(X[:n], labels[:n], kind, seed)
+        return fit(X[:n], targets[:n], kind, seed)
 
     stream = ClientStream(client_id or f"attack-{name}", name, True, X, meta=meta or {})
     return AttackResult(name, stream, refit(len(X)), answers, refit=refit)
+
+
+def retrain_on(oracle: Oracle, X: np.ndarray, name: str, rng: np.random.Generator,
+               classes: np.ndarray | None = None, surrogate: str = "mlp", batch_size: int = 50,
+               client_id: str | None = None, meta: dict | None = None,
+               regression: bool = False) -> AttackResult:
+    """Send the rows of ``X`` in order (batches of ``batch_size``, at most the oracle's
+    remaining budget) and retrain a surrogate on the answers: the common tail of every
+    attack whose queries are fixed up front (pools, mixtures, sweeps).
+
+    >>> from victims import load_victim
+    >>> v = load_victim("cancer-logreg", "label")
+    >>> r = retrain_on(Oracle(v.answer, 30), v.X_public[:40], "demo",
+    ...                np.random.default_rng(0), v.classes, surrogate="logreg")
+    >>> r.n_queries, r.stream.kind
+    (30, 'demo')
+    """
+    X = np.asarray(X, dtype=float)[:oracle.remaining]
+    for start in range(0, len(X), batch_size):
+        oracle(X[start:start + batch_size])
+    return _result(name, oracle, classes, surrogate, int(rng.integers(2**31)), client_id, meta,
+                   regression=regression)
 
 
 def uniform_retraining(oracle: Oracle, box: Box, n: int, rng: np.random.Generator,

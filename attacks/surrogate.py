@@ -6,14 +6,16 @@ import warnings
 
 import numpy as np
 from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import RandomForestRegressor
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.neural_network import MLPClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 SURROGATE_KINDS = ("mlp", "logreg", "tree")
+REGRESSOR_KINDS = ("forest", "mlp", "linear")
 
 
 def make_surrogate(kind: str = "mlp", seed: int = 0) -> Pipeline:
@@ -47,6 +49,30 @@ def fit_surrogate(X: np.ndarray, y: np.ndarray, kind: str = "mlp", seed: int = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return make_surrogate(kind, seed).fit(X, y)
+
+
+def fit_regressor(X: np.ndarray, y: np.ndarray, kind: str = "forest", seed: int = 0):
+    """Fit a regression surrogate (``forest``, ``mlp`` or ``linear``) on queries ``X``
+    and the victim's real-valued answers ``y``.
+
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(30, 3))
+    >>> s = fit_regressor(X, X @ [1.0, -2.0, 0.5] + 3, kind="linear")
+    >>> np.round(s.predict(X[:2]) - (X[:2] @ [1.0, -2.0, 0.5] + 3), 8).tolist()
+    [0.0, 0.0]
+    """
+    if kind == "forest":
+        model = RandomForestRegressor(n_estimators=100, random_state=seed)
+    elif kind == "mlp":
+        model = make_pipeline(StandardScaler(), MLPRegressor(
+            hidden_layer_sizes=(64,), max_iter=2000, alpha=1e-3, random_state=seed))
+    elif kind == "linear":
+        model = LinearRegression()
+    else:
+        raise ValueError(f"unknown regressor kind {kind!r}; choose one of {REGRESSOR_KINDS}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(np.asarray(X, dtype=float), np.asarray(y, dtype=float))
 
 
 def _mlp_logits_grad(mlp: MLPClassifier, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -88,6 +88,39 @@ def analyze_log(
     return verdict_table(verdicts, log.skipped_per_client)
 
 
+def attach_kept(table: pd.DataFrame, log: QueryLog, keep) -> pd.DataFrame:
+    """Add each ``keep`` column of ``log.extra`` to the verdict ``table``: its value at the
+    query that raised the client's flag (``flag_at``), else at the client's last query.
+
+    >>> import numpy as np
+    >>> log = QueryLog(client_ids=np.array(["a", "a", "b"], dtype=object),
+    ...                order=np.arange(3.0), order_column="seq", X=np.zeros((3, 1)),
+    ...                extra={"request_id": np.array(["r1", "r2", "r3"], dtype=object)})
+    >>> table = pd.DataFrame({"client_id": ["a", "b"], "flag_at": pd.array([0, None], "Int64")})
+    >>> attach_kept(table, log, ["request_id"])["request_id"].tolist()
+    ['r1', 'r3']
+    """
+    if not keep:
+        return table
+    rows = dict(log.client_slices())
+    flag_at = dict(zip(table["client_id"].astype(str), table["flag_at"], strict=True))
+    table = table.copy()
+    for column in keep:
+        values = log.extra[column]
+        picked = []
+        for client in table["client_id"].astype(str):
+            part = rows.get(client)
+            if part is None:
+                picked.append(None)
+                continue
+            at = flag_at.get(client)
+            i = int(at) if at is not None and not pd.isna(at) else part.stop - part.start - 1
+            picked.append(values[part.start + min(i, part.stop - part.start - 1)])
+        name = column if column not in table.columns else f"log_{column}"
+        table[name] = picked
+    return table
+
+
 def group_table(monitor) -> pd.DataFrame:
     """One row per group the monitor tracks (its verdict over all its clients' queries),
     with ``group_id`` first."""
@@ -108,5 +141,5 @@ def summary_line(table: pd.DataFrame, n_skipped: int | None = None) -> str:
     return line
 
 
-__all__ = ["BASE_COLUMNS", "DEFAULT_BATCH_ROWS", "analyze_log", "choose_outputs", "client_groups",
+__all__ = ["BASE_COLUMNS", "DEFAULT_BATCH_ROWS", "analyze_log", "attach_kept", "choose_outputs", "client_groups",
            "group_table", "summary_line"]

@@ -16,6 +16,7 @@ import ast
 import importlib
 import importlib.metadata
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 
@@ -80,6 +81,8 @@ def _chosen(argv: list[str]) -> str | None:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only the command named in ``argv`` (if any) is imported and fully built."""
     from monitor import __version__
+    from monitor.eventlog import add_logging_arguments
+    from monitor.progress import add_progress_arguments
 
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
@@ -100,6 +103,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(cmd)
+        add_progress_arguments(cmd)
+        add_logging_arguments(cmd)
         cmd.set_defaults(_run=module.run)
     return parser
 
@@ -107,6 +112,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    from monitor.eventlog import ROOT_LOGGER, configure_logging
+    from monitor.progress import set_quiet
+
+    set_quiet(getattr(args, "quiet", False))
+    handler = configure_logging(getattr(args, "log_format", "text"),
+                                getattr(args, "log_level", "warning"))
     try:
         return int(args._run(args) or 0)
     except CommandError as exc:
@@ -114,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        logging.getLogger(ROOT_LOGGER).removeHandler(handler)
+        set_quiet(False)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m monitor.cli: run the importable module's main, so the
+    from monitor.cli import main as _main  # commands' CommandError is the one caught above
+
+    sys.exit(_main())

@@ -1,23 +1,52 @@
-"""Reading and validating query logs (CSV, JSON lines, Parquet) for offline analysis.
+"""Reading and validating query logs (CSV, JSON lines or a JSON array, Parquet) for offline
+analysis.
 
-A query log has one row per query the prediction API answered:
+A query log has one row per query the prediction API answered. Which column holds what is a
+:class:`LogColumns` mapping; its defaults are:
 
-- ``client_id`` — who asked;
-- an order column, ``seq`` or ``ts`` (if both are present ``seq`` wins); ``ts`` may be
-  numeric or a date-time string;
+- ``client_id`` — who asked (``client=``);
+- an order column, ``seq`` or ``ts`` (if both are present ``seq`` wins; ``order=`` names
+  another, ``time=`` a timestamp column that then orders the rows too); ``ts`` may be numeric
+  or a date-time string and is kept as the query's time (``QueryLog.time``);
 - the feature columns, named ``x_0 .. x_{d-1}`` or exactly like the training data;
-- optionally what the API returned: probabilities ``p_0 .. p_{k-1}`` and/or a label ``pred``.
+- optionally what the API returned: probabilities ``p_0 .. p_{k-1}`` (``proba=`` takes a
+  glob pattern such as ``"prob_*"`` or a list of names, in class order) and/or a label
+  ``pred`` (``label=``).
 
-Extra columns are ignored. Rows with a NaN/inf feature or probability, or a missing
-``client_id``/order/label, are skipped and counted (per client), never fatal. Structural
-problems (unknown file type, missing columns, wrong feature count) raise :class:`LogError`
-with a one-line message that says what to fix.
+Extra columns are ignored unless asked for (``keep=``, ``extra=``: carried along unscored in
+``QueryLog.extra``). Rows with a NaN/inf feature or probability, or a missing
+client/order/label, are skipped and counted (per client), never fatal. Structural problems
+(unknown file type, missing columns, wrong feature count) raise :class:`LogError` with a
+one-line message that says what to fix and, for a missing column, names the column of the
+file nearest to what was expected.
+
+>>> import pandas as pd, tempfile
+>>> from pathlib import Path
+>>> path = Path(tempfile.mkdtemp()) / "log.json"
+>>> pd.DataFrame({"user": ["u1", "u2", "u1"], "timestamp": ["2024-05-01T10:00:00",
+...               "2024-05-01T10:00:01", "2024-05-01T10:00:02"], "x_0": [0.1, 0.2, 0.3],
+...               "prob_no": [0.9, 0.2, 0.4], "prob_yes": [0.1, 0.8, 0.6],
+...               "request_id": ["r1", "r2", "r3"]}).to_json(path, orient="records")
+>>> columns = LogColumns(client="user", time="timestamp", proba="prob_*", keep=("request_id",))
+>>> log = read_log(path, ["x_0"], 2, columns=columns)
+>>> log.clients(), log.extra["request_id"].tolist(), log.proba[:, 1].tolist()
+(['u1', 'u2'], ['r1', 'r3', 'r2'], [0.1, 0.6, 0.8])
+>>> read_log(path, ["x_0"], 2)
+Traceback (most recent call last):
+...
+monitor.logs.LogError: log has no 'client_id' column (nearest: 'user'); name the column that says who sent each query with --client-column
 """
 
 from __future__ import annotations
 
+import bz2
+import difflib
+import fnmatch
+import gzip
+import lzma
+import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +54,9 @@ import pandas as pd
 
 CLIENT_COLUMN = "client_id"
 ORDER_COLUMNS = ("seq", "ts")
+TIME_COLUMN = "ts"
 LABEL_COLUMN = "pred"
+PROBA_PATTERN = "p_*"
 LOG_FORMATS: dict[str, str] = {
     ".csv": "csv",
     ".jsonl": "jsonl",
@@ -35,14 +66,82 @@ LOG_FORMATS: dict[str, str] = {
     ".pq": "parquet",
 }
 """File extension (lower case; an extra ``.gz``/``.bz2``/``.xz``/``.zst`` is allowed for
-text formats) -> log format."""
+text formats) -> log format. A ``.json`` file may hold JSON lines or one JSON array."""
 
 _COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
 DEFAULT_CHUNK_ROWS = 65_536
 
+_HINTS = {
+    "client": ("client", "user", "account", "key", "caller", "customer", "tenant", "ip",
+               "principal", "session", "id"),
+    "order": ("seq", "order", "index", "idx", "num", "count", "ts", "time", "date", "stamp"),
+    "time": ("ts", "time", "date", "stamp", "when", "at"),
+    "proba": ("prob", "proba", "p_", "score", "conf", "likelihood"),
+    "label": ("pred", "label", "class", "answer", "output", "y"),
+}
+"""Name fragments that suggest a column's role, for the 'nearest column' in errors."""
+
 
 class LogError(ValueError):
     """A query log (or table) that cannot be used; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class LogColumns:
+    """Which columns of a log hold what (every field optional; see the module docstring).
+
+    ``proba`` is a glob pattern (``"prob_*"``; matches ordered by their numeric suffix when
+    every match has one, else as in the file) or a sequence of names in class order.
+    ``keep`` names columns carried along to the verdict table (``analyze --keep``).
+
+    >>> LogColumns.parse_proba("prob_*"), LogColumns.parse_proba("pa, pb")
+    ('prob_*', ('pa', 'pb'))
+    >>> LogColumns.from_dict(LogColumns(client="user", keep=("a",)).to_dict()).keep
+    ('a',)
+    """
+
+    client: str = CLIENT_COLUMN
+    order: str | None = None
+    time: str | None = None
+    proba: str | tuple[str, ...] | None = None
+    label: str | None = None
+    keep: tuple[str, ...] = ()
+
+    @staticmethod
+    def parse_proba(text: str | None) -> str | tuple[str, ...] | None:
+        """``--proba-columns`` text: a glob pattern, or comma-separated names."""
+        if text is None or not text.strip():
+            return None
+        if "," in text:
+            return tuple(t.strip() for t in text.split(",") if t.strip())
+        return text.strip()
+
+    def to_dict(self) -> dict:
+        """Plain values (for a Dask task or a manifest)."""
+        out = asdict(self)
+        out["proba"] = list(self.proba) if isinstance(self.proba, tuple) else self.proba
+        out["keep"] = list(self.keep)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> LogColumns:
+        """The inverse of :meth:`to_dict` (``None``: the defaults)."""
+        data = dict(data or {})
+        proba = data.get("proba")
+        data["proba"] = tuple(proba) if isinstance(proba, list) else proba
+        data["keep"] = tuple(data.get("keep") or ())
+        return cls(**data)
+
+    def describe(self) -> str:
+        """The mapping in a few words, for messages."""
+        proba = ",".join(self.proba) if isinstance(self.proba, tuple) else self.proba
+        parts = [f"client={self.client}"]
+        parts += [f"{k}={v}" for k, v in (("order", self.order), ("time", self.time),
+                                          ("proba", proba), ("label", self.label)) if v]
+        return " ".join(parts)
+
+
+DEFAULT_COLUMNS = LogColumns()
 
 
 @dataclass
@@ -50,6 +149,8 @@ class QueryLog:
     """A validated query log, sorted stably by ``(client_id, order)``.
 
     ``proba`` is ``(n, k)`` float64 or None; ``labels`` is ``(n,)`` or None.
+    ``time`` is each query's time (nanoseconds since the epoch, UTC, when ``time_kind`` is
+    ``"datetime"``; the column's numbers when ``"numeric"``) or None without a time column.
     ``skipped_per_client`` counts rows dropped for NaN/inf/missing values.
 
     >>> import numpy as np
@@ -70,8 +171,12 @@ class QueryLog:
     n_skipped_nonfinite: int = 0
     skipped_per_client: dict[str, int] = field(default_factory=dict)
     extra: dict[str, np.ndarray] = field(default_factory=dict)
-    """Columns asked for with ``read_log(..., extra=...)`` (e.g. ground truth), row-aligned;
-    never scored."""
+    """Columns asked for with ``read_log(..., extra=...)`` or ``LogColumns(keep=...)`` (e.g.
+    ground truth), row-aligned; never scored."""
+    time: np.ndarray | None = None
+    time_column: str | None = None
+    time_kind: str | None = None
+    client_column: str = CLIENT_COLUMN
 
     @property
     def n_rows(self) -> int:
@@ -95,21 +200,30 @@ class QueryLog:
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             yield str(self.client_ids[start]), slice(start, end)
 
+    def client_times(self) -> dict[str, np.ndarray]:
+        """Client -> the time of each of its kept queries, in order (empty without times)."""
+        if self.time is None:
+            return {}
+        return {client: self.time[rows] for client, rows in self.client_slices()}
+
 
 @dataclass(frozen=True)
 class _ColumnPlan:
     """Which columns of the file hold what."""
 
+    client: str
     features: list[str]
     order: str
     proba: list[str]
     label: str | None
     extra: list[str] = field(default_factory=list)
+    time: str | None = None
 
     @property
     def needed(self) -> list[str]:
-        cols = [CLIENT_COLUMN, self.order, *self.features, *self.proba]
+        cols = [self.client, self.order, *self.features, *self.proba]
         cols += [self.label] if self.label else []
+        cols += [self.time] if self.time and self.time not in cols else []
         return cols + [c for c in self.extra if c not in cols]
 
 
@@ -185,31 +299,113 @@ def _short(names: Sequence[str], limit: int = 5) -> str:
     return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
-def _plan(columns: Sequence[str], feature_names: Sequence[str], n_classes: int,
-          extra: Sequence[str] = ()) -> _ColumnPlan:
-    columns = [str(c) for c in columns]
-    present = set(columns)
-    if CLIENT_COLUMN not in present:
-        raise LogError(f"log has no '{CLIENT_COLUMN}' column; add one naming who sent each query")
-    order = next((c for c in ORDER_COLUMNS if c in present), None)
-    if order is None:
-        raise LogError("log has no order column; add 'seq' (query number) or 'ts' (timestamp)")
-    features = _feature_columns(columns, feature_names)
-    proba_present = sorted(
-        (c for c in columns if c.startswith("p_") and c[2:].isdigit()), key=lambda c: int(c[2:])
-    )
-    proba: list[str] = []
-    if proba_present:
-        expected = [f"p_{j}" for j in range(n_classes)]
-        if proba_present != expected:
+def nearest_column(expected: str, columns: Sequence[str], role: str | None = None,
+                   exclude: Sequence[str] = ()) -> str | None:
+    """The column of ``columns`` most like ``expected`` (or like the ``role``'s usual names),
+    or None when nothing is close.
+
+    >>> nearest_column("client_id", ["user", "timestamp", "x_0"], role="client")
+    'user'
+    >>> nearest_column("seq", ["a", "b"], role="order") is None
+    True
+    """
+    pool = [c for c in map(str, columns) if c not in set(exclude)]
+    close = difflib.get_close_matches(expected, pool, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    hints = _HINTS.get(role or "", ())
+    hinted = [c for c in pool if any(h in c.lower() for h in hints)]
+    if hinted:
+        return max(hinted, key=lambda c: (
+            c.lower() in hints,
+            max(len(h) for h in hints if h in c.lower()),
+            -len(c),
+            difflib.SequenceMatcher(None, expected, c.lower()).ratio()))
+    close = difflib.get_close_matches(expected, pool, n=1, cutoff=0.4)
+    return close[0] if close else None
+
+
+def _nearest_note(expected: str, columns: Sequence[str], role: str,
+                  exclude: Sequence[str] = ()) -> str:
+    near = nearest_column(expected, columns, role, exclude)
+    return f" (nearest: {near!r})" if near else ""
+
+
+def _require(name: str, present: Sequence[str], role: str, flag: str, what: str) -> None:
+    if name not in set(present):
+        raise LogError(f"log has no column {name!r} for {what}"
+                       f"{_nearest_note(name, present, role)}; fix {flag}")
+
+
+def _proba_columns(columns: list[str], spec, n_classes: int, taken: Sequence[str]
+                   ) -> list[str]:
+    """The probability columns in class order, or [] when the log has none."""
+    if isinstance(spec, tuple | list):
+        missing = [c for c in spec if c not in set(columns)]
+        if missing:
+            raise LogError(f"log has no probability column {missing[0]!r}"
+                           f"{_nearest_note(missing[0], columns, 'proba', taken)}; "
+                           "fix --proba-columns")
+        names = list(spec)
+    else:
+        pattern = spec or PROBA_PATTERN
+        names = [c for c in columns if fnmatch.fnmatchcase(c, pattern) and c not in taken]
+        if spec is None:  # the default p_0..p_{k-1}: only numbered columns
+            names = [c for c in names if c[2:].isdigit()]
+        suffixes = [re.search(r"(\d+)$", c) for c in names]
+        if names and all(suffixes):
+            names = [c for _, c in sorted(zip([int(s.group(1)) for s in suffixes], names,
+                                              strict=True))]
+        if not names:
+            if spec is None:
+                return []
+            near = nearest_column(pattern.replace("*", ""), columns, "proba", taken)
+            guess = re.sub(r"[^_\W]*\d+$", "*", near) if near else None
+            raise LogError(f"no column matches --proba-columns {pattern!r}"
+                           + (f" (nearest: {near!r}; try {guess!r})" if near else "")
+                           + "; give a glob pattern such as 'prob_*' or a list of names")
+        if spec is None and names != [f"p_{j}" for j in range(n_classes)]:
             raise LogError(
-                f"log has probability columns {_short(proba_present)} but the profile has "
+                f"log has probability columns {_short(names)} but the profile has "
                 f"{n_classes} classes; provide exactly p_0..p_{n_classes - 1} or none"
             )
-        proba = expected
-    label = LABEL_COLUMN if LABEL_COLUMN in present else None
-    return _ColumnPlan(features=features, order=order, proba=proba, label=label,
-                       extra=[c for c in extra if c in present])
+    if len(names) != n_classes:
+        raise LogError(f"--proba-columns picked {len(names)} column(s) ({_short(names)}) but "
+                       f"the profile has {n_classes} classes; name one column per class, in "
+                       "class order")
+    return names
+
+
+def _plan(columns: Sequence[str], feature_names: Sequence[str], n_classes: int,
+          extra: Sequence[str] = (), mapping: LogColumns | None = None) -> _ColumnPlan:
+    columns = [str(c) for c in columns]
+    present = set(columns)
+    m = mapping or DEFAULT_COLUMNS
+    if m.client not in present:
+        raise LogError(f"log has no '{m.client}' column"
+                       f"{_nearest_note(m.client, columns, 'client')}; name the column that "
+                       "says who sent each query with --client-column")
+    if m.order is not None:
+        _require(m.order, columns, "order", "--order-column", "the query order")
+    if m.time is not None:
+        _require(m.time, columns, "time", "--time-column", "the query time")
+    order = m.order or m.time or next((c for c in ORDER_COLUMNS if c in present), None)
+    if order is None:
+        near = _nearest_note("seq", columns, "order", [m.client])
+        raise LogError(f"log has no order column{near}; add 'seq' (query number) or 'ts' "
+                       "(timestamp), or name yours with --order-column / --time-column")
+    time = m.time or (TIME_COLUMN if TIME_COLUMN in present else None)
+    features = _feature_columns(columns, feature_names)
+    taken = [m.client, order, *features]
+    proba = _proba_columns(columns, m.proba, n_classes, taken)
+    if m.label is not None:
+        _require(m.label, columns, "label", "--label-column", "the returned label")
+    label = m.label or (LABEL_COLUMN if LABEL_COLUMN in present else None)
+    for col in m.keep:
+        _require(col, columns, "", "--keep", "--keep")
+    wanted = [*m.keep, *(c for c in extra if c in present and c not in m.keep)]
+    return _ColumnPlan(client=m.client, features=features, order=order, proba=proba,
+                       label=label, extra=wanted, time=time)
 
 
 def _numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -229,20 +425,32 @@ def _numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return out
 
 
-def _order_values(series: pd.Series, name: str) -> np.ndarray:
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
-    if name == "seq":
+def _order_values(series: pd.Series, name: str, numeric_only: bool = False
+                  ) -> np.ndarray:
+    """A column as float64 numbers: numbers as they are, date-times as nanoseconds since the
+    epoch (UTC); NaN where a value is missing or unreadable."""
+    return _time_values(series, name, numeric_only)[0]
+
+
+def _time_values(series: pd.Series, name: str, numeric_only: bool = False
+                 ) -> tuple[np.ndarray, str]:
+    """``(values, kind)`` with kind ``"numeric"`` or ``"datetime"`` (see :func:`_order_values`)."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        stamps = pd.to_datetime(series, utc=True)
+    elif pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan), "numeric"
+    else:
         values = pd.to_numeric(series, errors="coerce")
-        if len(values) and values.isna().all() and series.notna().any():
-            raise LogError("column 'seq' is not numeric; it must hold query numbers")
-        return values.to_numpy(dtype=np.float64, na_value=np.nan)
-    stamps = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
-    if len(stamps) and stamps.isna().all() and series.notna().any():
-        raise LogError("column 'ts' is neither numeric nor a date-time; fix its values")
+        if numeric_only or (len(values) and values.notna().sum() >= series.notna().sum() > 0):
+            if len(values) and values.isna().all() and series.notna().any():
+                raise LogError(f"column {name!r} is not numeric; it must hold query numbers")
+            return values.to_numpy(dtype=np.float64, na_value=np.nan), "numeric"
+        stamps = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
+        if len(stamps) and stamps.isna().all() and series.notna().any():
+            raise LogError(f"column {name!r} is neither numeric nor a date-time; fix its values")
     ns = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64)
     ns[stamps.isna().to_numpy()] = np.nan
-    return ns
+    return ns, "datetime"
 
 
 def _chunk(frame: pd.DataFrame, plan: _ColumnPlan) -> QueryLog:
@@ -251,9 +459,15 @@ def _chunk(frame: pd.DataFrame, plan: _ColumnPlan) -> QueryLog:
     if missing:  # JSON lines: a chunk where no row has some key
         for col in missing:
             frame[col] = np.nan
-    cid = frame[CLIENT_COLUMN]
+    cid = frame[plan.client]
     keep = cid.notna().to_numpy().copy()
-    order = _order_values(frame[plan.order], plan.order)
+    order, order_kind = _time_values(frame[plan.order], plan.order,
+                                     numeric_only=plan.order == "seq")
+    time = time_kind = None
+    if plan.time == plan.order:
+        time, time_kind = order, order_kind
+    elif plan.time is not None:
+        time, time_kind = _time_values(frame[plan.time], plan.time)
     X = _numeric(frame, plan.features)
     proba = _numeric(frame, plan.proba) if plan.proba else None
     keep &= np.isfinite(order) & np.isfinite(X).all(axis=1)
@@ -285,11 +499,54 @@ def _chunk(frame: pd.DataFrame, plan: _ColumnPlan) -> QueryLog:
         n_skipped_nonfinite=n_skipped,
         skipped_per_client=skipped,
         extra={c: frame[c].to_numpy()[keep] for c in plan.extra},
+        time=None if time is None else time[keep],
+        time_column=plan.time,
+        time_kind=time_kind,
+        client_column=plan.client,
     )
 
 
-def _raw_chunks(path: Path, fmt: str, columns: list[str] | None, chunk_rows: int
-                ) -> Iterator[pd.DataFrame]:
+def _open_text(path: Path):
+    """``path`` opened as binary, decompressed when its extension says so."""
+    suffix = path.suffix.lower()
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix, open)
+    return opener(path, "rb")
+
+
+def is_json_array(path: str | Path) -> bool:
+    """Whether a JSON log holds one array of records (rather than JSON lines).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.json"
+    >>> _ = p.write_text(' [{"client_id": "a"}]')
+    >>> is_json_array(p)
+    True
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".zst", ".zip"):
+        return False
+    try:
+        with _open_text(path) as fh:
+            head = fh.read(4096).lstrip()
+    except OSError:
+        return False
+    return head[:1] == b"["
+
+
+def _read_json_array(path: Path) -> pd.DataFrame:
+    """A JSON array of records as a DataFrame (client ids kept as text)."""
+    import json
+
+    with _open_text(path) as fh:
+        records = json.load(fh)
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise LogError(f"{path.name}: a JSON log must be JSON lines or one array of objects "
+                       "(one object per query)")
+    return pd.DataFrame.from_records(records)
+
+
+def _raw_chunks(path: Path, fmt: str, columns: list[str] | None, chunk_rows: int,
+                client: str = CLIENT_COLUMN) -> Iterator[pd.DataFrame]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -297,10 +554,15 @@ def _raw_chunks(path: Path, fmt: str, columns: list[str] | None, chunk_rows: int
         for batch in pfile.iter_batches(batch_size=chunk_rows, columns=columns):
             yield batch.to_pandas()
         return
+    if fmt == "jsonl" and is_json_array(path):
+        frame = _read_json_array(path)
+        for start in range(0, len(frame), chunk_rows):
+            yield frame.iloc[start:start + chunk_rows].reset_index(drop=True)
+        return
     if fmt == "csv":
         wanted = set(columns or ())
         reader = pd.read_csv(
-            path, chunksize=chunk_rows, dtype={CLIENT_COLUMN: str},
+            path, chunksize=chunk_rows, dtype={client: str},
             usecols=(lambda c: c in wanted) if columns else None,
         )
     else:
@@ -315,28 +577,35 @@ def iter_log_chunks(
     n_classes: int,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     extra: Sequence[str] = (),
+    columns: LogColumns | None = None,
 ) -> Iterator[QueryLog]:
     """Yield validated chunks of at most ``chunk_rows`` rows, in file order (not sorted).
 
     Parquet is read batch by batch (row groups) and CSV/JSON lines chunk by chunk, so memory
-    stays bounded by ``chunk_rows``. Raises :class:`LogError` on structural problems.
+    stays bounded by ``chunk_rows`` (a JSON array is parsed whole, then chunked).
+    ``columns`` maps the log's column names (:class:`LogColumns`; default: the standard
+    names). Raises :class:`LogError` on structural problems.
     """
     if chunk_rows < 1:
         raise LogError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    mapping = columns or DEFAULT_COLUMNS
     path = _check_file(path)
     fmt = log_format(path)
-    columns = _file_columns(path, fmt)
-    plan = _plan(columns, feature_names, n_classes, extra) if columns is not None else None
-    frames = _raw_chunks(path, fmt, plan.needed if plan else None, chunk_rows)
+    present = _file_columns(path, fmt)
+    plan = _plan(present, feature_names, n_classes, extra, mapping) if present is not None \
+        else None
+    frames = _raw_chunks(path, fmt, plan.needed if plan else None, chunk_rows, mapping.client)
     while True:
         try:
             frame = next(frames)
         except StopIteration:
             return
+        except LogError:
+            raise
         except (ValueError, OSError, pd.errors.ParserError) as exc:
             raise LogError(f"{path.name}: cannot read as {fmt}: {_one_line(exc)}") from exc
         if plan is None:
-            plan = _plan(list(frame.columns), feature_names, n_classes, extra)
+            plan = _plan(list(frame.columns), feature_names, n_classes, extra, mapping)
         yield _chunk(frame, plan)
 
 
@@ -349,25 +618,34 @@ def concat_logs(chunks: Sequence[QueryLog]) -> QueryLog:
     codes, _ = pd.factorize(ids, sort=True)
     idx = np.lexsort((order, codes))  # lexsort is stable: ties keep file order
     first = chunks[0]
-    proba = None if first.proba is None else np.concatenate([c.proba for c in chunks])[idx]
-    labels = None if first.labels is None else np.concatenate([c.labels for c in chunks])[idx]
+
+    def joined(name: str):
+        if getattr(first, name) is None:
+            return None
+        return np.concatenate([getattr(c, name) for c in chunks])[idx]
+
     skipped: dict[str, int] = {}
     for c in chunks:
         for key, count in c.skipped_per_client.items():
             skipped[key] = skipped.get(key, 0) + count
+    kinds = {c.time_kind for c in chunks if c.time_kind}
     return QueryLog(
         client_ids=ids[idx],
         order=order[idx],
         order_column=first.order_column,
         X=np.concatenate([c.X for c in chunks])[idx],
-        proba=proba,
-        labels=labels,
+        proba=joined("proba"),
+        labels=joined("labels"),
         feature_columns=first.feature_columns,
         output_columns=first.output_columns,
         n_skipped_nonfinite=sum(c.n_skipped_nonfinite for c in chunks),
         skipped_per_client=dict(sorted(skipped.items())),
         extra={c: np.concatenate([chunk.extra[c] for chunk in chunks])[idx]
                for c in first.extra},
+        time=joined("time"),
+        time_column=first.time_column,
+        time_kind="datetime" if "datetime" in kinds else (kinds.pop() if kinds else None),
+        client_column=first.client_column,
     )
 
 
@@ -377,45 +655,59 @@ def read_log(
     n_classes: int,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     extra: Sequence[str] = (),
+    columns: LogColumns | None = None,
 ) -> QueryLog:
     """Read, validate and sort a whole query log.
 
     ``feature_names`` are the profile's training names (``x_0..`` is always accepted too);
-    ``n_classes`` fixes how many ``p_*`` columns a log with probabilities must have;
-    ``extra`` names columns to carry along unscored (``QueryLog.extra``) when present.
+    ``n_classes`` fixes how many probability columns a log with probabilities must have;
+    ``extra`` names columns to carry along unscored (``QueryLog.extra``) when present;
+    ``columns`` says which column holds what (:class:`LogColumns`).
     """
-    return concat_logs(list(iter_log_chunks(path, feature_names, n_classes, chunk_rows, extra)))
+    return concat_logs(list(iter_log_chunks(path, feature_names, n_classes, chunk_rows, extra,
+                                            columns)))
 
 
 def read_columns(path: str | Path, columns: Sequence[str],
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> pd.DataFrame:
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 mapping: LogColumns | None = None) -> pd.DataFrame:
     """``client_id`` and whichever of ``columns`` the log has, every row (none skipped), sorted
     stably by ``(client_id, order)`` as :func:`read_log` sorts — for columns that are not
-    scored, such as ground truth."""
+    scored, such as ground truth. The client column is returned as ``client_id`` whatever
+    ``mapping`` names it."""
+    m = mapping or DEFAULT_COLUMNS
     path = _check_file(path)
     fmt = log_format(path)
     present = _file_columns(path, fmt)
-    wanted = [CLIENT_COLUMN, *ORDER_COLUMNS, *columns]
+    orders = [m.order or m.time] if (m.order or m.time) else list(ORDER_COLUMNS)
+    wanted = list(dict.fromkeys([m.client, *orders, *columns]))
     names = None if present is None else [c for c in wanted if c in present]
     try:
-        frame = pd.concat(list(_raw_chunks(path, fmt, names, chunk_rows)), ignore_index=True)
+        frame = pd.concat(list(_raw_chunks(path, fmt, names, chunk_rows, m.client)),
+                          ignore_index=True)
+    except LogError:
+        raise
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise LogError(f"{path.name}: cannot read as {fmt}: {_one_line(exc)}") from exc
-    if CLIENT_COLUMN not in frame.columns:
-        raise LogError(f"log has no '{CLIENT_COLUMN}' column; add one naming who sent each query")
+    if m.client not in frame.columns:
+        raise LogError(f"log has no '{m.client}' column"
+                       f"{_nearest_note(m.client, list(frame.columns), 'client')}; name the "
+                       "column that says who sent each query with --client-column")
     frame = frame[[c for c in wanted if c in frame.columns]]
-    frame = frame.dropna(subset=[CLIENT_COLUMN]).reset_index(drop=True)
-    frame[CLIENT_COLUMN] = frame[CLIENT_COLUMN].astype(str)
-    order = next((c for c in ORDER_COLUMNS if c in frame.columns), None)
+    frame = frame.dropna(subset=[m.client]).reset_index(drop=True)
+    frame[m.client] = frame[m.client].astype(str)
+    order = next((c for c in orders if c in frame.columns), None)
     key = _order_values(frame[order], order) if order else np.zeros(len(frame))
-    codes, _ = pd.factorize(frame[CLIENT_COLUMN].to_numpy(), sort=True)
+    codes, _ = pd.factorize(frame[m.client].to_numpy(), sort=True)
     idx = np.lexsort((np.nan_to_num(key, nan=np.inf), codes))
-    return frame.iloc[idx].drop(columns=[c for c in ORDER_COLUMNS if c in frame.columns]
-                                ).reset_index(drop=True)
+    out = frame.iloc[idx].drop(columns=[c for c in orders if c in frame.columns
+                                        and c not in columns]).reset_index(drop=True)
+    return out.rename(columns={m.client: CLIENT_COLUMN})
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """A whole CSV / JSON lines / Parquet table (e.g. training data) as a DataFrame."""
+    """A whole CSV / JSON lines / JSON array / Parquet table (e.g. training data) as a
+    DataFrame."""
     path = _check_file(path)
     fmt = log_format(path)
     try:
@@ -423,6 +715,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         if fmt == "csv":
             return pd.read_csv(path)
+        if is_json_array(path):
+            return _read_json_array(path)
         return pd.read_json(path, lines=True, dtype=False)
+    except LogError:
+        raise
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise LogError(f"{path.name}: cannot read as {fmt}: {_one_line(exc)}") from exc

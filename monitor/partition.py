@@ -25,6 +25,7 @@ strings, so that every chunk of the input has the same schema.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -36,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from monitor.logs import CLIENT_COLUMN, LogError, log_format
+from monitor.logs import CLIENT_COLUMN, LogError, _read_json_array, is_json_array, log_format
 
 PART_NAME = "part-{:05d}.parquet"
 MANIFEST = "_partitions.json"
@@ -103,13 +104,13 @@ def suggest_partitions(path: str | Path) -> int:
     return max(1, math.ceil(size / _TEXT_BYTES_PER_PARTITION))
 
 
-def _normalise_frame(frame: pd.DataFrame) -> pa.Table:
+def _normalise_frame(frame: pd.DataFrame, client: str = CLIENT_COLUMN) -> pa.Table:
     """A text-log chunk as an Arrow table with a chunk-independent schema."""
     columns = {}
     for name in frame.columns:
         col = frame[name]
         numeric = pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
-        if numeric and name != CLIENT_COLUMN:
+        if numeric and name != client:
             columns[name] = pa.array(col.to_numpy(dtype=np.float64, na_value=np.nan),
                                      type=pa.float64())
         else:  # as text, like read_log's ``astype(str)``; missing values stay missing
@@ -118,29 +119,39 @@ def _normalise_frame(frame: pd.DataFrame) -> pa.Table:
     return pa.table(columns)
 
 
-def _read_batches(path: Path, read_rows: int):
+def _no_client(client: str, columns) -> LogError:
+    from monitor.logs import _nearest_note
+
+    return LogError(f"log has no '{client}' column{_nearest_note(client, list(columns), 'client')}"
+                    "; name the column that says who sent each query with --client-column")
+
+
+def _read_batches(path: Path, read_rows: int, client: str = CLIENT_COLUMN):
     """The input as Arrow tables of at most ``read_rows`` rows, in file order."""
     fmt = log_format(path)
     if fmt == "parquet":
         # no pre-buffering: reading whole row groups ahead costs several times their size
         pfile = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-        if CLIENT_COLUMN not in pfile.schema_arrow.names:
-            raise LogError(f"log has no '{CLIENT_COLUMN}' column; add one naming who sent "
-                           "each query")
+        if client not in pfile.schema_arrow.names:
+            raise _no_client(client, pfile.schema_arrow.names)
         for batch in pfile.iter_batches(batch_size=read_rows, use_threads=False):
             yield pa.Table.from_batches([batch])
         return
     if fmt == "csv":
-        reader = pd.read_csv(path, chunksize=read_rows, dtype={CLIENT_COLUMN: str})
+        reader = pd.read_csv(path, chunksize=read_rows, dtype={client: str})
+    elif is_json_array(path):
+        whole = _read_json_array(path)
+        reader = contextlib.nullcontext(
+            [whole.iloc[i:i + read_rows].reset_index(drop=True)
+             for i in range(0, len(whole), read_rows)])
     else:
         reader = pd.read_json(path, lines=True, chunksize=read_rows, dtype=False)
     schema = None
-    with reader:
-        for frame in reader:
-            if CLIENT_COLUMN not in frame.columns and schema is None:
-                raise LogError(f"log has no '{CLIENT_COLUMN}' column; add one naming who "
-                               "sent each query")
-            table = _normalise_frame(frame)
+    with reader as frames:
+        for frame in frames:
+            if client not in frame.columns and schema is None:
+                raise _no_client(client, frame.columns)
+            table = _normalise_frame(frame, client)
             if schema is None:
                 schema = table.schema
             else:  # JSON lines: keys may come and go; keep the first chunk's columns
@@ -164,13 +175,18 @@ def partition_log(
     n_partitions: int | None = None,
     read_rows: int = DEFAULT_READ_ROWS,
     buffer_rows: int = DEFAULT_BUFFER_ROWS,
+    client_column: str | None = None,
+    on_progress=None,
 ) -> PartitionResult:
     """Hash-partition the log at ``path`` by client into ``out_dir`` (see the module doc).
 
     Streams the input ``read_rows`` at a time and buffers at most about ``buffer_rows`` rows
     before writing, so memory does not depend on the log size. ``n_partitions`` defaults to
-    :func:`suggest_partitions`. ``out_dir`` must be empty or not exist.
+    :func:`suggest_partitions`. ``out_dir`` must be empty or not exist. ``client_column``
+    names the client column (default ``client_id``); ``on_progress(rows_done, None)`` is
+    called after each chunk read.
     """
+    client = client_column or CLIENT_COLUMN
     path = Path(path)
     log_format(path)  # unknown type first
     if not path.is_file():
@@ -196,19 +212,23 @@ def partition_log(
         for part, tables in pending.items():
             if part not in writers:
                 writers[part] = pq.ParquetWriter(  # no dictionaries for float features
-                    out_dir / PART_NAME.format(part), schema, use_dictionary=[CLIENT_COLUMN],
-                    write_statistics=[CLIENT_COLUMN])
+                    out_dir / PART_NAME.format(part), schema, use_dictionary=[client],
+                    write_statistics=[client])
             writers[part].write_table(pa.concat_tables(tables))
         pending.clear()
         n_pending = 0
         pa.default_memory_pool().release_unused()  # give the buffer back to the OS
 
     try:
-        for table in _read_batches(path, read_rows):
+        done = 0
+        for table in _read_batches(path, read_rows, client):
             if not len(table):
                 continue
+            done += len(table)
+            if on_progress is not None:
+                on_progress(done, None)
             schema = table.schema if schema is None else schema
-            ids = table[CLIENT_COLUMN].to_numpy(zero_copy_only=False)
+            ids = table[client].to_numpy(zero_copy_only=False)
             part = client_partitions(ids, n)
             order = np.argsort(part, kind="stable")  # stable: per-client order is kept
             sorted_part = part[order]
@@ -240,7 +260,8 @@ def partition_log(
     )
     manifest = {
         "layout": "extraction-monitor client partitions", "version": LAYOUT_VERSION,
-        "hash": "blake2b digest_size=8, little-endian, of the utf-8 client_id, mod n_partitions",
+        "hash": f"blake2b digest_size=8, little-endian, of the utf-8 {client}, mod n_partitions",
+        "client_column": client,
         "n_partitions": n, "n_rows": result.n_rows, "source": str(path),
         "files": [{"name": f.name, "rows": r}
                   for f, r in zip(result.files, result.rows_per_file, strict=True)],

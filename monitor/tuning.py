@@ -253,6 +253,74 @@ class TuningResult:
     auc: dict[str, float] = field(default_factory=dict)
     median_queries_to_flag: float | None = None
     sources: list[dict[str, str]] = field(default_factory=list)
+    default_threshold: float | None = None
+    """The threshold the monitor uses without tuning (``score_threshold`` unset)."""
+    comparison: pd.DataFrame | None = None
+    """Rows ``default`` and ``tuned``: threshold, benign flagged / rate / upper bound and, with
+    attack clients, attacks flagged / detection rate / median queries to flag."""
+    drivers: list[dict[str, Any]] = field(default_factory=list)
+    """The benign clients with the highest peak scores (those that set the threshold), each
+    with its peak, queries, reason and source log."""
+
+    @property
+    def raises_threshold(self) -> bool:
+        """Whether the tuned threshold is above the default one (fewer detections)."""
+        return self.default_threshold is not None and self.threshold > self.default_threshold
+
+    def explain(self) -> list[str]:
+        """Lines saying why this threshold: default vs tuned side by side and the benign
+        clients that drive it.
+
+        >>> levels = np.array([0.0, 1.0, 3.0])
+        >>> benign = {"overall": {f"b{i}": np.zeros(5) for i in range(80)} |
+        ...           {"noisy": np.array([0.0, 3.0])}}
+        >>> result = tune(benign, target_fpr=0.05, default_threshold=2.0,
+        ...               reasons={"noisy": "14 of the last 50 ..."})
+        >>> print("\\n".join(result.explain()))  # doctest: +NORMALIZE_WHITESPACE
+                                   default    tuned
+        threshold                  2          3.5
+        benign clients flagged     1 of 81    0 of 81
+        benign rate upper bound    0.05723    0.03631
+        (no attack logs: give --attacks to compare detection)
+        benign clients that drive the threshold (highest peak scores):
+          noisy: peak 3, 2 queries, at or above the default threshold: 14 of the last 50 ...
+        """
+        lines: list[str] = []
+        if self.comparison is not None and len(self.comparison):
+            rows = self.comparison.set_index("which")
+            def cell(which, column, fmt):
+                value = rows.loc[which].get(column) if which in rows.index else None
+                if value is None or (isinstance(value, float) and not np.isfinite(value)):
+                    return "-"
+                return fmt(value)
+            spec = [("threshold", "threshold", lambda v: f"{v:.4g}"),
+                    ("benign clients flagged", "benign_flagged",
+                     lambda v: f"{int(v)} of {self.n_benign}"),
+                    ("benign rate upper bound", "fpr_upper", lambda v: f"{v:.4g}")]
+            if self.n_attack:
+                spec += [("attacks detected", "attacks_flagged",
+                          lambda v: f"{int(v)} of {self.n_attack}"),
+                         ("median queries to flag", "median_queries_to_flag",
+                          lambda v: f"{v:g}")]
+            lines.append(f"{'':26} {'default':10} tuned")
+            for label, column, fmt in spec:
+                lines.append(f"{label:26} {cell('default', column, fmt):10} "
+                             f"{cell('tuned', column, fmt)}")
+            if not self.n_attack:
+                lines.append("(no attack logs: give --attacks to compare detection)")
+        if self.drivers:
+            lines.append("benign clients that drive the threshold (highest peak scores):")
+            for d in self.drivers:
+                text = f"  {d['client_id']}: peak {d['peak_score']:.4g}, {d['n_queries']} queries"
+                if d.get("source"):
+                    text += f" in {Path(d['source']).name}"
+                if self.default_threshold is not None and \
+                        d["peak_score"] >= self.default_threshold:
+                    text += ", at or above the default threshold"
+                if d.get("reason") and d["reason"] != "not flagged":
+                    text += f": {d['reason']}"
+                lines.append(text)
+        return lines
 
     def tuning_table(self) -> dict[str, Any]:
         """The ``[tuning]`` provenance table written next to ``[monitor]``."""
@@ -275,6 +343,11 @@ class TuningResult:
             "data": self.sources,
             "detectors": self.detectors,
         }
+        if self.default_threshold is not None:
+            table["default_threshold"] = self.default_threshold
+        if self.drivers:
+            table["drivers"] = [{k: v for k, v in d.items() if v is not None}
+                                for d in self.drivers]
         if self.tpr is not None:
             table["tpr"] = self.tpr
             table["auc"] = self.auc
@@ -338,11 +411,16 @@ def tune(benign: Mapping[str, Mapping[str, np.ndarray]],
          attacks: Mapping[str, Mapping[str, np.ndarray]] | None = None, *,
          config: MonitorConfig | None = None, target_fpr: float = 0.01,
          confidence: float = 0.95, horizon: int | None = None, margin: float = 0.5,
-         fidelity: Mapping[str, np.ndarray] | None = None) -> TuningResult:
+         fidelity: Mapping[str, np.ndarray] | None = None,
+         default_threshold: float | None = None, reasons: Mapping[str, str] | None = None,
+         sources: Mapping[str, str] | None = None, n_drivers: int = 5) -> TuningResult:
     """Choose thresholds from replayed scores (:func:`replay_detectors` output).
 
     ``benign`` / ``attacks``: ``{"overall" | detector: {client: row scores}}``. The result's
     ``config`` is ``config`` with ``score_threshold`` set to the tuned overall threshold.
+    ``default_threshold`` (the untuned monitor's) is compared with the tuned one
+    (``result.comparison``); the ``n_drivers`` benign clients with the highest peaks are
+    named with their ``reasons`` (client -> verdict reason) and ``sources`` (client -> log).
     """
     if not 0 < target_fpr < 1:
         raise ValueError(f"target FPR must be in (0, 1), got {target_fpr}")
@@ -390,7 +468,22 @@ def tune(benign: Mapping[str, Mapping[str, np.ndarray]],
                    f"{confidence:.0%} confidence (need at least "
                    f"{min_clients_for(target_fpr, confidence)}); threshold set to the largest "
                    f"benign peak + {margin}, achieved upper bound {upper:.4f}")
+    overall_b = [benign[OVERALL][c] for c in clients]
+    overall_a = [attacks[OVERALL][c] for c in attack_clients] if attack_clients else []
+    comparison = None
+    if default_threshold is not None:
+        comparison = threshold_curve(overall_b, overall_a,
+                                     np.array([default_threshold, threshold]), confidence)
+        comparison.insert(0, "which", ["default", "tuned"])
+    benign_peaks = peaks(overall_b)
+    top = [i for i in np.argsort(-benign_peaks, kind="stable")[:n_drivers]
+           if benign_peaks[i] > 0]
+    drivers = [{"client_id": clients[i], "peak_score": float(benign_peaks[i]),
+                "n_queries": int(len(overall_b[i])),
+                "reason": (reasons or {}).get(clients[i]),
+                "source": (sources or {}).get(clients[i])} for i in top]
     return TuningResult(
+        default_threshold=default_threshold, comparison=comparison, drivers=drivers,
         config=config.replace(score_threshold=threshold),
         threshold=threshold, target_fpr=target_fpr, confidence=confidence, horizon=horizon,
         n_benign=n, benign_flagged=k, achieved_fpr=k / n, fpr_upper=upper,
@@ -405,17 +498,27 @@ def tune(benign: Mapping[str, Mapping[str, np.ndarray]],
 def tune_logs(profile: Profile, benign_logs: Sequence[str | Path],
               attack_logs: Sequence[str | Path] = (), *, config: MonitorConfig | None = None,
               model=None, target_fpr: float = 0.01, confidence: float = 0.95,
-              horizon: int | None = None, margin: float = 0.5, per_detector: bool = True
-              ) -> TuningResult:
+              horizon: int | None = None, margin: float = 0.5, per_detector: bool = True,
+              columns=None, on_progress=None) -> TuningResult:
     """Read logs, replay every client, label clients, and :func:`tune`.
 
     A client is an attack when its ``truth_is_attack`` says so; without that column,
     clients of ``benign_logs`` are benign and clients of ``attack_logs`` are attacks.
     Client ids must be unique across logs. The same file given twice is read once.
+    ``columns`` is the logs' :class:`~monitor.logs.LogColumns`; ``on_progress(done, total)``
+    counts replays (one per log and detector run). The result compares the tuned threshold
+    with the untuned monitor's and names the benign clients with the highest peaks.
     """
     from monitor.logs import read_log
 
     config = config or MonitorConfig()
+    default_threshold = float(Monitor(profile, config=config.replace(score_threshold=None),
+                                      model=model).threshold)
+    unique = list(dict.fromkeys(str(p) for p in [*benign_logs, *attack_logs]))
+    runs_per_log = 1 + (len(config.detectors) if per_detector else 0)
+    total_runs, runs_done = len(unique) * runs_per_log, 0
+    reasons: dict[str, str] = {}
+    client_sources: dict[str, str] = {}
     for path in [*benign_logs, *attack_logs]:
         if not Path(path).is_file():
             raise ValueError(f"{path}: no such file")
@@ -432,7 +535,7 @@ def tune_logs(profile: Profile, benign_logs: Sequence[str | Path],
             seen[digest] = str(path)
             sources.append({"role": role, "path": str(path), "sha256": digest})
             log = read_log(path, profile.feature_names_, len(profile.classes_),
-                           extra=TRUTH_COLUMNS)
+                           extra=TRUTH_COLUMNS, columns=columns)
             clash = sorted(set(log.clients()) & set(labels))
             if clash:
                 raise ValueError(f"{Path(path).name}: client id {clash[0]!r} also appears in "
@@ -442,13 +545,25 @@ def tune_logs(profile: Profile, benign_logs: Sequence[str | Path],
             labels.update({c: bool(kinds["is_attack"].get(c, role == "attacks"))
                            for c in log.clients()})
             fidelity.update(client_fidelity(truth))
-            for name, scores in replay_detectors(log, profile, config, model, horizon,
-                                                 per_detector).items():
-                replays.setdefault(name, {}).update(scores)
+            client_sources.update(dict.fromkeys(log.clients(), str(path)))
+            scores, verdicts = replay_scores(log, profile, config, model, horizon)
+            replays.setdefault(OVERALL, {}).update(scores)
+            reasons.update({c: v.reason for c, v in verdicts.items()})
+            runs_done += 1
+            if on_progress is not None:
+                on_progress(runs_done, total_runs)
+            for name in (config.detectors if per_detector else ()):
+                alone = config.replace(detectors=(name,), score_threshold=None)
+                replays.setdefault(name, {}).update(
+                    replay_scores(log, profile, alone, model, horizon)[0])
+                runs_done += 1
+                if on_progress is not None:
+                    on_progress(runs_done, total_runs)
     benign, attacks = split_by_truth(replays, labels)
     result = tune(benign, attacks if attacks[OVERALL] else None, config=config,
                   target_fpr=target_fpr, confidence=confidence, horizon=horizon,
-                  margin=margin, fidelity=fidelity)
+                  margin=margin, fidelity=fidelity, default_threshold=default_threshold,
+                  reasons=reasons, sources=client_sources)
     result.sources = sources
     return result
 

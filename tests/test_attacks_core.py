@@ -82,20 +82,28 @@ def test_http_oracle_against_a_real_server(served_victim):
         bad(v.X_public[:1])
 
 
+PERTURBED = {"benign-tail-jitter", "benign-prototype", "benign-what-if", "benign-full-sweep"}
+
+
 @pytest.mark.parametrize("name", ["wine-tree", "digits-mlp"])
 def test_benign_streams_use_public_records_only(name):
     v = load_victim(name)
     public = {r.tobytes() for r in v.X_public}
     private = {r.tobytes() for r in np.vstack([v.X_train, v.X_cal])} - public
-    streams = benign_streams(v, seed=1, n=120)
+    streams = benign_streams(v, seed=1, n=120, hard=True)
     assert {s.kind for s in streams} >= {"benign-random", "benign-one-class", "benign-two-class",
                                          "benign-drift", "benign-duplicates",
-                                         "benign-sorted-batch", "benign-tiny", "benign-bursty"}
+                                         "benign-sorted-batch", "benign-tiny", "benign-bursty",
+                                         *PERTURBED}
     for s in streams:
         assert not s.is_attack and s.X.shape[1] == v.n_features
         rows = {r.tobytes() for r in s.X}
         assert not rows & private, s.kind
-        if s.kind != "benign-drift":
+        if s.kind in PERTURBED:  # near a public record: jittered, or one feature changed
+            sd = np.where(v.X_public.std(axis=0) > 0, v.X_public.std(axis=0), 1.0)
+            far = np.abs(s.X[:, None, :] - v.X_public[None]) > 0.2 * sd
+            assert np.all(far.sum(axis=2).min(axis=1) <= 1), s.kind
+        elif s.kind != "benign-drift":
             assert rows <= public, s.kind
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,6 +40,11 @@ def files(tmp_path_factory, victim):
     log.loc[[0, 1], victim.feature_names[2]] = np.nan
     log.to_csv(root / "log.csv", index=False)
     return root
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences (colours, cursor moves)."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -92,7 +99,7 @@ def test_analyze_with_config_and_progress(files, profile_dir, capsys):
     code, out, err = run_cli(capsys, "analyze", files / "log.csv", "--profile", profile_dir,
                              "--out", out_path, "--config", config, "--progress")
     assert code == 0
-    assert "268/268 rows" in err
+    assert "268/268 rows" in strip_ansi(err)
     table = pd.read_parquet(out_path)
     assert table["flagged"].sum() == 1
     (files / "bad.toml").write_text("[monitor]\nalpah = 0.1\n")
@@ -184,3 +191,149 @@ def test_help_says_joblib_means_trust():
         text = " ".join(sub[name].format_help().split())
         assert "Loading a joblib/pickle file means trusting it" in text
         assert "--trust" in text
+
+
+@pytest.fixture(scope="module")
+def own_log(files, victim):
+    """The test log in another shape: user, timestamp, prob_*, request_id (CSV and a JSON
+    array), and the same queries and answers in the standard shape."""
+    log = pd.read_csv(files / "log.csv", dtype={"client_id": str})
+    answers = victim.answer(log[victim.feature_names].fillna(0).to_numpy())
+    own = log.drop(columns=["pred"]).rename(columns={"client_id": "user"})
+    own["timestamp"] = (pd.Timestamp("2024-06-01T12:00:00Z")
+                        + pd.to_timedelta(log["ts"], unit="s")).dt.strftime("%Y-%m-%dT%H:%M:%S")
+    own = own.drop(columns=["ts"])
+    for j in range(answers.shape[1]):
+        own[f"prob_{j}"] = answers[:, j]
+    own["request_id"] = [f"req-{i:05d}" for i in range(len(own))]
+    own.to_csv(files / "own.csv", index=False)
+    own.to_json(files / "own.json", orient="records")
+    standard = log.drop(columns=["pred"]).assign(**{f"p_{j}": answers[:, j]
+                                                    for j in range(answers.shape[1])})
+    standard.to_csv(files / "standard.csv", index=False)
+    return own
+
+
+def test_analyze_a_log_in_its_own_shape(files, profile_dir, capsys, victim, own_log):
+    """Acceptance (issue 15): columns user, timestamp, prob_* and an extra request_id,
+    analyzed without renaming anything; request_id is carried into the verdicts; the result
+    equals the standard-shape log's; a JSON array works as well as JSON lines."""
+    own = own_log
+    mapping = ["--client-column", "user", "--time-column", "timestamp",
+               "--proba-columns", "prob_*", "--keep", "request_id"]
+    code, out, err = run_cli(capsys, "analyze", files / "own.csv", "--profile", profile_dir,
+                             "--out", files / "own-v.csv", *mapping)
+    assert code == 0, err
+    got = pd.read_csv(files / "own-v.csv").set_index("client_id")
+    code, _, err = run_cli(capsys, "analyze", files / "standard.csv", "--profile", profile_dir,
+                           "--out", files / "std-v.csv")
+    assert code == 0, err
+    want = pd.read_csv(files / "std-v.csv").set_index("client_id")
+    pd.testing.assert_frame_equal(got.drop(columns=["request_id"]), want)
+    assert got.loc["scraper", "flagged"]
+    # request_id of the flagging query: the scraper's (flag_at + 1)-th query in time order
+    rows = own[own["user"] == "scraper"].sort_values("timestamp", kind="stable")
+    rows = rows[rows[victim.feature_names].notna().all(axis=1)]
+    assert got.loc["scraper", "request_id"] == rows["request_id"].iloc[
+        int(got.loc["scraper", "flag_at"])]
+    code, _, err = run_cli(capsys, "analyze", files / "own.json", "--profile", profile_dir,
+                           "--out", files / "own-json.csv", *mapping)
+    assert code == 0, err
+    pd.testing.assert_frame_equal(pd.read_csv(files / "own-json.csv").set_index("client_id"),
+                                  got)
+
+
+def test_log_column_errors_name_the_nearest_column(files, profile_dir, capsys, own_log):
+    own = files / "own.csv"
+    err = _one_line_error(capsys, "analyze", own, "--profile", profile_dir,
+                          "--out", files / "x.csv")
+    assert "no 'client_id' column (nearest: 'user')" in err and "--client-column" in err
+    err = _one_line_error(capsys, "analyze", own, "--profile", profile_dir, "--out",
+                          files / "x.csv", "--client-column", "user", "--time-column", "tstamp")
+    assert "no column 'tstamp'" in err and "(nearest: 'timestamp')" in err
+    err = _one_line_error(capsys, "analyze", own, "--profile", profile_dir, "--out",
+                          files / "x.csv", "--client-column", "user", "--time-column",
+                          "timestamp", "--proba-columns", "proba_*")
+    assert "no column matches --proba-columns 'proba_*'" in err and "try 'prob_*'" in err
+    err = _one_line_error(capsys, "analyze", own, "--profile", profile_dir, "--out",
+                          files / "x.csv", "--client-column", "user", "--time-column",
+                          "timestamp", "--keep", "request")
+    assert "no column 'request'" in err and "(nearest: 'request_id')" in err
+
+
+def test_analyze_logs_flag_events_as_json_lines(files, profile_dir, capsys):
+    import json
+
+    code, out, err = run_cli(capsys, "analyze", files / "log.csv", "--profile", profile_dir,
+                             "--out", files / "ev.csv", "--log-level", "info",
+                             "--log-format", "json")
+    assert code == 0
+    events = [json.loads(line) for line in err.splitlines()]
+    assert [e["client_id"] for e in events if e["event"] == "client_flagged"] == ["scraper"]
+    flagged = next(e for e in events if e["event"] == "client_flagged")
+    assert flagged["action"] == "report" and flagged["score"] > flagged["threshold"]
+    assert isinstance(flagged["flag_at"], int) and flagged["reason"]
+
+
+def test_profile_label_column_hint_and_calibration_knobs(files, capsys, victim, tmp_path):
+    from monitor import Profile
+
+    train = pd.read_csv(files / "train.csv").rename(columns={"y": "target"})
+    train.to_csv(tmp_path / "target.csv", index=False)
+    pd.read_parquet(files / "cal.parquet").rename(columns={"y": "target"}).to_parquet(
+        tmp_path / "cal.parquet")
+    err = _one_line_error(capsys, "profile", "--model", files / "model.joblib", "--train",
+                          tmp_path / "target.csv", "--out", tmp_path / "p")
+    assert "--label-column target" in err and "do not match" not in err
+    code, out, err = run_cli(capsys, "profile", "--model", files / "model.joblib", "--train",
+                             tmp_path / "target.csv", "--label-column", "target",
+                             "--calibration", tmp_path / "cal.parquet", "--folds", "3",
+                             "--drift-draws", "4", "--calibration-rows", "60",
+                             "--reference-rows", "100", "--out", tmp_path / "p")
+    assert code == 0, err
+    profile = Profile.load(tmp_path / "p")
+    assert (profile.n_folds, profile.drift_draws, profile.max_reference) == (3, 4, 100)
+    assert profile.calibration_source_.startswith("calibration split (60 rows)")
+    assert "3-fold cross-fitting" in profile.calibration_source_
+    assert len(profile.reference_) == 100
+    err = _one_line_error(capsys, "profile", "--model", files / "model.joblib", "--train",
+                          files / "train.csv", "--folds", "1", "--out", tmp_path / "q")
+    assert "--folds must be at least 2" in err
+
+
+def test_a_dataframe_pipeline_is_called_with_its_feature_names(tmp_path, capsys, victim):
+    """A pipeline fitted on a DataFrame gives no feature-name warning in profile or analyze
+    (it is called with DataFrames), and a pipeline selecting columns by name works."""
+    import warnings
+
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    names = [str(n) for n in victim.feature_names]
+    frame = pd.DataFrame(victim.X_train, columns=names)
+    pipe = make_pipeline(ColumnTransformer([("scale", StandardScaler(), names[:10])]),
+                         LogisticRegression(max_iter=500)).fit(frame, victim.y_train)
+    save_model(pipe, tmp_path / "pipe.joblib")
+    frame.assign(y=victim.y_train).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame(victim.X_cal, columns=names).assign(y=victim.y_cal).to_csv(
+        tmp_path / "cal.csv", index=False)
+    log = pd.DataFrame(victim.X_public[:60], columns=names)
+    log.insert(0, "client_id", "u")
+    log.insert(1, "seq", range(60))
+    log.to_csv(tmp_path / "log.csv", index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = run_cli(capsys, "profile", "--model", tmp_path / "pipe.joblib",
+                               "--train", tmp_path / "train.csv", "--calibration",
+                               tmp_path / "cal.csv", "--drift-draws", "5", "--out",
+                               tmp_path / "profile")
+        assert code == 0, err
+        code, _, err = run_cli(capsys, "analyze", tmp_path / "log.csv", "--profile",
+                               tmp_path / "profile", "--model", tmp_path / "pipe.joblib",
+                               "--out", tmp_path / "v.csv")
+        assert code == 0, err
+    named = [str(w.message) for w in caught if "feature names" in str(w.message)]
+    assert named == [], named[:2]
+    assert "Pipeline" in (tmp_path / "profile" / "profile.json").read_text()

@@ -69,3 +69,25 @@ def test_fidelity_curve_without_refit_reports_final_point_only():
     result = run_attack("path-finding", v, budget=1000, seed=0)
     curve = fidelity_curve(result, v, [10, result.n_queries])
     assert np.isnan(curve["public"].iloc[0]) and curve["public"].iloc[1] >= 0.99
+
+
+def test_regression_fidelity_is_r2_and_classifier_fidelity_unchanged():
+    from sklearn.dummy import DummyRegressor
+    from sklearn.metrics import r2_score
+
+    from attacks.fidelity import r2_agreement
+
+    v = load_victim("diabetes-hgb")
+    target = v.model.predict(v.X_public)
+    constant = DummyRegressor().fit(v.X_public, target)
+    assert agreement(constant, v, v.X_public) == pytest.approx(0.0, abs=1e-12)
+    assert agreement(v.model, v, v.X_public) == 1.0
+    noisy = type("Noisy", (), {"predict": lambda self, X: v.model.predict(X) + 10.0})()
+    assert r2_agreement(noisy, v, v.X_public) == pytest.approx(
+        r2_score(target, target + 10.0))
+    scores = fidelity(v.model, v, n_uniform=100)
+    assert scores == {"public": 1.0, "uniform": 1.0}
+    c = load_victim("wine-tree")  # classifiers: still the label agreement rate
+    labels = c.model.predict(c.X_public)
+    majority = type("Majority", (), {"predict": lambda self, X: np.full(len(X), labels[0])})()
+    assert agreement(majority, c, c.X_public) == pytest.approx(np.mean(labels == labels[0]))

@@ -173,4 +173,4 @@ def test_cli_partition_then_analyze_folder_equals_file(tmp_path, victim, profile
     assert "not empty" in err and len(err.strip().splitlines()) == 1
     assert main(["analyze", str(tmp_path / "parts"), *common, "--workers", "0",
                  "--out", str(tmp_path / "x.csv")]) == 2
-    assert "--workers must be at least 1" in capsys.readouterr().err
+    assert "--dask-workers must be at least 1" in capsys.readouterr().err

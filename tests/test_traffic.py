@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attacks.adaptive import mix_with_public, slow_down, split_sybils
+from attacks.adaptive import (
+    mix_with_cover,
+    mix_with_public,
+    slow_down,
+    split_one_per_id,
+    split_sybils,
+)
 from attacks.benign import benign_streams
 from attacks.registry import run_attack
 from attacks.streams import with_times
@@ -68,3 +74,34 @@ def test_adaptive_attackers(streams_and_victim):
     assert sum(s.n_queries for s in sybils) == attack.n_queries
     slow = slow_down(attack, rng, mean_gap=600.0)
     assert slow.ts[-1] > 100 * attack.timestamps()[-1]
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.2])
+def test_attack_mixed_into_cover_traffic(streams_and_victim, fraction):
+    streams, v = streams_and_victim
+    attack = streams[-1]
+    mixed = mix_with_cover(attack, v, fraction, np.random.default_rng(1))
+    is_cover = mixed.meta["is_cover"]
+    assert mixed.is_attack and mixed.meta["attack_fraction"] == fraction
+    assert (~is_cover).mean() == pytest.approx(fraction, abs=0.01)
+    np.testing.assert_array_equal(mixed.X[~is_cover], attack.X)
+    public = {r.tobytes() for r in v.X_public}
+    assert all(r.tobytes() in public for r in mixed.X[is_cover])
+    with pytest.raises(ValueError, match="attack_fraction"):
+        mix_with_cover(attack, v, 0.0, np.random.default_rng(1))
+
+
+def test_split_one_query_per_id(streams_and_victim):
+    streams, v = streams_and_victim
+    attack = streams[-1]
+    parts = split_one_per_id(attack, np.random.default_rng(2), group="acct-7")
+    assert len(parts) == attack.n_queries and all(p.n_queries == 1 for p in parts)
+    assert len({p.client_id for p in parts}) == attack.n_queries
+    assert not any(attack.client_id in p.client_id for p in parts)
+    assert {p.meta["group"] for p in parts} == {"acct-7"} and all(p.is_attack for p in parts)
+    np.testing.assert_array_equal(np.vstack([p.X for p in parts]), attack.X)
+    np.testing.assert_array_equal(np.concatenate([p.ts for p in parts]), attack.timestamps())
+    again = split_one_per_id(attack, np.random.default_rng(2), group="acct-7")
+    assert [p.client_id for p in again] == [p.client_id for p in parts]
+    df = to_log(parts[:5] + streams[:1], v)  # each id is its own client in a query log
+    assert df.client_id.nunique() == 6

@@ -102,7 +102,8 @@ def test_fresh_benign_clients_stay_within_the_promised_bound(victim, profile_dir
     TOUCHY.save(base)
     out = tmp_path / "tuned.toml"
     code = main(["tune", "--profile", str(profile_dir), "--benign", str(tune_log),
-                 "--target-fpr", str(target), "--config", str(base), "--out", str(out)])
+                 "--target-fpr", str(target), "--config", str(base), "--out", str(out),
+                 "--accept-higher"])
     assert code == 0
     tuned = MonitorConfig.load(out)
     tuning = tomllib.loads(out.read_text())["tuning"]
@@ -126,7 +127,8 @@ def test_tune_reproduces_bench_roc_numbers(victim, profile_dir, mixed_log, tmp_p
     verdict tables on the same log (sklearn's roc_auc_score on peak scores)."""
     out, curves = tmp_path / "tuned.toml", tmp_path / "curves.csv"
     assert main(["tune", "--profile", str(profile_dir), "--benign", str(mixed_log),
-                 "--target-fpr", "0.05", "--curves", str(curves), "--out", str(out)]) == 0
+                 "--target-fpr", "0.05", "--curves", str(curves), "--out", str(out),
+                 "--accept-higher", "--allow-weaker"]) == 0
     tuning = tomllib.loads(out.read_text())["tuning"]
     verdicts = tmp_path / "verdicts.csv"
     assert main(["analyze", str(mixed_log), "--profile", str(profile_dir), "--config", str(out),
@@ -181,10 +183,15 @@ def test_too_few_clients_fall_back_and_say_so(victim, profile_dir, tmp_path, cap
     log = tmp_path / "few.csv"
     n = _benign_log(victim, [7], 40, log)
     out = tmp_path / "few.toml"
-    assert main(["tune", "--profile", str(profile_dir), "--benign", str(log),
-                 "--target-fpr", "0.01", "--horizon", "30", "--out", str(out)]) == 0
-    said = capsys.readouterr().out
+    code = main(["tune", "--profile", str(profile_dir), "--benign", str(log),
+                 "--target-fpr", "0.01", "--horizon", "30", "--out", str(out)])
+    said, err = capsys.readouterr()
+    assert code == 2 and not out.exists()  # issue 13: an impossible target fails
     assert f"{n} benign clients cannot support a target FPR of 0.01" in said
+    assert len(err.strip().splitlines()) == 1 and "--allow-weaker" in err
+    assert main(["tune", "--profile", str(profile_dir), "--benign", str(log),
+                 "--target-fpr", "0.01", "--horizon", "30", "--out", str(out),
+                 "--allow-weaker", "--accept-higher"]) == 0
     data = tomllib.loads(out.read_text())
     tuning = data["tuning"]
     assert tuning["supported"] is False and tuning["horizon"] == 30
@@ -209,3 +216,80 @@ def test_bad_input_is_one_clear_line(profile_dir, mixed_log, tmp_path, capsys, a
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def noisy_benign(victim, tmp_path_factory):
+    """Benign clients plus one benign client that sends uniform noise (it will score high):
+    a benign log that pushes the tuned threshold above the default."""
+    path = tmp_path_factory.mktemp("noisy") / "benign.csv"
+    streams = [s for seed in range(300, 308) for s in benign_streams(victim, seed=seed, n=60)]
+    frame = to_log(streams, victim)
+    noise = to_log([run_attack("uniform", victim, budget=120, seed=9).stream], victim)
+    noise["client_id"] = "benign-batch-scorer"
+    frame = pd.concat([frame, noise], ignore_index=True).drop(
+        columns=[c for c in frame if c.startswith("truth_")])
+    write_log(frame, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def attack_log(victim, tmp_path_factory):
+    path = tmp_path_factory.mktemp("attacks") / "attacks.csv"
+    streams = [run_attack(name, victim, budget=150, seed=s).stream
+               for name in ("uniform", "boundary-walk") for s in range(2)]
+    write_log(to_log(streams, victim), path)
+    return path
+
+
+def test_tune_explains_and_refuses_a_higher_threshold(profile_dir, noisy_benign, attack_log,
+                                                      tmp_path, capsys):
+    """The noisy benign client drives the threshold above the default: tune names it with
+    its reason, shows default vs tuned detection side by side, and (not on a terminal)
+    refuses to write unless --accept-higher."""
+    out = tmp_path / "tuned.toml"
+    argv = ["tune", "--profile", str(profile_dir), "--benign", str(noisy_benign),
+            "--attacks", str(attack_log), "--target-fpr", "0.05", "--no-detectors",
+            "--out", str(out)]
+    code = main(argv)
+    said, err = capsys.readouterr()
+    assert code == 2 and not out.exists()
+    assert "above the default" in err and "--accept-higher" in err
+    assert len(err.strip().splitlines()) == 1
+    lines = said.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split() == ["default", "tuned"])
+    table = {line[:26].strip(): line[26:].split(maxsplit=2) for line in lines[header + 1:
+                                                                           header + 6]}
+    default_t, tuned_t = map(float, table["threshold"])
+    assert tuned_t > default_t
+    detected = [int(v) for v in " ".join(table["attacks detected"]).split() if v.isdigit()]
+    assert detected[0] >= detected[2]  # default x of 4, tuned y of 4: never more at higher t
+    drivers = lines[lines.index("benign clients that drive the threshold (highest peak "
+                                "scores):") + 1]
+    assert drivers.startswith("  benign-batch-scorer: peak ")
+    assert "at or above the default threshold" in drivers and "distinct queries" in drivers
+
+    assert main([*argv, "--accept-higher"]) == 0
+    capsys.readouterr()
+    tuning = tomllib.loads(out.read_text())["tuning"]
+    assert tuning["threshold"] == pytest.approx(tuned_t, rel=1e-3)
+    assert tuning["default_threshold"] == pytest.approx(default_t, rel=1e-3)
+    assert tuning["drivers"][0]["client_id"] == "benign-batch-scorer"
+
+
+def test_tune_carries_the_other_tables_through(profile_dir, mixed_log, tmp_path):
+    """issue 13: the [serving] and [store] tables of --config survive tuning unchanged."""
+    base = tmp_path / "base.toml"
+    base.write_text('[monitor]\nalpha = 0.01\n\n[serving]\nroutes = ["/invocations"]\n'
+                    'actions = ["block"]\n\n[store]\nuri = "memory://"\n')
+    out = tmp_path / "tuned.toml"
+    assert main(["tune", "--profile", str(profile_dir), "--benign", str(mixed_log),
+                 "--target-fpr", "0.05", "--no-detectors", "--config", str(base),
+                 "--out", str(out), "--accept-higher", "--allow-weaker", "--quiet"]) == 0
+    data, before = tomllib.loads(out.read_text()), tomllib.loads(base.read_text())
+    assert data["serving"] == before["serving"] and data["store"] == before["store"]
+    assert data["monitor"]["score_threshold"] == data["tuning"]["threshold"]
+    from monitor.settings import Settings
+
+    assert Settings.load(out).serving.routes == ("/invocations",) or \
+        list(Settings.load(out).serving.routes) == ["/invocations"]

@@ -15,6 +15,15 @@ inside the model pipeline.
 (2, 2)
 """
 
-from victims.registry import OUTPUT_MODES, VICTIMS, Victim, load_victim
+from victims.registry import (
+    ALL_VICTIMS,
+    EXTRA_VICTIMS,
+    OUTPUT_MODES,
+    REGRESSION_VICTIMS,
+    VICTIMS,
+    Victim,
+    load_victim,
+)
 
-__all__ = ["OUTPUT_MODES", "VICTIMS", "Victim", "load_victim"]
+__all__ = ["ALL_VICTIMS", "EXTRA_VICTIMS", "OUTPUT_MODES", "REGRESSION_VICTIMS", "VICTIMS",
+           "Victim", "load_victim"]

@@ -14,6 +14,8 @@ run covers all four victims and every applicable attack at its registry budget.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -39,7 +41,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated victims (default: the run's set)")
     parser.add_argument("--attacks", default=None,
                         help="comma-separated attacks (default: the run's set)")
+    parser.add_argument("--configs", default=None,
+                        help="comma-separated monitor configurations (default: all of "
+                             "attacks.bench.CONFIGS)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+@contextlib.contextmanager
+def bench_progress(quiet: bool):
+    """The callback ``run_bench`` reports "[i/n] task" lines to: a progress bar on a terminal,
+    the lines themselves on stderr otherwise, nothing with --quiet."""
+    from monitor.progress import Progress, is_quiet, wants_progress
+
+    if quiet or is_quiet():
+        yield None
+        return
+    if not wants_progress():
+        yield lambda line: print(line, file=sys.stderr, flush=True)
+        return
+    with Progress("benchmark", unit="tasks") as bar:
+        def update(line: str) -> None:
+            match = re.match(r"\[(\d+)/(\d+)\]\s*(.*)", line)
+            if match is None:
+                bar.describe(line[:60])
+                return
+            bar.describe(f"benchmark {match.group(3)[:50]}")
+            bar(int(match.group(1)), int(match.group(2)))
+
+        yield update
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,11 +101,12 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"unknown attack(s) {', '.join(unknown)}; "
                                f"choose among {', '.join(ATTACKS)}")
         changes["attacks"] = names
+    if args.configs:
+        changes["configs"] = tuple(c.strip() for c in args.configs.split(",") if c.strip())
     try:
         spec = replace(spec, **changes)
-        progress = None if args.quiet else (lambda line: print(line, file=sys.stderr,
-                                                               flush=True))
-        result = run_bench(spec, progress)
+        with bench_progress(args.quiet) as progress:
+            result = run_bench(spec, progress)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     command = "extraction-monitor " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \

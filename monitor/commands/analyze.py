@@ -1,9 +1,15 @@
 """Replay a query log through the monitor and write one verdict per client.
 
-LOG is CSV, JSON lines (.jsonl/.ndjson/.json) or Parquet with client_id, an order column (seq or
-ts; seq wins if both), the feature columns (x_0..x_{d-1} or the training data's names) and
-optionally what the API returned (p_0..p_{k-1} probabilities and/or pred). Extra columns are
-ignored; rows with NaN/inf or missing values are skipped and counted.
+LOG is CSV, JSON lines or a JSON array (.jsonl/.ndjson/.json) or Parquet with a client column
+(client_id, or --client-column), an order column (seq or ts, seq wins if both; or
+--order-column / --time-column), the feature columns (x_0..x_{d-1} or the training data's
+names) and optionally what the API returned (p_0..p_{k-1} probabilities or --proba-columns,
+and/or pred or --label-column). Extra columns are ignored unless --keep carries them into the
+verdict table; rows with NaN/inf or missing values are skipped and counted.
+
+flag_at in the verdict table is 0-based: the index of the client's query that raised the flag
+(queries to flag = flag_at + 1). With --log-level info, each flagged client is also logged as
+a client_flagged event (--log-format json: one JSON line each).
 
 Outputs used: the p_* probabilities if present; else pred labels when no --model is given;
 else the monitor recomputes outputs from --model.
@@ -20,15 +26,21 @@ it holds types outside skops' safe set unless you list them with --trust TYPE.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-import time
 from pathlib import Path
 
 from monitor.cli import CommandError
-from monitor.commands.inputs import load_model_file, load_profile, load_settings
+from monitor.commands.inputs import (
+    add_log_arguments,
+    load_model_file,
+    load_profile,
+    load_settings,
+    log_columns,
+)
 
-PROGRESS_MIN_ROWS = 20_000
-"""Logs with fewer rows never show a progress bar unless --progress is given."""
+logger = logging.getLogger("extraction_monitor.analyze")
+
 OUT_OF_CORE_BYTES = 1 << 30
 """Log files at least this large are analyzed out of core even without --out-of-core."""
 
@@ -54,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --group-column: write one verdict per group here")
     parser.add_argument("--progress", action="store_true",
                         help="show a progress bar on stderr even when it is not a terminal")
+    add_log_arguments(parser)
     group = parser.add_argument_group("scale (see docs/scaling.md)")
     group.add_argument("--engine", choices=("pandas", "dask"), default="pandas",
                        help="pandas: in this process; dask: partitions as tasks on a Dask "
@@ -61,8 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="Dask scheduler to use (e.g. tcp://10.0.0.5:8786); default: a "
                             "LocalCluster started for this run")
-    group.add_argument("--workers", type=int, default=2, metavar="N",
-                       help="worker processes of the LocalCluster (default: 2)")
+    group.add_argument("--dask-workers", "--workers", dest="dask_workers", type=int, default=2,
+                       metavar="N", action=_DeprecatedAlias,
+                       help="Dask worker processes of the LocalCluster (default: 2; "
+                            "--workers is a deprecated alias: in serve/proxy it means "
+                            "uvicorn workers)")
     group.add_argument("--partitions", type=int, default=None, metavar="N",
                        help="partitions when a log file is partitioned first (default: about "
                             "125k rows each)")
@@ -71,24 +87,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "partition (automatic for folders and files over 1 GiB)")
 
 
-class ProgressBar:
-    """A one-line text progress bar redrawn on ``stream`` (at most ~10 times a second)."""
+class _DeprecatedAlias(argparse.Action):
+    """Store the value; say once on stderr when the deprecated spelling ``--workers`` was used."""
 
-    def __init__(self, stream, width: int = 30) -> None:
-        self.stream = stream
-        self.width = width
-        self._last = 0.0
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == "--workers":
+            print("extraction-monitor analyze: warning: --workers is deprecated here; use "
+                  "--dask-workers (in serve/proxy --workers means uvicorn workers)",
+                  file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - self._last < 0.1:
-            return
-        self._last = now
-        filled = self.width * done // max(total, 1)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} rows")
-        if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
+
+def progress_bar(args):
+    """The replay's progress bar: on a terminal, or everywhere with --progress; never with
+    --quiet."""
+    from monitor.progress import Progress, wants_progress
+
+    return Progress("analyzing", unit="rows", enabled=wants_progress(force=args.progress))
 
 
 def wants_engine(args: argparse.Namespace) -> bool:
@@ -120,26 +135,35 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_in_memory(args, profile, config, model) -> int:
     from monitor import Monitor
-    from monitor.analyze import analyze_log, client_groups, group_table, summary_line
+    from monitor.analyze import (
+        analyze_log,
+        attach_kept,
+        client_groups,
+        group_table,
+        summary_line,
+    )
     from monitor.errors import InvalidInput
     from monitor.logs import LogError, read_log
     from monitor.tables import write_table
 
     extra = [args.group_column] if args.group_column else []
+    columns = log_columns(args)
     try:
-        log = read_log(args.log, profile.feature_names_, len(profile.classes_), extra=extra)
+        log = read_log(args.log, profile.feature_names_, len(profile.classes_), extra=extra,
+                       columns=columns)
         groups = client_groups(log, args.group_column) if args.group_column else None
     except LogError as exc:
         raise CommandError(str(exc)) from exc
     monitor = Monitor(profile, config=config, model=model,
                       group_of=None if groups is None else groups.get)
-    show = args.progress or (sys.stderr.isatty() and log.n_rows >= PROGRESS_MIN_ROWS)
     try:
-        table = analyze_log(log, monitor, on_progress=ProgressBar(sys.stderr) if show else None,
-                            group_column=args.group_column)
+        with progress_bar(args) as bar:
+            table = analyze_log(log, monitor, on_progress=bar, group_column=args.group_column)
     except InvalidInput as exc:
         raise CommandError(f"{args.log.name}: {exc}") from exc
+    table = attach_kept(table, log, columns.keep)
     write_table(table, args.out)
+    log_flagged(table)
     line = f"{summary_line(table, log.n_skipped_nonfinite)}; verdicts written to {args.out}"
     if args.group_column:
         groups_table = group_table(monitor)
@@ -158,32 +182,58 @@ def _run_partitioned(args, profile, config, model) -> int:
     from monitor.logs import LogError
     from monitor.tables import write_table
 
-    if args.workers < 1:
-        raise CommandError(f"--workers must be at least 1, got {args.workers}")
+    if args.dask_workers < 1:
+        raise CommandError(f"--dask-workers must be at least 1, got {args.dask_workers}")
     if args.partitions is not None and args.partitions < 1:
         raise CommandError(f"--partitions must be at least 1, got {args.partitions}")
     if not args.log.exists():
         raise CommandError(f"{args.log}: no such file or folder")
-    progress = ProgressBar(sys.stderr) if (args.progress or sys.stderr.isatty()) else None
+    columns = log_columns(args)
+    if columns.keep:
+        raise CommandError("--keep needs the whole log in one process; drop --engine/"
+                           "--out-of-core (or partition folders) to keep columns")
     try:
         if args.engine == "dask":
             from monitor.engines.dask_engine import DaskUnavailable, analyze_partitioned_dask
 
             try:
-                result = analyze_partitioned_dask(
-                    args.log, args.profile, config, model_path=args.model, trust=args.trust,
-                    scheduler=args.scheduler, n_workers=args.workers,
-                    n_partitions=args.partitions, on_progress=progress)
+                with progress_bar(args) as bar:
+                    result = analyze_partitioned_dask(
+                        args.log, args.profile, config, model_path=args.model,
+                        trust=args.trust, scheduler=args.scheduler,
+                        n_workers=args.dask_workers, n_partitions=args.partitions,
+                        on_progress=bar, columns=columns)
             except DaskUnavailable as exc:
                 raise CommandError(str(exc)) from exc
         else:
             from monitor.engines import analyze_partitioned
 
-            result = analyze_partitioned(args.log, profile, config, model,
-                                         n_partitions=args.partitions, on_progress=progress)
+            with progress_bar(args) as bar:
+                result = analyze_partitioned(args.log, profile, config, model,
+                                             n_partitions=args.partitions, on_progress=bar,
+                                             columns=columns)
     except (LogError, InvalidInput) as exc:
         raise CommandError(f"{args.log.name}: {exc}") from exc
     write_table(result.table, args.out)
+    log_flagged(result.table)
     print(f"{summary_line(result.table, result.n_skipped)}; {result.summary()}; "
           f"verdicts written to {args.out}")
     return 0
+
+
+def log_flagged(table) -> None:
+    """One ``client_flagged`` event (INFO) per flagged client of a verdict table."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    import pandas as pd
+
+    from monitor.eventlog import log_event
+
+    for row in table[table["flagged"]].to_dict("records"):
+        flag_at = row.get("flag_at")
+        log_event(logger, "client_flagged", logging.INFO, client_id=row["client_id"],
+                  group_id=row.get("group_id"), score=row.get("peak_score"),
+                  threshold=row.get("threshold"), reason=row.get("reason"), action="report",
+                  n_queries=row.get("n_queries"),
+                  flag_at=None if flag_at is None or pd.isna(flag_at) else int(flag_at),
+                  exposure=row.get("exposure"))

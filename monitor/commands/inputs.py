@@ -32,8 +32,11 @@ def load_settings(path: Path | None):
 
 
 def load_model_file(path: Path | None, trust=(), profile=None):
-    """The classifier in ``path`` (``None`` when no file is given), checked against ``profile``."""
+    """The classifier in ``path`` (``None`` when no file is given), checked against ``profile``;
+    a model fitted on a DataFrame is wrapped so the monitor calls it with one
+    (:func:`monitor.named_features.with_feature_names`)."""
     from monitor.model_io import ModelLoadError, load_model
+    from monitor.named_features import with_feature_names
 
     if path is None:
         return None
@@ -44,4 +47,39 @@ def load_model_file(path: Path | None, trust=(), profile=None):
     if profile is not None and len(model.classes_) != len(profile.classes_):
         raise CommandError(f"--model has {len(model.classes_)} classes but the profile has "
                            f"{len(profile.classes_)}; use the model the profile was fit on")
-    return model
+    return with_feature_names(model)
+
+
+def add_log_arguments(parser, keep: bool = True) -> None:
+    """The log column mapping options shared by ``analyze``, ``tune`` and ``report``."""
+    group = parser.add_argument_group(
+        "log columns (defaults: client_id, seq or ts, p_0..p_{k-1}, pred)")
+    group.add_argument("--client-column", default=None, metavar="COLUMN",
+                       help="column saying who sent each query (default: client_id)")
+    group.add_argument("--time-column", default=None, metavar="COLUMN",
+                       help="timestamp of each query (numbers or date-times); orders the "
+                            "queries unless --order-column is given, and puts the report on "
+                            "a time axis (default: ts when present)")
+    group.add_argument("--order-column", default=None, metavar="COLUMN",
+                       help="query order within a client (default: seq, else the time column)")
+    group.add_argument("--proba-columns", default=None, metavar="PATTERN|LIST",
+                       help="returned probabilities, one column per class in class order: a "
+                            "glob pattern ('prob_*') or comma-separated names "
+                            "(default: p_0..p_{k-1})")
+    group.add_argument("--label-column", dest="log_label_column", default=None,
+                       metavar="COLUMN", help="returned label (default: pred when present)")
+    if keep:
+        group.add_argument("--keep", action="append", default=[], metavar="COLUMN",
+                           help="extra column carried into the verdict table (its value at "
+                                "the flagging query, else at the client's last query; "
+                                "repeatable)")
+
+
+def log_columns(args):
+    """The :class:`~monitor.logs.LogColumns` of the options :func:`add_log_arguments` added."""
+    from monitor.logs import CLIENT_COLUMN, LogColumns
+
+    return LogColumns(client=args.client_column or CLIENT_COLUMN, order=args.order_column,
+                      time=args.time_column,
+                      proba=LogColumns.parse_proba(args.proba_columns),
+                      label=args.log_label_column, keep=tuple(getattr(args, "keep", ()) or ()))

@@ -4,6 +4,12 @@ TRAIN and CAL are CSV, JSON lines or Parquet tables holding the feature columns 
 a label column (--label-column, default "y" when present); every other column is a feature.
 Without --calibration the profile is calibrated by cross-fitting on TRAIN.
 
+Calibration knobs: --folds (cross-fitting folds, default 5), --no-cross-fit (calibrate on CAL
+alone; faster, coarser p-values), --calibration-rows (a seeded subsample of CAL), --drift-draws
+(drifted copies of the held-out rows, default 50; 0: no drift model) and --reference-rows
+(training rows kept in the reference index, default 2000). A model fitted on a DataFrame is
+called with DataFrames of its feature names throughout (no feature-name warnings).
+
 Security: MODEL is a scikit-learn classifier with predict_proba saved with skops (.skops) or
 joblib (.joblib/.pkl/.pickle). Loading a joblib/pickle file means trusting it: it can run any
 code. A skops file is checked and refused if it holds types outside skops' safe set unless you
@@ -41,6 +47,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="type name a .skops model may contain beyond skops' safe set "
                              "(repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="seed for subsampling and folds")
+    group = parser.add_argument_group("calibration")
+    group.add_argument("--folds", type=int, default=5, metavar="K",
+                       help="cross-fitting folds on TRAIN (default: 5)")
+    group.add_argument("--no-cross-fit", action="store_true",
+                       help="with --calibration, calibrate on it alone (no cross-fitting)")
+    group.add_argument("--calibration-rows", type=int, default=None, metavar="N",
+                       help="use a seeded subsample of N rows of CAL (default: all)")
+    group.add_argument("--drift-draws", type=int, default=50, metavar="N",
+                       help="drifted copies of the held-out rows for the drift model "
+                            "(default: 50; 0: none)")
+    group.add_argument("--reference-rows", type=int, default=2000, metavar="N",
+                       help="training rows kept in the reference index (default: 2000)")
 
 
 def split_table(frame: pd.DataFrame, label_column: str | None, explicit: bool, what: str,
@@ -74,6 +92,37 @@ def split_table(frame: pd.DataFrame, label_column: str | None, explicit: bool, w
     return X[keep], y, list(frame.columns), int((~keep).sum())
 
 
+LABEL_HINTS = ("label", "target", "class", "y", "outcome", "category")
+
+
+def guess_label(frame: pd.DataFrame, model_names=None) -> str | None:
+    """The column of ``frame`` most likely to be the label: the one the model does not use,
+    else one named like a label, else a column of few integer values.
+
+    >>> guess_label(pd.DataFrame({"a": [0.1, 0.2], "target": [0, 1]}))
+    'target'
+    """
+    columns = [str(c) for c in frame.columns]
+    if model_names is not None:
+        unused = [c for c in columns if c not in set(map(str, model_names))]
+        if len(unused) == 1:
+            return unused[0]
+    named = [c for c in columns if c.lower() in LABEL_HINTS or c.lower().endswith("_label")]
+    if named:
+        return named[0]
+    for c in reversed(columns):
+        values = frame[c]
+        if pd.api.types.is_integer_dtype(values) and values.nunique() <= 20:
+            return c
+    return None
+
+
+def _label_hint(frame: pd.DataFrame, model_names=None) -> str:
+    label = guess_label(frame, model_names)
+    return (f"; if {label!r} is the label, pass --label-column {label}" if label
+            else "; name the label column with --label-column")
+
+
 def _read(path: Path) -> pd.DataFrame:
     try:
         return read_table(path)
@@ -83,44 +132,91 @@ def _read(path: Path) -> pd.DataFrame:
 
 def run(args: argparse.Namespace) -> int:
     from monitor.errors import InvalidInput
+    from monitor.logs import nearest_column
+    from monitor.named_features import count_calls, with_feature_names
     from monitor.profile import Profile
+    from monitor.progress import Progress
 
+    for flag in ("folds", "calibration_rows", "reference_rows"):
+        value = getattr(args, flag)
+        if value is not None and value < (2 if flag == "folds" else 1):
+            raise CommandError(f"--{flag.replace('_', '-')} must be at least "
+                               f"{2 if flag == 'folds' else 1}, got {value}")
+    if args.drift_draws < 0:
+        raise CommandError(f"--drift-draws must be >= 0, got {args.drift_draws}")
     try:
         model = load_model(args.model, trusted=args.trust)
     except ModelLoadError as exc:
         raise CommandError(str(exc)) from exc
     explicit = args.label_column is not None
     label_column = args.label_column if explicit else DEFAULT_LABEL_COLUMN
+    train = _read(args.train)
+    model_names = getattr(model, "feature_names_in_", None)
     X_train, y_train, names, dropped = split_table(
-        _read(args.train), label_column, explicit, f"training data {args.train.name}")
+        train.copy(), label_column, explicit, f"training data {args.train.name}")
     if len(X_train) == 0:
         raise CommandError(f"training data {args.train.name} has no usable rows")
-    model_names = getattr(model, "feature_names_in_", None)
+    no_label = not explicit and label_column not in train.columns
     if model_names is not None and list(model_names) != names:
-        if sorted(map(str, model_names)) != sorted(names):
-            raise CommandError(f"training data columns do not match the model's features "
-                               f"({', '.join(map(str, model_names[:5]))}, ...)")
+        wanted = [str(n) for n in model_names]
+        missing = [c for c in wanted if c not in names]
+        unused = [c for c in names if c not in wanted]
+        if missing:
+            near = nearest_column(missing[0], unused)
+            raise CommandError(
+                f"training data lacks the model's feature column {missing[0]!r}"
+                + (f" (nearest: {near!r})" if near else "")
+                + f"; it needs the columns the model was fitted on ({_short(wanted)})")
+        if unused:
+            hint = _label_hint(train, model_names) if no_label else \
+                "; drop them (the model does not use them)"
+            raise CommandError(f"training data has column(s) {_short(unused)} the model was "
+                               f"not fitted on{hint}")
         raise CommandError("training data columns are in a different order than the model's "
                            "features; reorder them")
     n_in = getattr(model, "n_features_in_", None)
     if n_in is not None and n_in != len(names):
+        hint = _label_hint(train) if no_label and len(names) == n_in + 1 else \
+            "; drop extra columns or set --label-column"
         raise CommandError(f"training data has {len(names)} feature columns but the model "
-                           f"expects {n_in}; drop extra columns or set --label-column")
+                           f"expects {n_in}{hint}")
     X_cal = y_cal = None
     if args.calibration is not None:
         X_cal, y_cal, _, dropped_cal = split_table(
             _read(args.calibration), label_column, explicit,
             f"calibration data {args.calibration.name}", feature_names=names)
         dropped += dropped_cal
+        if args.calibration_rows is not None and args.calibration_rows < len(X_cal):
+            keep = np.sort(np.random.default_rng([args.seed, 7]).permutation(len(X_cal))[
+                :args.calibration_rows])
+            X_cal = X_cal[keep]
+            y_cal = None if y_cal is None else y_cal[keep]
+    elif args.no_cross_fit:
+        raise CommandError("--no-cross-fit needs --calibration (held-out data to calibrate on)")
     if dropped:
         print(f"skipped {dropped} rows with NaN/inf or missing values", file=sys.stderr)
+    cross_fit = not args.no_cross_fit
+    folds = cross_fit or X_cal is None
+    total = ((1 if X_cal is not None else 0) + (2 * args.folds if folds else 0)
+             + args.drift_draws + 2)
+    params = {"n_folds": args.folds, "cross_fit": cross_fit, "drift_draws": args.drift_draws,
+              "max_reference": args.reference_rows, "seed": args.seed}
     try:
-        profile = Profile(seed=args.seed).fit(model, X_train, y_train, X_cal=X_cal, y_cal=y_cal,
-                                              feature_names=names)
+        with Progress("fitting the profile", total=total, unit="model calls") as bar, \
+                count_calls(lambda kind: bar.advance()) as key:
+            wrapped = with_feature_names(model, calls=key)
+            profile = Profile(**params).fit(wrapped, X_train, y_train, X_cal=X_cal,
+                                            y_cal=y_cal, feature_names=names)
     except (InvalidInput, ValueError) as exc:
         raise CommandError(f"cannot fit the profile: {exc}") from exc
+    profile.meta_["model"] = type(model).__name__
     profile.save(args.out)
     print(f"profile of {type(model).__name__} ({len(names)} features, "
           f"{len(profile.classes_)} classes, {len(X_train)} training rows, calibrated by "
           f"{profile.calibration_source_}) written to {args.out}")
     return 0
+
+
+def _short(names, limit: int = 4) -> str:
+    shown = ", ".join(repr(n) for n in list(names)[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")

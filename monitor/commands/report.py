@@ -1,10 +1,14 @@
-"""Write a single self-contained HTML report of verdicts (plots inlined as PNG).
+"""Write a single self-contained HTML report of verdicts (interactive plots, opens offline).
 
 SOURCE is either a verdict table written by `extraction-monitor analyze` (CSV/JSON lines/
-Parquet), or a query log, which is analyzed first (then the report also has per-client score
-timelines, and ROC / detection-delay curves when the log has a truth_is_attack column).
-Flagged clients come first, with the detector that fired and the reason; the profile's
-calibration checks close the report.
+Parquet), or a query log, which is analyzed first: then the report also drills into each
+flagged client (score timeline with the threshold, queries to flag, the features that pushed
+its queries out of the reference distribution), puts the flags on a time axis when the log has
+timestamps (--time-column, or ts), and draws ROC / detection-delay curves when the log has a
+truth_is_attack column. The summary comes first (flagged clients, when, exposure, the detector
+that fired); benign clients are collapsed; the benign score distribution against the threshold
+and the profile's calibration checks close the report. Query numbers in the report start at 1
+(query N = the verdict table's 0-based flag_at + 1).
 """
 
 from __future__ import annotations
@@ -13,7 +17,13 @@ import argparse
 from pathlib import Path
 
 from monitor.cli import CommandError
-from monitor.commands.inputs import load_model_file, load_profile, load_settings
+from monitor.commands.inputs import (
+    add_log_arguments,
+    load_model_file,
+    load_profile,
+    load_settings,
+    log_columns,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,15 +40,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust", action="append", default=[], metavar="TYPE",
                         help="type name a .skops model may contain beyond skops' safe set")
     parser.add_argument("--title", default=None, help="report title")
+    add_log_arguments(parser, keep=False)
 
 
 def run(args: argparse.Namespace) -> int:
     from monitor.errors import InvalidInput
     from monitor.logs import LogError
+    from monitor.progress import Progress
+
     try:
         from monitor.report import build_report
     except ImportError as exc:
-        raise CommandError(f"the report needs matplotlib ({exc}); pip install matplotlib") from exc
+        raise CommandError(f"the report needs jinja2 and plotly ({exc}); "
+                           "pip install jinja2 plotly") from exc
 
     if args.out.suffix.lower() not in (".html", ".htm"):
         raise CommandError(f"--out {args.out.name}: the report is HTML; name it .html")
@@ -46,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     config = load_settings(args.config).monitor
     model = load_model_file(args.model, args.trust)
     try:
-        page = build_report(args.source, profile, config, model, title=args.title)
+        with Progress("replaying for the report", unit="rows") as bar:
+            page = build_report(args.source, profile, config, model, title=args.title,
+                                columns=log_columns(args), on_progress=bar)
     except (LogError, InvalidInput, ValueError, OSError) as exc:
         raise CommandError(str(exc)) from exc
     args.out.parent.mkdir(parents=True, exist_ok=True)

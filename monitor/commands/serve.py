@@ -25,7 +25,6 @@ a <db>.salt file (mode 0600) created beside a SQLite database, so ids survive re
 from __future__ import annotations
 
 import argparse
-import logging
 import tempfile
 from pathlib import Path
 
@@ -60,13 +59,18 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                              "pattern (default: [serving] routes, the well-known inference "
                              "paths)")
     parser.add_argument("--log-level", default="info",
-                        choices=("debug", "info", "warning", "error"))
+                        choices=("debug", "info", "warning", "error"),
+                        help="least severe log records shown (default: info)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="flag and alert events (and other log records) as text or as "
+                             "JSON lines with a stable schema (default: text)")
     parser.add_argument("--state", default=None, metavar="URI",
                         help="state store: sqlite:///path.db, redis://host:port/db or memory:// "
                              "(default: [store] uri, else sqlite:/// in "
                              "~/.local/share/extraction-monitor)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="uvicorn worker processes sharing the state store (default: 1)")
+                        help="uvicorn worker processes sharing the state store (default: 1; "
+                             "analyze's Dask workers are --dask-workers)")
 
 
 def prepare_deployment(args) -> tuple:
@@ -101,7 +105,8 @@ def run_server(factory: str, options, args) -> int:
     """Serve the app built by ``factory`` in ``args.workers`` uvicorn workers."""
     from monitor.serving.launch import run_workers
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    # the extraction_monitor loggers were set up by the CLI (--log-format, --log-level);
+    # with --workers > 1 each uvicorn worker needs monitor.eventlog.uvicorn_log_config too
     try:
         run_workers(factory, options, args.host, args.port, args.workers, args.log_level)
     except OSError as exc:

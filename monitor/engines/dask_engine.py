@@ -41,14 +41,18 @@ def _distributed():
 
 
 def analyze_partition_task(path: str, profile_dir: str, config: dict | None,
-                           model_path: str | None, trust: Sequence[str] = ()) -> PartitionResult:
-    """Run on a worker: one partition's :class:`PartitionResult`."""
+                           model_path: str | None, trust: Sequence[str] = (),
+                           columns: dict | None = None) -> PartitionResult:
+    """Run on a worker: one partition's :class:`PartitionResult` (``columns``: a
+    :meth:`LogColumns.to_dict`)."""
     from monitor import MonitorConfig
+    from monitor.logs import LogColumns
 
     _load_into_cache(profile_dir, model_path, tuple(trust))
     profile, model = _CACHE[(profile_dir, model_path, tuple(trust))]
     cfg = MonitorConfig.from_dict(config) if config else None
-    table, skipped = analyze_file(path, profile, cfg, model)
+    table, skipped = analyze_file(path, profile, cfg, model,
+                                  columns=LogColumns.from_dict(columns) if columns else None)
     return PartitionResult(path, table, skipped, peak_rss_bytes())
 
 
@@ -58,10 +62,12 @@ def _load_into_cache(profile_dir: str, model_path: str | None, trust: tuple) -> 
 
     from monitor import Profile
     from monitor.model_io import load_model
+    from monitor.named_features import with_feature_names
 
     key = (profile_dir, model_path, tuple(trust))
     if key not in _CACHE:
-        model = load_model(model_path, trusted=list(trust)) if model_path else None
+        model = with_feature_names(load_model(model_path, trusted=list(trust))) \
+            if model_path else None
         _CACHE[key] = (Profile.load(profile_dir), model)
     return os.getpid()
 
@@ -88,12 +94,14 @@ class DaskExecutor:
     engine = "dask"
 
     def __init__(self, client, profile_dir: str | Path, config=None,
-                 model_path: str | Path | None = None, trust: Sequence[str] = ()) -> None:
+                 model_path: str | Path | None = None, trust: Sequence[str] = (),
+                 columns=None) -> None:
         self.client = client
         self.profile_dir = str(profile_dir)
         self.config = None if config is None else config.to_dict()
         self.model_path = None if model_path is None else str(model_path)
         self.trust = tuple(trust)
+        self.columns = None if columns is None else columns.to_dict()
 
     @property
     def n_workers(self) -> int:
@@ -103,7 +111,8 @@ class DaskExecutor:
         distributed = _distributed()
         futures = self.client.map(
             analyze_partition_task, [str(f) for f in files], profile_dir=self.profile_dir,
-            config=self.config, model_path=self.model_path, trust=self.trust, pure=False)
+            config=self.config, model_path=self.model_path, trust=self.trust,
+            columns=self.columns, pure=False)
         for future in distributed.as_completed(futures):
             yield future.result()
 
@@ -120,12 +129,14 @@ def analyze_partitioned_dask(
     n_partitions: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     tmp_dir: str | Path | None = None,
+    columns=None,
 ) -> EngineResult:
     """Analyze a partition folder (or a log file, partitioned first) on a Dask cluster.
 
     Uses ``client`` if given, else connects to ``scheduler`` (an address such as
     ``tcp://10.0.0.5:8786``), else starts a LocalCluster of ``n_workers`` single-threaded
-    worker processes for the duration of the call. ``config`` is a MonitorConfig or None.
+    worker processes for the duration of the call. ``config`` is a MonitorConfig or None;
+    ``columns`` the log's :class:`~monitor.logs.LogColumns`.
     """
     distributed = _distributed()
     cluster = None
@@ -137,8 +148,9 @@ def analyze_partitioned_dask(
             cluster = local_cluster(n_workers)
             client = distributed.Client(cluster)
     try:
-        executor = DaskExecutor(client, profile_dir, config, model_path, trust)
-        return analyze_partitions(source, executor, n_partitions, on_progress, tmp_dir)
+        executor = DaskExecutor(client, profile_dir, config, model_path, trust, columns)
+        return analyze_partitions(source, executor, n_partitions, on_progress, tmp_dir,
+                                  client_column=None if columns is None else columns.client)
     finally:
         if own_client:
             client.close()

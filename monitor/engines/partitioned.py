@@ -107,11 +107,13 @@ class Executor(Protocol):
 
 
 def analyze_file(path: str | Path, profile, config=None, model=None,
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[pd.DataFrame, int]:
-    """Verdict table of one partition (or any log file) and its number of skipped rows."""
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS, columns=None) -> tuple[pd.DataFrame, int]:
+    """Verdict table of one partition (or any log file) and its number of skipped rows;
+    ``columns`` is the log's :class:`~monitor.logs.LogColumns`."""
     from monitor import Monitor
 
-    log = read_log(path, profile.feature_names_, len(profile.classes_), chunk_rows)
+    log = read_log(path, profile.feature_names_, len(profile.classes_), chunk_rows,
+                   columns=columns)
     table = analyze_log(log, Monitor(profile, config=config, model=model))
     return table, log.n_skipped_nonfinite
 
@@ -122,12 +124,14 @@ class InProcess:
     engine = "pandas"
     n_workers = 1
 
-    def __init__(self, profile, config=None, model=None) -> None:
+    def __init__(self, profile, config=None, model=None, columns=None) -> None:
         self.profile, self.config, self.model = profile, config, model
+        self.columns = columns
 
     def run(self, files: Sequence[Path]) -> Iterator[PartitionResult]:
         for path in files:
-            table, skipped = analyze_file(path, self.profile, self.config, self.model)
+            table, skipped = analyze_file(path, self.profile, self.config, self.model,
+                                          columns=self.columns)
             yield PartitionResult(str(path), table, skipped, peak_rss_bytes())
 
 
@@ -147,9 +151,10 @@ def partition_rows(files: Sequence[Path]) -> list[int]:
 def analyze_partitions(source: str | Path, executor: Executor,
                        n_partitions: int | None = None,
                        on_progress: Callable[[int, int], None] | None = None,
-                       tmp_dir: str | Path | None = None) -> EngineResult:
-    """Analyze a partition folder, or a log file partitioned first into a temporary folder,
-    with ``executor``.
+                       tmp_dir: str | Path | None = None, client_column: str | None = None
+                       ) -> EngineResult:
+    """Analyze a partition folder, or a log file partitioned first (by ``client_column``,
+    default client_id) into a temporary folder, with ``executor``.
 
     ``n_partitions`` (file input only) defaults to
     :func:`monitor.partition.suggest_partitions`; ``on_progress(rows_done, rows_total)`` is
@@ -160,7 +165,8 @@ def analyze_partitions(source: str | Path, executor: Executor,
     if source.is_dir():
         return _run(partition_files(source), executor, on_progress, start)
     with tempfile.TemporaryDirectory(prefix="em-partitions-", dir=tmp_dir) as tmp:
-        parts = partition_log(source, Path(tmp) / "parts", n_partitions)
+        parts = partition_log(source, Path(tmp) / "parts", n_partitions,
+                              client_column=client_column)
         return _run(parts.files, executor, on_progress, start)
 
 
@@ -186,10 +192,12 @@ def _run(files, executor: Executor, on_progress, start: float) -> EngineResult:
 def analyze_partitioned(source: str | Path, profile, config=None, model=None,
                         n_partitions: int | None = None,
                         on_progress: Callable[[int, int], None] | None = None,
-                        tmp_dir: str | Path | None = None) -> EngineResult:
-    """:func:`analyze_partitions` in this process (the ``pandas`` engine)."""
-    return analyze_partitions(source, InProcess(profile, config, model), n_partitions,
-                              on_progress, tmp_dir)
+                        tmp_dir: str | Path | None = None, columns=None) -> EngineResult:
+    """:func:`analyze_partitions` in this process (the ``pandas`` engine); ``columns`` is the
+    log's :class:`~monitor.logs.LogColumns`."""
+    return analyze_partitions(source, InProcess(profile, config, model, columns), n_partitions,
+                              on_progress, tmp_dir,
+                              client_column=None if columns is None else columns.client)
 
 
 __all__ = ["EngineResult", "Executor", "InProcess", "PartitionResult", "analyze_file",
