@@ -16,9 +16,9 @@ False
 >>> rng = np.random.default_rng(0)
 >>> verdict = mon.observe("mallory", rng.uniform(v.lower, v.upper, size=(100, 30)))
 >>> verdict.flagged, verdict.flag_at
-(True, 18)
+(True, 5)
 >>> verdict.reason
-'14 of the last 19 distinct queries lie farther from the training data than 99% of real inputs'
+'6 of the last 6 distinct queries lie farther from the training data than 90% of real inputs (40 nats of evidence; 33 flag)'
 """
 
 from __future__ import annotations
@@ -33,13 +33,15 @@ import numpy as np
 from monitor.baselines.prada import PradaState
 from monitor.detectors import Batch, build_detectors
 from monitor.errors import InvalidInput
-from monitor.evidence import build_window_tests
+from monitor.evidence import QUANTUM, build_window_tests
 from monitor.exposure import ExposureTracker
 from monitor.hashing import duplicate_mask, row_hashes
 from monitor.profile import Profile
 from monitor.scoring import ScoredRows, score_rows
 from monitor.settings import MonitorConfig
 from monitor.state import ClientState
+from monitor.tails import MIN_PVALUE
+from monitor.units import MAX_CHANGED, UnitTracker
 from monitor.verdict import Verdict
 
 log = logging.getLogger("extraction_monitor")
@@ -101,7 +103,15 @@ class Monitor:
         self.tests = build_window_tests(self.detectors, self.config, profile)
         self.threshold = self.tests[0].evidence.threshold
         self.exposure = ExposureTracker.from_profile(profile) if self.config.exposure else None
+        self.units = UnitTracker(profile.unit_radius() if self.config.units else 0.0,
+                                 profile.n_features_,
+                                 max_changed=MAX_CHANGED if self.config.units else 0)
         self.detector_errors: dict[str, int] = {d.name: 0 for d in self.detectors}
+        self._per_query = [d for d in self.detectors
+                           if not d.stateful and not getattr(d, "needs_stream", False)]
+        """Detectors scored on every distinct query (before units are formed)."""
+        self._per_unit = [d for d in self.detectors if d not in self._per_query]
+        """Detectors scored on new units only (stateful ones, and those reading the stream)."""
         self._corrupt_records = 0
         self._evidence_resets = 0
         self._states: dict[str, ClientState] = {}
@@ -201,13 +211,12 @@ class Monitor:
         hashes = row_hashes(X)
         batch = Batch(X=X, Z=self.profile.transform(X), proba=proba)
         precomputed = {}
-        for detector in self.detectors:
-            if not detector.stateful:
-                try:
-                    precomputed[detector.name] = np.asarray(detector.pvalues(batch),
-                                                            dtype=np.float64)
-                except Exception:  # the per-client path retries it, counts and logs the error
-                    pass
+        for detector in self._per_query:
+            try:
+                precomputed[detector.name] = np.asarray(detector.pvalues(batch),
+                                                        dtype=np.float64)
+            except Exception:  # the per-client path retries it, counts and logs the error
+                pass
         uniques, first, inverse = np.unique(client_ids, return_index=True, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
         bounds = np.cumsum(np.bincount(inverse, minlength=len(uniques)))
@@ -253,7 +262,7 @@ class Monitor:
 
     def _stateful_parts(self) -> list:
         """Stateful detectors, and the exposure tracker: whatever keeps declared arrays."""
-        parts = [d for d in self.detectors if d.stateful]
+        parts = [d for d in self.detectors if d.stateful] + [self.units]
         return parts + ([self.exposure] if self.exposure is not None else [])
 
     def _new_detector_state(self) -> dict[str, dict[str, np.ndarray]]:
@@ -310,12 +319,15 @@ class Monitor:
             state.reset_evidence(self._new_windows(), self._new_detector_state())
         return state  # the PRADA baseline's growing sets are never stored
 
-    def _pvalues(self, batch: Batch, state: ClientState, precomputed, distinct) -> dict:
-        """Each detector's p-values for the distinct rows; a failing detector gives 1.0."""
+    def _pvalues(self, detectors, batch: Batch, state: ClientState, precomputed=None,
+                 rows=None) -> dict:
+        """``detectors``' p-values for ``batch`` (taken from ``precomputed`` at ``rows`` of
+        the call where a log chunk's were computed at once); a failing detector gives 1.0
+        (no evidence), counted and logged."""
         pvalues = {}
-        for detector in self.detectors:
+        for detector in detectors:
             if precomputed is not None and detector.name in precomputed:
-                pvalues[detector.name] = precomputed[detector.name][distinct]
+                pvalues[detector.name] = precomputed[detector.name][rows]
                 continue
             try:
                 pvalues[detector.name] = np.asarray(
@@ -324,36 +336,50 @@ class Monitor:
             except Exception:  # a broken detector must never break serving
                 self.detector_errors[detector.name] += 1
                 log.exception("detector %s failed; its evidence is skipped", detector.name)
-                pvalues[detector.name] = np.ones(len(distinct))
+                pvalues[detector.name] = np.ones(len(batch.X))
         return pvalues
 
     def _update(self, state: ClientState, X, proba, labels, hashes,
                 precomputed=None) -> ScoredRows:
-        """Advance the client's state by rows ``X``."""
+        """Advance the client's state by rows ``X``: retries drop out, distinct rows are
+        mapped to evidence units, and each new unit's p-values enter the window tests."""
         n = len(X)
         duplicate = duplicate_mask(hashes, state.hashes)
         distinct = np.flatnonzero(~duplicate)
         m = len(distinct)
-        batch = Batch(X=X[distinct], Z=self.profile.transform(X[distinct]),
-                      proba=None if proba is None else proba[distinct])
-        pvalues = self._pvalues(batch, state, precomputed, distinct)
-        scored = score_rows(state.windows, pvalues, duplicate, self.tests, state.score,
-                            state.n_distinct, self.threshold, state.flagged)
+        Z = self.profile.transform(X[distinct])
+        queries = Batch(X=X[distinct], Z=Z, proba=None if proba is None else proba[distinct])
+        # per-query detectors first: their p-values also tell the units which queries escalate
+        per_query = self._pvalues(self._per_query, queries, state, precomputed, distinct)
+        smallest = np.min(list(per_query.values()), axis=0) if per_query and m else None
+        assigned = self.units.assign(Z, state.detector_state[self.units.name], smallest)
+        starts = np.flatnonzero(assigned.new_unit)  # positions among the distinct rows
+        units = distinct[starts]  # rows of this call that start a new unit
+        batch = queries.take(starts)
+        batch = Batch(batch.X, batch.Z, batch.proba, assigned.nearest_leader[starts])
+        pvalues = {name: p[starts] for name, p in per_query.items()}
+        pvalues.update(self._pvalues(self._per_unit, batch, state))
+        new_unit = np.zeros(n, dtype=bool)
+        new_unit[units] = True
+        scored = score_rows(state.windows, pvalues, new_unit, self.tests, state.score,
+                            state.n_units, self.threshold, state.flagged)
         state.windows = scored.windows
+        self._note_evidence(state, batch, pvalues)
 
         if self.exposure is not None and m:
-            self._expose(state, batch, labels, distinct, n)
+            self._expose(state, Batch(X=X[distinct], Z=Z, proba=None), labels, distinct, n)
         if state.prada is not None and labels is not None and m:
             index = state.n_queries + distinct
-            state.prada.update(batch.Z, np.asarray(labels)[distinct], self.config.prada_delta,
+            state.prada.update(Z, np.asarray(labels)[distinct], self.config.prada_delta,
                                index)
         if scored.flag is not None:
             state.flag_at = state.n_queries + scored.flag.row
-            state.flag_reason = self._reason(scored.flag.test, scored.flag.count,
-                                             scored.flag.n_distinct)
+            state.flag_reason = self._reason(scored.flag)
+            state.flag_test = self.tests[scored.flag.test].key
         row_scores = scored.row_scores
         state.n_queries += n
         state.n_distinct += m
+        state.n_units += len(units)
         state.score = float(row_scores[-1]) if n else state.score
         state.peak_score = max(state.peak_score, float(row_scores.max(initial=0.0)))
         memory = self.config.dedup_memory
@@ -363,6 +389,19 @@ class Monitor:
         state.history = np.concatenate([state.history, row_scores.astype(np.float32)])[
             -self.config.history:]
         return scored
+
+    def _note_evidence(self, state: ClientState, batch: Batch, pvalues: dict) -> None:
+        """The latest unit's per-query score, and which detectors have had evidence."""
+        if len(batch.X) == 0:
+            return
+        smallest = np.min([p for p in pvalues.values()], axis=0) if pvalues else np.ones(1)
+        scores = -np.log10(np.maximum(smallest, MIN_PVALUE))
+        state.query_score = float(scores[-1])
+        state.peak_query_score = max(state.peak_query_score, float(scores.max()))
+        for i, detector in enumerate(self.detectors):
+            has = getattr(detector, "has_evidence", None)
+            if has is None or has(batch):
+                state.evidence_seen |= 1 << i
 
     def _answer_codes(self, labels) -> np.ndarray:
         """Class index of each answer label (-1 for labels the victim does not have)."""
@@ -383,12 +422,14 @@ class Monitor:
                 state.exposure_at = state.n_queries + n_rows
 
     # ----------------------------------------------------------------- verdicts
-    def _reason(self, test: int, count: int, n_distinct: int) -> str:
-        window_test = self.tests[test]
-        window = min(window_test.window, n_distinct)
-        phrase = self.detectors[self.detector_index(window_test.detector)].phrase(
-            window_test.level)
-        return f"{count} of the last {window} distinct queries {phrase}"
+    def _reason(self, flag) -> str:
+        test = self.tests[flag.test]
+        window = min(test.window, flag.n_units)
+        detector = self.detectors[self.detector_index(test.detector)]
+        nats = flag.window_sum * QUANTUM
+        return (f"{flag.n_unusual} of the last {window} distinct queries "
+                f"{detector.phrase(test.truncation)} ({nats:.0f} nats of evidence; "
+                f"{test.evidence.flag_sum * QUANTUM:.0f} flag)")
 
     def detector_index(self, name: str) -> int:
         """Position of detector ``name`` in :attr:`detectors`."""
@@ -396,27 +437,31 @@ class Monitor:
 
     def _verdict(self, client_id: str, state: ClientState,
                  scored: ScoredRows | None = None) -> Verdict:
-        counts = scored.last_counts if scored is not None else None
-        if counts is None:
-            counts = [int(state.windows[test.key].sum()) for test in self.tests]
-        detectors: dict[str, dict[str, float]] = {d.name: {"score": 0.0} for d in self.detectors}
+        sums = scored.last_sums if scored is not None else None
+        if sums is None:
+            sums = [int(state.windows[test.key].sum(dtype=np.int64)) for test in self.tests]
+        detectors: dict[str, dict] = {
+            d.name: {"score": 0.0, "evidence": bool(state.evidence_seen >> i & 1), "count": 0,
+                     "tests": {}} for i, d in enumerate(self.detectors)}
         best, best_ratio = 0, -1.0
         for t, test in enumerate(self.tests):
-            count = int(counts[t])
+            window = state.windows[test.key]
             entry = detectors[test.detector]
-            prefix = "broad_" if test.kind == "broad" else ""
-            entry[prefix + "count"] = count
-            entry[prefix + "window"] = int(len(state.windows[test.key]))
-            entry["score"] = max(entry["score"], float(test.evidence.detector_scores_[count]))
-            if count / test.evidence.flag_count > best_ratio:
-                best, best_ratio = t, count / test.evidence.flag_count
+            unusual = int(np.count_nonzero(window))
+            entry["tests"][test.name] = {"units": int(len(window)), "unusual": unusual,
+                                         "nats": round(float(sums[t]) * QUANTUM, 3)}
+            entry["count"] = max(entry["count"], unusual)
+            entry["score"] = max(entry["score"], test.evidence.detector_score(sums[t]))
+            ratio = sums[t] / max(test.evidence.flag_sum, 1)
+            if ratio > best_ratio:
+                best, best_ratio = t, ratio
         if state.flagged:
             reason = state.flag_reason or "flagged"
         else:
             test = self.tests[best]
-            reason = (f"not flagged; nearest test {test.key}: {int(counts[best])} of "
-                      f"{len(state.windows[test.key])} unusual, {test.evidence.flag_count} "
-                      "would flag")
+            reason = (f"not flagged; nearest test {test.key}: {sums[best] * QUANTUM:.0f} of "
+                      f"{test.evidence.flag_sum * QUANTUM:.0f} nats over "
+                      f"{len(state.windows[test.key])} units")
         exposure = None
         if self.exposure is not None and self.exposure.name in state.detector_state:
             exposure = self.exposure.exposure(state.detector_state[self.exposure.name])
@@ -428,9 +473,11 @@ class Monitor:
             client_id=client_id, n_queries=state.n_queries, score=state.score,
             peak_score=state.peak_score, threshold=self.threshold,
             flagged=state.flagged, flag_at=state.flag_at, reason=reason,
-            detectors=detectors, n_distinct=state.n_distinct, exposure=exposure,
-            exposure_exceeded=state.exposure_at is not None, exposure_at=state.exposure_at,
-            history=state.history.tolist(), prada=prada,
+            flag_detector=state.flag_test.split(".")[0] if state.flag_test else None,
+            detectors=detectors, n_distinct=state.n_distinct, n_units=state.n_units,
+            query_score=state.query_score, peak_query_score=state.peak_query_score,
+            exposure=exposure, exposure_exceeded=state.exposure_at is not None,
+            exposure_at=state.exposure_at, history=state.history.tolist(), prada=prada,
             row_scores=scored.row_scores if scored is not None else np.zeros(0),
         )
 

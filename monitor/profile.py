@@ -38,6 +38,8 @@ from monitor.detectors.base import HeldOutSplit
 from monitor.errors import InvalidInput
 from monitor.geometry import TreeGeometry
 
+MIN_NULL_MEMBER_VALUES = 200
+"""Fewest p-values one drift member of the benign null is built from."""
 PROFILE_FORMAT_VERSION = 3
 """Version of the profile folder layout :meth:`Profile.save` writes."""
 LEGACY_FORMAT_VERSION = 2
@@ -140,7 +142,8 @@ class Profile:
         if self.cross_fit or X_cal is None:
             y = np.asarray(y_train) if y_train is not None else model.predict(X_train)
             splits.extend(self._cross_fit_splits(model, X_train, Z_train, y, rng))
-        data = CalibrationData(splits=splits, k_neighbors=self.k_neighbors, scale=self.scale_)
+        data = CalibrationData(splits=splits, k_neighbors=self.k_neighbors, scale=self.scale_,
+                               reference=self.reference_.astype(np.float64))
         sources = [s.source for s in splits if s.source.startswith("calibration")]
         if len(splits) > len(sources):
             sources.append(f"{self.n_folds}-fold cross-fitting on the training data "
@@ -195,12 +198,34 @@ class Profile:
         copies = self.drifted_rows(X, rng)
         batches = [Batch(X=c, Z=self.transform(c), proba=model.predict_proba(c)) for c in copies]
         for name, cls in REGISTRY.items():
-            if cls.stateful:
+            if cls.stateful or getattr(cls, "needs_stream", False):
                 continue
             detector = cls(self)
             pvalues = [detector.fit_time_pvalues(b) for b in batches]
             self.calibration_[name]["drift_pvalues"] = np.asarray(
                 pvalues, np.float32).reshape(len(batches), len(X))
+
+    def unit_radius(self) -> float:
+        """The evidence-unit radius (:mod:`monitor.units`): a low quantile of held-out rows'
+        distances to their nearest training row, from the ``chain`` calibration."""
+        from monitor.units import calibrate_radius
+
+        nearest = -np.asarray(self.calibration_.get("chain", {}).get("statistic", []))
+        return calibrate_radius(nearest)
+
+    def null_members(self, detector: str) -> list[np.ndarray]:
+        """The benign p-value samples beyond uniform that ``detector``'s window tests must
+        tolerate: the detector's p-values on drifted copies of the held-out rows (the drift
+        model), each copy a member — or, when the held-out data is small, a few copies pooled
+        so every member has at least :data:`MIN_NULL_MEMBER_VALUES` values (a member of 36
+        rows is too lumpy to stand for a drifted client's distribution). Empty without a
+        drift model."""
+        draws = self.calibration_.get(detector, {}).get("drift_pvalues", np.zeros((0, 0)))
+        draws = np.asarray(draws, dtype=np.float64)
+        if draws.ndim != 2 or draws.size == 0:
+            return []
+        per_member = int(np.ceil(MIN_NULL_MEMBER_VALUES / draws.shape[1]))
+        return [draws[i:i + per_member].ravel() for i in range(0, len(draws), per_member)]
 
     def drift_rate(self, detector: str, level: float) -> float:
         """The largest rate, over the drift draws, of p <= ``level`` for ``detector``.

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 STATE_VERSION = 2
-"""Layout of :meth:`ClientState.to_arrays`; version 1 (before named tests) is still read."""
+"""Layout of :meth:`ClientState.to_arrays`. Version 1 records (0.1) are still read: their
+counters, flag, reason and peak score are kept, their evidence starts afresh."""
 
 _WINDOW = "window."
 _DETECTOR = "detector."
-_LEGACY_WINDOW = "window_"
 
 
 @dataclass
@@ -38,15 +38,26 @@ class ClientState:
 
     n_queries: int = 0
     n_distinct: int = 0
+    n_units: int = 0
+    """Evidence units made so far (:mod:`monitor.units`)."""
     hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     windows: dict[str, np.ndarray] = field(default_factory=dict)
     detector_state: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     score: float = 0.0
     peak_score: float = 0.0
+    query_score: float = 0.0
+    """``-log10`` of the smallest p-value of the latest evidence unit."""
+    peak_query_score: float = 0.0
+    """The largest :attr:`query_score` so far (one impossible query shows here)."""
     flag_at: int | None = None
     flag_reason: str | None = None
+    flag_test: str | None = None
+    """Key of the window test that raised the flag (``boundary.w32``)."""
     exposure_at: int | None = None
     """Queries the client had sent when its exposure first reached ``exposure_limit``."""
+    evidence_seen: int = 0
+    """Bit ``i``: detector ``i`` (config order) has had evidence for this client (the
+    boundary detector has none for a label-only API without a model)."""
     history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float16))
     prada: object | None = None
 
@@ -67,10 +78,11 @@ class ClientState:
     def reset_evidence(self, windows: dict[str, np.ndarray],
                        detector_state: dict[str, dict[str, np.ndarray]]) -> None:
         """Replace the evidence (windows, detector state, current score); keep the flag,
-        its reason, the peak score and the counters."""
+        its reason, the peak scores, the exposure mark and the counters."""
         self.windows = windows
         self.detector_state = detector_state
         self.score = 0.0
+        self.query_score = 0.0
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The state as named arrays (for ``.npz`` or a key-value store); PRADA excluded."""
@@ -78,10 +90,13 @@ class ClientState:
             "version": np.array([STATE_VERSION]),
             "counters": np.array([self.n_queries, self.n_distinct,
                                   -1 if self.flag_at is None else self.flag_at,
-                                  -1 if self.exposure_at is None else self.exposure_at]),
-            "scores": np.array([self.score, self.peak_score]),
+                                  -1 if self.exposure_at is None else self.exposure_at,
+                                  self.n_units, self.evidence_seen]),
+            "scores": np.array([self.score, self.peak_score, self.query_score,
+                                self.peak_query_score]),
             "hashes": self.hashes, "history": self.history,
             "flag_reason": np.array([self.flag_reason or ""]),
+            "flag_test": np.array([self.flag_test or ""]),
         }
         for key, window in self.windows.items():
             out[_WINDOW + key] = window
@@ -96,10 +111,15 @@ class ClientState:
         version = int(arrays["version"][0])
         if version not in (1, STATE_VERSION):
             raise ValueError(f"client state has version {version}, expected {STATE_VERSION}")
-        counters = [int(v) for v in arrays["counters"]] + [-1]  # version 1 had three
-        n_queries, n_distinct, flag_at, exposure_at = counters[:4]
-        score, peak = (float(v) for v in arrays["scores"])
+        counters = [int(v) for v in arrays["counters"]]
+        n_queries, n_distinct, flag_at = counters[:3]
+        exposure_at = counters[3] if len(counters) > 3 else -1
+        n_units = counters[4] if len(counters) > 4 else n_distinct  # older: one unit per query
+        evidence_seen = counters[5] if len(counters) > 5 else 0
+        scores = [float(v) for v in arrays["scores"]] + [0.0, 0.0]
+        score, peak, query_score, peak_query = scores[:4]
         reason = str(arrays["flag_reason"][0])
+        flag_test = str(arrays["flag_test"][0]) if "flag_test" in arrays else ""
         windows: dict[str, np.ndarray] = {}
         detector_state: dict[str, dict[str, np.ndarray]] = {}
         for name, value in arrays.items():
@@ -108,16 +128,14 @@ class ClientState:
             elif name.startswith(_DETECTOR):
                 detector, key = name[len(_DETECTOR):].split(".", 1)
                 detector_state.setdefault(detector, {})[key] = np.asarray(value)
-            elif version == 1 and name.startswith(_LEGACY_WINDOW):
-                test = name[len(_LEGACY_WINDOW):]
-                detector, _, broad = test.partition(":")
-                windows[f"{detector}.{'broad' if broad else 'sharp'}"] = np.asarray(value)
-        if version == 1:
-            detector_state["chain"] = {"buffer": np.asarray(arrays["chain"])}
+        # version 1's count windows mean nothing to 0.2's tests: only its safety state is read
         return cls(
-            n_queries=n_queries, n_distinct=n_distinct, hashes=np.asarray(arrays["hashes"]),
+            n_queries=n_queries, n_distinct=n_distinct, n_units=n_units,
+            hashes=np.asarray(arrays["hashes"]),
             windows=windows, detector_state=detector_state, score=score, peak_score=peak,
+            query_score=query_score, peak_query_score=peak_query,
             flag_at=None if flag_at < 0 else flag_at, flag_reason=reason or None,
-            exposure_at=None if exposure_at < 0 else exposure_at,
+            flag_test=flag_test or None,
+            exposure_at=None if exposure_at < 0 else exposure_at, evidence_seen=evidence_seen,
             history=np.asarray(arrays["history"]),
         )

@@ -94,7 +94,7 @@ def test_analyze_end_to_end(files, profile_dir, capsys, model):
 
 def test_analyze_with_config_and_progress(files, profile_dir, capsys):
     config = files / "monitor.toml"
-    config.write_text("[monitor]\nalpha = 0.001\nwindow = 40\n")
+    config.write_text("[monitor]\nalpha = 0.001\nwindows = [40]\n")
     out_path = files / "verdicts.parquet"
     code, out, err = run_cli(capsys, "analyze", files / "log.csv", "--profile", profile_dir,
                              "--out", out_path, "--config", config, "--progress")

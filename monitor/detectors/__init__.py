@@ -7,15 +7,17 @@ in words what an unusual p-value means. The evidence layer (:mod:`monitor.eviden
 p-values into window counts and scores.
 
 * :class:`DensityDetector` (training-set specific): far from the training data;
+* :class:`LocalDensityDetector` (training-set specific): far relative to the data's own local
+  spacing;
 * :class:`BoundaryDetector` (victim specific): near the decision boundary;
-* :class:`ChainDetector` (victim-specific distribution shift): near-duplicates of the
-  client's own recent queries.
+* :class:`ChainDetector` (victim-specific distribution shift): new queries unusually close to
+  the client's own earlier ones (perturbation chains).
 
 Adding a detector is one module defining the class plus one :func:`register_detector` line
 below (see docs/architecture.md, "How to add a detector").
 
 >>> list(REGISTRY)
-['density', 'boundary', 'chain']
+['density', 'local_density', 'boundary', 'chain']
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from monitor.detectors.base import (
 from monitor.detectors.boundary import BoundaryDetector
 from monitor.detectors.chain import ChainDetector
 from monitor.detectors.density import DensityDetector
+from monitor.detectors.local_density import LocalDensityDetector
 
 REGISTRY: dict[str, type[Detector]] = {}
 """Detector name -> class, in the order verdicts list them."""
@@ -46,6 +49,7 @@ def register_detector(cls: type[Detector]) -> type[Detector]:
 
 
 register_detector(DensityDetector)
+register_detector(LocalDensityDetector)
 register_detector(BoundaryDetector)
 register_detector(ChainDetector)
 
@@ -64,7 +68,7 @@ def build_detectors(profile: FittedProfile, config: Any) -> list[Detector]:
 
 __all__ = [
     "REGISTRY", "Batch", "BoundaryDetector", "CalibrationData", "ChainDetector",
-    "DensityDetector", "Detector", "DetectorState", "FittedProfile", "HeldOutSplit",
+    "DensityDetector", "LocalDensityDetector", "Detector", "DetectorState", "FittedProfile", "HeldOutSplit",
     "StatelessDetector",
     "build_detectors", "register_detector",
 ]

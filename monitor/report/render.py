@@ -83,7 +83,11 @@ def order_clients(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def fired_detector(row: pd.Series) -> str:
-    """The detector with the highest ``score_<name>`` column (empty when none)."""
+    """The detector whose test raised the flag (``flag_detector``), or for tables without that
+    column the one with the highest ``score_<name>`` (empty when none)."""
+    named = row.get("flag_detector")
+    if isinstance(named, str) and named:
+        return named
     scores = {k[6:]: v for k, v in row.items()
               if isinstance(k, str) and k.startswith("score_") and pd.notna(v)}
     if not scores:
