@@ -15,7 +15,7 @@ row by row.
 distribution; the null is *composite*: the uniform distribution (units exchangeable with
 held-out data: random, one-class and sorted clients are subsets of it, dependent clients are
 merged into units), and the detector's p-values on each drifted copy of the held-out data (the
-profile's drift model, :meth:`monitor.Profile.drifted_rows`). For each member the exact
+profile's drift model, ``Profile(drift_noise, drift_scale, drift_draws)``). For each member the exact
 distribution of the window sum is a convolution; the test's tail probability is the largest
 over members, and
 

@@ -38,7 +38,7 @@ from monitor.detectors.base import HeldOutSplit
 from monitor.errors import InvalidInput
 from monitor.geometry import TreeGeometry
 
-MIN_NULL_MEMBER_VALUES = 200
+MIN_NULL_MEMBER_VALUES = 100
 """Fewest p-values one drift member of the benign null is built from."""
 PROFILE_FORMAT_VERSION = 3
 """Version of the profile folder layout :meth:`Profile.save` writes."""
@@ -82,8 +82,9 @@ class Profile:
     drift_noise, drift_scale, drift_draws : the benign drift the monitor must tolerate:
         Gaussian noise of ``drift_noise`` x each feature's standard deviation and a
         per-feature scale drawn uniformly in ``drift_scale``. ``drift_draws`` drifted copies
-        of the held-out rows measure how often such data looks unusual to each detector;
-        the window tests then tolerate that rate (0 draws: no drift model).
+        of the held-out rows (each one drifted client) give each detector's p-values under
+        drift; the window tests are calibrated against them as members of the benign null
+        (0 draws: no drift model).
     exposure_points : held-out rows kept, with the victim's labels on them, for exposure
         accounting (:mod:`monitor.exposure`); 0 keeps none.
     seed : random seed for subsampling and folds.
@@ -91,7 +92,7 @@ class Profile:
 
     def __init__(self, k_neighbors: int = 5, max_reference: int = 2000, n_folds: int = 5,
                  cross_fit: bool = True, drift_noise: float = 0.1,
-                 drift_scale: tuple[float, float] = (0.9, 1.15), drift_draws: int = 50,
+                 drift_scale: tuple[float, float] = (0.9, 1.15), drift_draws: int = 20,
                  exposure_points: int = 256, seed: int = 0) -> None:
         self.k_neighbors = k_neighbors
         self.cross_fit = cross_fit
@@ -138,7 +139,7 @@ class Profile:
             splits.append(HeldOutSplit(
                 X=X_cal, Z=self.transform(X_cal), reference=self.reference_.astype(np.float64),
                 proba=model.predict_proba(X_cal), tree=self.tree_,
-                source=f"calibration split ({len(X_cal)} rows)"))
+                source=f"calibration split ({len(X_cal)} rows)", model=model))
         if self.cross_fit or X_cal is None:
             y = np.asarray(y_train) if y_train is not None else model.predict(X_train)
             splits.extend(self._cross_fit_splits(model, X_train, Z_train, y, rng))
@@ -151,7 +152,7 @@ class Profile:
         self.calibration_source_ = " + ".join(sources)
         self.calibration_ = {name: dict(cls.calibrate(data)) for name, cls in REGISTRY.items()}
         held_out = X_cal if X_cal is not None else X_train
-        self._calibrate_drift(model, held_out, rng)
+        self._calibrate_drift(data, rng)
         self.exposure_ = {}
         if self.exposure_points > 0:
             from monitor.exposure import ExposureTracker
@@ -176,34 +177,47 @@ class Profile:
             splits.append(HeldOutSplit(
                 X=X[held_idx], Z=Z[held_idx], reference=Z[ref_idx],
                 proba=fold_model.predict_proba(X[held_idx]),
-                tree=TreeGeometry.from_model(fold_model), source="cross-fitting fold"))
+                tree=TreeGeometry.from_model(fold_model), source="cross-fitting fold",
+                model=fold_model))
         return splits
 
-    def drifted_rows(self, X: np.ndarray, rng) -> list[np.ndarray]:
-        """``drift_draws`` drifted copies of rows ``X`` (the drift model; see the class doc)."""
-        std = X.std(axis=0)
-        non_negative = X.min(axis=0) >= 0
-        copies = []
+    def _calibrate_drift(self, data, rng) -> None:
+        """Each stateless detector's p-values on drifted copies of every held-out split,
+        stored as its ``drift_pvalues`` (draws, rows).
+
+        One draw is one drifted client: a per-feature scale in ``drift_scale`` shared by all
+        its rows, plus Gaussian noise of ``drift_noise`` x each feature's standard deviation
+        (features never negative in the data stay non-negative). Each split's drifted rows
+        are measured exactly as its calibration rows were — against the same reference, by
+        the model that did not train on them — through each detector's own ``calibrate``.
+        """
+        from monitor.detectors import REGISTRY, HeldOutSplit
+        from monitor.tails import tail_pvalues
+
+        detectors = {name: cls(self) for name, cls in REGISTRY.items()
+                     if not cls.stateful and not getattr(cls, "needs_stream", False)}
+        pooled = np.concatenate([split.X for split in data.splits])
+        std = pooled.std(axis=0)
+        non_negative = pooled.min(axis=0) >= 0
+        pvalues: dict[str, list[np.ndarray]] = {name: [] for name in detectors}
         for _ in range(self.drift_draws):
-            scale = rng.uniform(*self.drift_scale, size=X.shape[1])
-            drifted = X * scale + rng.normal(size=X.shape) * (self.drift_noise * std)
-            copies.append(np.where(non_negative, np.maximum(drifted, 0.0), drifted))
-        return copies
-
-    def _calibrate_drift(self, model, X: np.ndarray, rng) -> None:
-        """Each stateless detector's p-values on drifted copies of held-out rows,
-        stored as its ``drift_pvalues`` (draws, rows)."""
-        from monitor.detectors import REGISTRY, Batch
-
-        copies = self.drifted_rows(X, rng)
-        batches = [Batch(X=c, Z=self.transform(c), proba=model.predict_proba(c)) for c in copies]
-        for name, cls in REGISTRY.items():
-            if cls.stateful or getattr(cls, "needs_stream", False):
-                continue
-            detector = cls(self)
-            pvalues = [detector.fit_time_pvalues(b) for b in batches]
+            scale = rng.uniform(*self.drift_scale, size=pooled.shape[1])
+            splits = []
+            for split in data.splits:
+                X = split.X * scale + rng.normal(size=split.X.shape) * (self.drift_noise * std)
+                X = np.where(non_negative, np.maximum(X, 0.0), X)
+                splits.append(HeldOutSplit(
+                    X=X, Z=self.transform(X), reference=split.reference,
+                    proba=split.model.predict_proba(X) if split.model is not None else None,
+                    tree=split.tree, source=f"drifted {split.source}"))
+            drifted = data.with_splits(splits)
+            for name, detector in detectors.items():
+                stats = REGISTRY[name].calibrate(drifted)["statistic"]
+                pvalues[name].append(tail_pvalues(stats, detector.calibration,
+                                                  getattr(detector, "tail", None)))
+        for name, draws in pvalues.items():
             self.calibration_[name]["drift_pvalues"] = np.asarray(
-                pvalues, np.float32).reshape(len(batches), len(X))
+                draws, np.float32).reshape(len(draws), len(pooled))
 
     def unit_radius(self) -> float:
         """The evidence-unit radius (:mod:`monitor.units`): a low quantile of held-out rows'

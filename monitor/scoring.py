@@ -76,8 +76,10 @@ def score_rows(windows: Mapping[str, np.ndarray], pvalues: Mapping[str, np.ndarr
     quantised = {}
     new_windows = dict(windows)
     for t, test in enumerate(tests):
-        y = quantised.setdefault((test.detector, test.truncation),
-                                 test.evidence.quantise(pvalues[test.detector]))
+        key = (test.detector, test.truncation)
+        if key not in quantised:
+            quantised[key] = test.evidence.quantise(pvalues[test.detector])
+        y = quantised[key]
         sums[t], new_windows[test.key] = rolling_sums(windows[test.key], y, test.window)
         test_scores[t] = test.evidence.overall(sums[t])
 

@@ -6,7 +6,7 @@ Without --calibration the profile is calibrated by cross-fitting on TRAIN.
 
 Calibration knobs: --folds (cross-fitting folds, default 5), --no-cross-fit (calibrate on CAL
 alone; faster, coarser p-values), --calibration-rows (a seeded subsample of CAL), --drift-draws
-(drifted copies of the held-out rows, default 50; 0: no drift model) and --reference-rows
+(drifted copies of the held-out rows, default 20; 0: no drift model) and --reference-rows
 (training rows kept in the reference index, default 2000). A model fitted on a DataFrame is
 called with DataFrames of its feature names throughout (no feature-name warnings).
 
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="with --calibration, calibrate on it alone (no cross-fitting)")
     group.add_argument("--calibration-rows", type=int, default=None, metavar="N",
                        help="use a seeded subsample of N rows of CAL (default: all)")
-    group.add_argument("--drift-draws", type=int, default=50, metavar="N",
+    group.add_argument("--drift-draws", type=int, default=20, metavar="N",
                        help="drifted copies of the held-out rows for the drift model "
                             "(default: 50; 0: none)")
     group.add_argument("--reference-rows", type=int, default=2000, metavar="N",

@@ -67,6 +67,8 @@ class HeldOutSplit:
     proba: np.ndarray | None
     tree: TreeGeometry | None
     source: str
+    model: Any = field(default=None, repr=False, compare=False)
+    """The model that scored this split (only while the profile is fitted)."""
 
 
 @dataclass
@@ -101,6 +103,12 @@ class CalibrationData:
     def all_neighbour_distances(self) -> list[np.ndarray]:
         """:meth:`neighbour_distances` of every split, in split order."""
         return [self.neighbour_distances(i) for i in range(len(self.splits))]
+
+    def with_splits(self, splits: list[HeldOutSplit]) -> CalibrationData:
+        """The same calibration context for other rows on the same references (e.g. drifted
+        copies), sharing the references' own-distance cache."""
+        return CalibrationData(splits=splits, k_neighbors=self.k_neighbors, scale=self.scale,
+                               reference=self.reference, _own=self._own)
 
     def profile_reference_own(self) -> np.ndarray:
         """:meth:`reference_own` for the profile's own reference index."""
