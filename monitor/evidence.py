@@ -183,20 +183,17 @@ class WindowTest:
     null_members: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
     evidence: TruncatedProduct = field(init=False, repr=False, compare=False)
 
+    name: str = field(init=False, compare=False)
+    """The test's name within its detector (``w32``: the last 32 units)."""
+    key: str = field(init=False, compare=False)
+    """The test's name in client state and verdicts (``density.w32``)."""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "evidence", TruncatedProduct(
             self.window, self.truncation, self.horizon, self.n_tests, self.alpha,
             self.threshold, self.null_members))
-
-    @property
-    def name(self) -> str:
-        """The test's name within its detector (``w32``: the last 32 units)."""
-        return f"w{self.window}"
-
-    @property
-    def key(self) -> str:
-        """The test's name in client state and verdicts (``density.w32``)."""
-        return f"{self.detector}.{self.name}"
+        object.__setattr__(self, "name", f"w{self.window}")
+        object.__setattr__(self, "key", f"{self.detector}.w{self.window}")
 
     def initial_window(self) -> np.ndarray:
         return np.zeros(0, dtype=np.uint8)

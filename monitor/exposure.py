@@ -50,7 +50,7 @@ class ExposureTracker:
     state_keys: ClassVar[tuple[str, ...]] = ("nearest", "answer")
 
     def __init__(self, points: np.ndarray, labels: np.ndarray) -> None:
-        self.points = np.ascontiguousarray(points, dtype=np.float64)
+        self.points = np.ascontiguousarray(points, dtype=np.float32)
         self.labels = np.asarray(labels, dtype=np.int16)
 
     @classmethod
@@ -80,7 +80,7 @@ class ExposureTracker:
         known = np.asarray(answers) >= 0
         if not known.any():
             return
-        Z, answers = np.asarray(Z, dtype=np.float64)[known], np.asarray(answers)[known]
+        Z, answers = np.asarray(Z, dtype=np.float32)[known], np.asarray(answers)[known]
         for start in range(0, len(Z), BLOCK_ROWS):
             block = Z[start:start + BLOCK_ROWS]
             # exact per-pair differences, rounded to the stored precision: the first query

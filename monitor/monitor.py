@@ -37,7 +37,7 @@ from monitor.evidence import QUANTUM, build_window_tests
 from monitor.exposure import ExposureTracker
 from monitor.hashing import duplicate_mask, row_hashes
 from monitor.profile import Profile
-from monitor.scoring import ScoredRows, score_rows
+from monitor.scoring import FILL, SUM, UNUSUAL, ScoredRows, Windows, score_rows
 from monitor.settings import MonitorConfig
 from monitor.state import ClientState
 from monitor.tails import MIN_PVALUE
@@ -260,8 +260,8 @@ class Monitor:
             return self._verdict(key, state, scored)
 
     # ----------------------------------------------------------------- state
-    def _new_windows(self) -> dict[str, np.ndarray]:
-        return {test.key: test.initial_window() for test in self.tests}
+    def _new_windows(self) -> Windows:
+        return Windows.empty(self.tests)
 
     def _stateful_parts(self) -> list:
         """Stateful detectors, and the exposure tracker: whatever keeps declared arrays."""
@@ -272,7 +272,8 @@ class Monitor:
         return {part.name: part.initial_state() for part in self._stateful_parts()}
 
     def _new_state(self) -> ClientState:
-        state = ClientState(windows=self._new_windows(),
+        windows = self._new_windows()
+        state = ClientState(windows=windows.rings, window_meta=windows.meta,
                             detector_state=self._new_detector_state())
         if self.config.prada:
             state.prada = PradaState(self.config.prada_max_stored)
@@ -280,7 +281,7 @@ class Monitor:
 
     def _evidence_matches(self, state: ClientState) -> bool:
         """Whether a stored state's evidence was written by these tests and detectors."""
-        if set(state.windows) != {test.key for test in self.tests}:
+        if not Windows(state.windows, state.window_meta).matches(self.tests):
             return False
         for part in self._stateful_parts():
             stored = state.detector_state.get(part.name, {})
@@ -319,7 +320,8 @@ class Monitor:
             log.warning("client %s: stored evidence was written for other detectors or tests; "
                         "its evidence starts afresh, its flag (%s) is kept", client_id,
                         "flagged" if state.flagged else "not flagged")
-            state.reset_evidence(self._new_windows(), self._new_detector_state())
+            windows = self._new_windows()
+            state.reset_evidence(windows.rings, windows.meta, self._new_detector_state())
         return state  # the PRADA baseline's growing sets are never stored
 
     def _pvalues(self, detectors, batch: Batch, state: ClientState, precomputed=None,
@@ -364,9 +366,10 @@ class Monitor:
         pvalues.update(self._pvalues(self._per_unit, batch, state))
         new_unit = np.zeros(n, dtype=bool)
         new_unit[units] = True
-        scored = score_rows(state.windows, pvalues, new_unit, self.tests, state.score,
-                            state.n_units, self.threshold, state.flagged)
-        state.windows = scored.windows
+        scored = score_rows(Windows(state.windows, state.window_meta), pvalues, new_unit,
+                            self.tests, state.score, state.n_units, self.threshold,
+                            state.flagged, in_place=True)
+        state.windows, state.window_meta = scored.windows.rings, scored.windows.meta
         self._note_evidence(state, batch, pvalues)
 
         if self.exposure is not None and m:
@@ -445,18 +448,17 @@ class Monitor:
 
     def _verdict(self, client_id: str, state: ClientState,
                  scored: ScoredRows | None = None) -> Verdict:
-        sums = scored.last_sums if scored is not None else None
-        if sums is None:
-            sums = [int(state.windows[test.key].sum(dtype=np.int64)) for test in self.tests]
+        sums = state.window_meta[:, SUM].tolist()
         detectors: dict[str, dict] = {
             d.name: {"score": 0.0, "evidence": bool(state.evidence_seen >> i & 1), "count": 0,
                      "tests": {}} for i, d in enumerate(self.detectors)}
         best, best_ratio = 0, -1.0
+        fills = state.window_meta[:, FILL].tolist()
+        unusual_counts = state.window_meta[:, UNUSUAL].tolist()
         for t, test in enumerate(self.tests):
-            window = state.windows[test.key]
             entry = detectors[test.detector]
-            unusual = int(np.count_nonzero(window))
-            entry["tests"][test.name] = {"units": int(len(window)), "unusual": unusual,
+            unusual = unusual_counts[t]
+            entry["tests"][test.name] = {"units": fills[t], "unusual": unusual,
                                          "nats": round(float(sums[t]) * QUANTUM, 3)}
             entry["count"] = max(entry["count"], unusual)
             entry["score"] = max(entry["score"], test.evidence.detector_score(sums[t]))
@@ -469,7 +471,7 @@ class Monitor:
             test = self.tests[best]
             reason = (f"not flagged; nearest test {test.key}: {sums[best] * QUANTUM:.0f} of "
                       f"{test.evidence.flag_sum * QUANTUM:.0f} nats over "
-                      f"{len(state.windows[test.key])} units")
+                      f"{fills[best]} units")
         exposure = None
         if self.exposure is not None and self.exposure.name in state.detector_state:
             exposure = self.exposure.exposure(state.detector_state[self.exposure.name])

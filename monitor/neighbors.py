@@ -54,6 +54,13 @@ def knn(X: np.ndarray, ref: np.ndarray, k: int, ref_sq: np.ndarray | None = None
     k = min(k, len(ref) - (1 if exclude_self else 0))
     if ref_sq is None:
         ref_sq = np.einsum("ij,ij->i", ref, ref, dtype=np.float64)
+    if len(X) == 1 and not exclude_self and k < len(ref):  # the online path: one row
+        x = X[0]
+        d2 = ref_sq - 2.0 * (ref @ x.astype(ref.dtype, copy=False)) + float(x @ x)
+        index = np.argpartition(d2, k - 1)[:k]
+        values = np.maximum(d2[index], 0.0)
+        order = np.argsort(values, kind="stable")
+        return np.sqrt(values[order])[None, :], index[order][None, :]
     out = np.empty((len(X), k))
     index = np.empty((len(X), k), dtype=np.int64)
     step = max(1, _CHUNK_CELLS // max(1, len(ref)))

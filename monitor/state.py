@@ -1,7 +1,7 @@
 """Per-client state: bounded, compact, and serialisable without pickle.
 
 Everything a client's verdict depends on lives here, in fixed-size arrays: recent row hashes
-(to skip retries), each window test's recent events (by test key, e.g. ``density.sharp``),
+(to skip retries), each window test's recent units' evidence (by test key, e.g. ``density.w32``),
 each stateful detector's declared arrays (by detector name and key, e.g. ``chain`` /
 ``buffer``), and a short score history. Its size does not grow with the client's history
 (the optional PRADA baseline excepted, which is capped by ``prada_max_stored`` and never
@@ -12,9 +12,9 @@ its exposure reached the operator's limit — is
 kept apart from the *evidence* (windows and detector state): when the detectors or tests
 change, :meth:`ClientState.reset_evidence` drops the evidence and keeps the flag.
 
->>> state = ClientState(windows={"density.sharp": np.array([1, 0], dtype=np.uint8)})
+>>> state = ClientState(windows={"density.w8": np.array([1, 0], dtype=np.uint8)})
 >>> back = ClientState.from_arrays(state.to_arrays())
->>> back.windows["density.sharp"].tolist(), back.flag_at
+>>> back.windows["density.w8"].tolist(), back.flag_at
 ([1, 0], None)
 """
 
@@ -42,6 +42,10 @@ class ClientState:
     """Evidence units made so far (:mod:`monitor.units`)."""
     hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     windows: dict[str, np.ndarray] = field(default_factory=dict)
+    """Each window test's ring buffer of unit evidence, by test key (``density.w32``)."""
+    window_meta: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.int64))
+    """Per test (in test order): ring head, units held, their evidence sum, units with
+    evidence."""
     detector_state: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     score: float = 0.0
     peak_score: float = 0.0
@@ -75,11 +79,12 @@ class ClientState:
             total += self.prada.nbytes()
         return total + 64  # scalars
 
-    def reset_evidence(self, windows: dict[str, np.ndarray],
+    def reset_evidence(self, windows: dict[str, np.ndarray], window_meta: np.ndarray,
                        detector_state: dict[str, dict[str, np.ndarray]]) -> None:
         """Replace the evidence (windows, detector state, current score); keep the flag,
         its reason, the peak scores, the exposure mark and the counters."""
         self.windows = windows
+        self.window_meta = window_meta
         self.detector_state = detector_state
         self.score = 0.0
         self.query_score = 0.0
@@ -97,6 +102,7 @@ class ClientState:
             "hashes": self.hashes, "history": self.history,
             "flag_reason": np.array([self.flag_reason or ""]),
             "flag_test": np.array([self.flag_test or ""]),
+            "window_meta": self.window_meta,
         }
         for key, window in self.windows.items():
             out[_WINDOW + key] = window
@@ -133,6 +139,8 @@ class ClientState:
             n_queries=n_queries, n_distinct=n_distinct, n_units=n_units,
             hashes=np.asarray(arrays["hashes"]),
             windows=windows, detector_state=detector_state, score=score, peak_score=peak,
+            window_meta=np.asarray(arrays["window_meta"]) if "window_meta" in arrays
+            else np.zeros((0, 4), dtype=np.int64),
             query_score=query_score, peak_query_score=peak_query,
             flag_at=None if flag_at < 0 else flag_at, flag_reason=reason or None,
             flag_test=flag_test or None,
