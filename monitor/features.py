@@ -135,7 +135,13 @@ def model_kind(model) -> tuple[str, str]:
 class Rows:
     """Validated rows: ``X`` coded (see the module docstring) and, for a schema with
     categorical columns, ``source`` — the rows as given, in the schema's columns — which the
-    model is called with."""
+    model is called with.
+
+    >>> schema = FeatureSchema.fit(pd.DataFrame({"x": [1.0, 2.0], "c": ["a", "b"]}))
+    >>> rows = schema.rows([{"c": "b", "x": 5.0}])
+    >>> rows.X.tolist(), rows.model_input().tolist()  # no model fitted on a DataFrame: an array
+    ([[5.0, 1.0]], [[5.0, 'b']])
+    """
 
     X: np.ndarray
     schema: FeatureSchema
@@ -325,7 +331,11 @@ class FeatureSchema:
 
     def by_name(self, frame: pd.DataFrame, what: str = "rows") -> pd.DataFrame:
         """``frame``'s columns in the schema's order; a missing or unknown column is an
-        :class:`InvalidInput` naming it."""
+        :class:`InvalidInput` naming it. A frame without column names (pandas' default
+        ``0..d-1``) is taken in the schema's column order, like an array."""
+        if isinstance(frame.columns, pd.RangeIndex) and "0" not in self.names:
+            self._check_shape(frame.to_numpy(), what)
+            return frame.set_axis(self.names, axis=1).reset_index(drop=True)
         columns = [str(c) for c in frame.columns]
         if len(set(columns)) != len(columns):
             dup = next(c for c in columns if columns.count(c) > 1)
@@ -503,8 +513,17 @@ def _array_frame(X, model_names, feature_names) -> pd.DataFrame:
 class FeatureSpace:
     """Coded rows -> the scaled space the detectors measure in (see the module docstring).
 
-    ``center`` and ``scale`` are per column (1 and 0 for categorical ones); ``novelty`` is the
+    ``center`` and ``scale`` are per column (0 and 1 for categorical ones); ``novelty`` is the
     weight of the novelty coordinate, ``None`` when the schema needs none.
+
+    >>> train = pd.DataFrame({"x": [0.0, 2.0, 4.0, 6.0], "c": ["a", "b", "a", "b"]})
+    >>> schema = FeatureSchema.fit(train)
+    >>> space = FeatureSpace.fit(schema, schema.rows(train, "training data").X)
+    >>> space.names()
+    ['x', 'c=a', 'c=b', '<novel>']
+    >>> Z = space.transform(schema.rows(pd.DataFrame({"x": [3.0, 3.0], "c": ["a", "z"]})).X)
+    >>> Z[0, :3].round(3).tolist(), bool(Z[0, 3] == 0 < Z[1, 3])
+    ([0.0, 0.707, 0.0], True)
     """
 
     def __init__(self, schema: FeatureSchema, center: np.ndarray, scale: np.ndarray,

@@ -125,7 +125,9 @@ def test_column_order_never_matters_and_records_equal_frames(victim):
     shuffled = Monitor(profile, model=model).observe("c", rows[rows.columns[::-1]])
     records = Monitor(profile, model=model).observe(
         "c", rows.sample(frac=1.0, axis=1, random_state=0).to_dict("records"))
-    for other in (shuffled, records):
+    unnamed = Monitor(profile, model=model).observe(  # no column names: the profile's order
+        "c", pd.DataFrame(rows[profile.feature_names_].to_numpy(dtype=object)))
+    for other in (shuffled, records, unnamed):
         np.testing.assert_array_equal(right.row_scores, other.row_scores)
         assert (right.flagged, right.flag_at, right.reason) == (other.flagged, other.flag_at,
                                                                 other.reason)
