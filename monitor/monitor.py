@@ -35,6 +35,7 @@ from monitor.detectors import Batch, build_detectors
 from monitor.errors import InvalidInput
 from monitor.evidence import QUANTUM, build_window_tests
 from monitor.exposure import ExposureTracker
+from monitor.features import Rows
 from monitor.hashing import duplicate_mask, row_hashes
 from monitor.profile import Profile
 from monitor.scoring import FILL, SUM, UNUSUAL, ScoredRows, Windows, score_rows
@@ -48,6 +49,21 @@ log = logging.getLogger("extraction_monitor")
 
 GROUP_PREFIX = "group:"
 """State key prefix of group evidence (see ``Monitor(group_of=...)``)."""
+
+
+@dataclass(frozen=True)
+class Answers:
+    """What is known about the model's outputs for some rows: class probabilities, decision
+    scores (a classifier without probabilities), and the answers themselves — class labels, or
+    a regressor's predicted values. Any may be ``None``."""
+
+    proba: np.ndarray | None = None
+    decision: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+    def take(self, rows: np.ndarray) -> Answers:
+        return Answers(*(None if a is None else np.asarray(a)[rows]
+                         for a in (self.proba, self.decision, self.labels)))
 
 
 @dataclass(frozen=True)
@@ -79,9 +95,13 @@ class MonitorCounters:
 class Monitor:
     """Watches every client's queries and keeps a calibrated verdict per client.
 
-    Margins come from the probabilities the API returned (``outputs``); when it returned
-    labels only, or nothing, from ``model`` if one is given (otherwise the boundary detector
-    has no evidence for those rows). ``store`` is optional: a
+    Rows are a DataFrame or named records (mapped by column name, in any order), or an array
+    in the profile's column order (:meth:`Profile.rows`). Margins come from the probabilities
+    the API returned (``outputs``); when it returned labels only, or nothing, from ``model`` if
+    one is given (otherwise the boundary detector has no evidence for those rows; a classifier
+    without ``predict_proba`` always needs ``model`` for its ``decision_function`` margins). A
+    regressor's outputs are its ``(n,)`` predicted values. :meth:`evidence_notes` says, in
+    sentences to log at startup, which detectors will have no evidence. ``store`` is optional: a
     :class:`monitor.stores.StateStore` that keeps per-client state outside this process
     (several workers, restarts); by default state lives in this object. ``group_of`` is
     optional: it maps a client id to a group id (an account, a subnet, a tenant — or one
@@ -104,7 +124,7 @@ class Monitor:
         self.threshold = self.tests[0].evidence.threshold
         self.exposure = ExposureTracker.from_profile(profile) if self.config.exposure else None
         self.units = UnitTracker(profile.unit_radius() if self.config.units else 0.0,
-                                 profile.n_features_,
+                                 int(profile.reference_.shape[1]),
                                  max_changed=MAX_CHANGED if self.config.units else 0)
         self.detector_errors: dict[str, int] = {d.name: 0 for d in self.detectors}
         order = np.argsort(self.profile.classes_, kind="stable")
@@ -128,8 +148,37 @@ class Monitor:
 
     @property
     def classes(self) -> np.ndarray:
-        """The victim's class labels, in probability-column order."""
+        """The victim's class labels, in probability-column order (empty for a regressor)."""
         return np.asarray(self.profile.classes_)
+
+    @property
+    def task(self) -> str:
+        """``classification`` or ``regression``."""
+        return getattr(self.profile, "task_", "classification")
+
+    @property
+    def schema(self):
+        """The model's columns as the profile recorded them (:class:`~monitor.features.
+        FeatureSchema`: names, kinds, categories, where missing values are accepted)."""
+        return self.profile.schema_
+
+    def evidence_notes(self, outputs: str = "proba") -> list[str]:
+        """One sentence per detector (or exposure) that will have no evidence when the API's
+        answers are ``outputs`` — ``proba`` (probabilities), ``labels``, ``values`` (a
+        regressor's predictions) or ``none`` — with the model this monitor was given; log them
+        at startup. Empty when every detector has what it needs.
+
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(200, 2)); y = (X[:, 0] > 0).astype(int)
+        >>> mon = Monitor(Profile(seed=0).fit(LogisticRegression().fit(X, y), X, y))
+        >>> mon.evidence_notes("proba"), len(mon.evidence_notes("labels"))
+        ([], 1)
+        """
+        from monitor.detectors import evidence_notes
+
+        return evidence_notes(self.profile, [d.name for d in self.detectors], outputs,
+                              self.model is not None, self.exposure is not None)
 
     @property
     def feature_names(self) -> list[str]:
@@ -164,39 +213,72 @@ class Monitor:
         return encode_state(state.to_arrays())
 
     # ----------------------------------------------------------------- input checks
-    def _check_outputs(self, outputs, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(probabilities, labels) from what the API returned; either may be None."""
+    def _check_outputs(self, outputs, n: int) -> Answers:
+        """What the API returned, checked: probabilities (and their labels), labels, or a
+        regressor's values."""
         if outputs is None:
-            return None, None
+            return Answers()
         arr = np.asarray(outputs)
+        if self.task == "regression":
+            if arr.ndim == 2 and arr.shape == (n, 1):
+                arr = arr[:, 0]
+            if arr.shape == (n,) and np.issubdtype(arr.dtype, np.number):
+                values = arr.astype(np.float64)
+                if not np.isfinite(values).all():
+                    raise InvalidInput("outputs contain NaN or infinite predictions")
+                return Answers(labels=values)
+            raise InvalidInput(f"outputs must be {n} predicted values (the model is a "
+                               f"regressor), got shape {arr.shape}")
         k = len(self.profile.classes_)
-        if arr.ndim == 2 and arr.shape == (n, k) and np.issubdtype(arr.dtype, np.number):
+        with_proba = getattr(self.profile, "output_kind_", "proba") == "proba"
+        if with_proba and arr.ndim == 2 and arr.shape == (n, k) and \
+                np.issubdtype(arr.dtype, np.number):
             proba = arr.astype(np.float64)
             if not np.isfinite(proba).all():
                 raise InvalidInput("outputs contain NaN or infinite probabilities")
-            return proba, self.profile.classes_[proba.argmax(axis=1)]
+            return Answers(proba=proba, labels=self.profile.classes_[proba.argmax(axis=1)])
         if arr.ndim == 1 and arr.shape[0] == n:
-            return None, arr
+            return Answers(labels=arr)
+        if not with_proba:
+            raise InvalidInput(f"outputs must be {n} labels (the model has no predict_proba), "
+                               f"got shape {arr.shape}")
         raise InvalidInput(f"outputs must be ({n}, {k}) probabilities or {n} labels, "
                            f"got shape {arr.shape}")
 
-    def _outputs(self, X: np.ndarray, outputs) -> tuple[np.ndarray | None, np.ndarray | None]:
-        proba, labels = self._check_outputs(outputs, len(X))
-        if proba is None and self.model is not None:
-            proba = self.model.predict_proba(X)
-            labels = self.profile.classes_[proba.argmax(axis=1)]
-        return proba, labels
+    def _outputs(self, rows: Rows, outputs) -> Answers:
+        """The checked outputs, completed from the model where it is given: probabilities or
+        decision scores for margins, labels or values for exposure."""
+        answers = self._check_outputs(outputs, len(rows))
+        model = self.model
+        if model is None:
+            return answers
+        kind = getattr(self.profile, "output_kind_", "proba")
+        if kind == "proba" and answers.proba is None:
+            proba = np.asarray(_call(model.predict_proba, rows), dtype=np.float64)
+            return Answers(proba=proba, labels=self.profile.classes_[proba.argmax(axis=1)])
+        if kind == "decision" and answers.decision is None:
+            decision = np.asarray(_call(model.decision_function, rows), dtype=np.float64)
+            labels = answers.labels if answers.labels is not None else \
+                np.asarray(_call(model.predict, rows))
+            return Answers(decision=decision, labels=labels)
+        if answers.labels is None and kind in ("labels", "values"):
+            labels = np.asarray(_call(model.predict, rows))
+            return Answers(labels=labels.astype(np.float64) if kind == "values" else labels)
+        return answers
 
     # ----------------------------------------------------------------- the stream
     def observe(self, client_id: str, X, outputs=None) -> Verdict:
-        """Process rows ``X`` (``(n, d)`` or one row) from ``client_id``; return its verdict.
+        """Process rows ``X`` from ``client_id``; return its verdict.
 
-        Raises :class:`~monitor.errors.InvalidInput` before touching any state
+        ``X`` is a DataFrame or named records (columns mapped by name, in any order), or an
+        ``(n, d)`` array (or one row) in the profile's column order. ``outputs`` are what the
+        API returned: ``(n, k)`` probabilities or ``(n,)`` labels, or a regressor's ``(n,)``
+        values. Raises :class:`~monitor.errors.InvalidInput` before touching any state
         if the rows or outputs are malformed.
         """
-        X = self.profile.check_rows(X)
-        proba, labels = self._outputs(X, outputs)
-        return self._observe_rows(client_id, X, proba, labels, row_hashes(X))
+        rows = self.profile.rows(X)
+        answers = self._outputs(rows, outputs)
+        return self._observe_rows(client_id, rows.X, answers, row_hashes(rows.X))
 
     def observe_many(self, client_ids, X, outputs=None) -> dict[str, Verdict]:
         """Rows from many clients at once (a log chunk); each client's rows in their order.
@@ -205,14 +287,16 @@ class Monitor:
         detectors (density, boundary) and the model run once over all rows, which is what
         makes offline analysis fast. Returns each client's verdict after its last row.
         """
-        X = self.profile.check_rows(X)
+        rows = self.profile.rows(X)
+        X = rows.X
         client_ids = np.asarray(client_ids, dtype=object)
         if client_ids.shape != (len(X),):
             raise InvalidInput(f"client_ids must have one id per row ({len(X)}), "
                                f"got shape {client_ids.shape}")
-        proba, labels = self._outputs(X, outputs)
+        answers = self._outputs(rows, outputs)
         hashes = row_hashes(X)
-        batch = Batch(X=X, Z=self.profile.transform(X), proba=proba)
+        batch = Batch(X=X, Z=self.profile.transform(X), proba=answers.proba,
+                      decision=answers.decision)
         precomputed = {}
         for detector in self._per_query:
             try:
@@ -225,19 +309,19 @@ class Monitor:
         bounds = np.cumsum(np.bincount(inverse, minlength=len(uniques)))
         verdicts: dict[str, Verdict] = {}
         for u in np.argsort(first, kind="stable"):
-            rows = order[(bounds[u - 1] if u else 0):bounds[u]]
+            part = order[(bounds[u - 1] if u else 0):bounds[u]]
             cid = str(uniques[u])
             verdicts[cid] = self._observe_rows(
-                cid, X[rows], None if proba is None else proba[rows],
-                None if labels is None else np.asarray(labels)[rows], hashes[rows],
-                {name: p[rows] for name, p in precomputed.items()})
+                cid, X[part], answers.take(part), hashes[part],
+                {name: p[part] for name, p in precomputed.items()})
         return verdicts
 
-    def _observe_rows(self, client_id, X, proba, labels, hashes, precomputed=None) -> Verdict:
-        verdict = self._observe_key(client_id, X, proba, labels, hashes, precomputed)
+    def _observe_rows(self, client_id, X, answers: Answers, hashes,
+                      precomputed=None) -> Verdict:
+        verdict = self._observe_key(client_id, X, answers, hashes, precomputed)
         group_id = self.group_of(client_id) if self.group_of is not None else None
         if group_id is not None:
-            group = self._observe_key(GROUP_PREFIX + str(group_id), X, proba, labels, hashes,
+            group = self._observe_key(GROUP_PREFIX + str(group_id), X, answers, hashes,
                                       precomputed)
             verdict.group = {"group_id": str(group_id), **{
                 k: getattr(group, k) for k in ("n_queries", "score", "peak_score", "flagged",
@@ -245,18 +329,18 @@ class Monitor:
                                                 "exposure_exceeded")}}
         return verdict
 
-    def _observe_key(self, key: str, X, proba, labels, hashes, precomputed=None) -> Verdict:
+    def _observe_key(self, key: str, X, answers: Answers, hashes, precomputed=None) -> Verdict:
         if self.store is not None:
             with self.store.transaction(key) as tx:
                 state = self._load_state(key, tx.load)
-                scored = self._update(state, X, proba, labels, hashes, precomputed)
+                scored = self._update(state, X, answers, hashes, precomputed)
                 tx.save(state.to_arrays())
             return self._verdict(key, state, scored)
         with self._lock:
             state = self._states.get(key)
             if state is None:
                 state = self._states[key] = self._new_state()
-            scored = self._update(state, X, proba, labels, hashes, precomputed)
+            scored = self._update(state, X, answers, hashes, precomputed)
             return self._verdict(key, state, scored)
 
     # ----------------------------------------------------------------- state
@@ -275,7 +359,7 @@ class Monitor:
         windows = self._new_windows()
         state = ClientState(windows=windows.rings, window_meta=windows.meta,
                             detector_state=self._new_detector_state())
-        if self.config.prada:
+        if self.config.prada and self.task == "classification":  # PRADA needs classes
             state.prada = PradaState(self.config.prada_max_stored)
         return state
 
@@ -344,7 +428,7 @@ class Monitor:
                 pvalues[detector.name] = np.ones(len(batch.X))
         return pvalues
 
-    def _update(self, state: ClientState, X, proba, labels, hashes,
+    def _update(self, state: ClientState, X, answers: Answers, hashes,
                 precomputed=None) -> ScoredRows:
         """Advance the client's state by rows ``X``: retries drop out, distinct rows are
         mapped to evidence units, and each new unit's p-values enter the window tests."""
@@ -353,7 +437,9 @@ class Monitor:
         distinct = np.flatnonzero(~duplicate)
         m = len(distinct)
         Z = self.profile.transform(X[distinct])
-        queries = Batch(X=X[distinct], Z=Z, proba=None if proba is None else proba[distinct])
+        known = answers.take(distinct)
+        labels = answers.labels
+        queries = Batch(X=X[distinct], Z=Z, proba=known.proba, decision=known.decision)
         # per-query detectors first: their p-values also tell the units which queries escalate
         per_query = self._pvalues(self._per_query, queries, state, precomputed, distinct)
         smallest = np.min(list(per_query.values()), axis=0) if per_query and m else None
@@ -361,7 +447,8 @@ class Monitor:
         starts = np.flatnonzero(assigned.new_unit)  # positions among the distinct rows
         units = distinct[starts]  # rows of this call that start a new unit
         batch = queries.take(starts)
-        batch = Batch(batch.X, batch.Z, batch.proba, assigned.nearest_leader[starts])
+        batch = Batch(batch.X, batch.Z, batch.proba, assigned.nearest_leader[starts],
+                      batch.decision)
         pvalues = {name: p[starts] for name, p in per_query.items()}
         pvalues.update(self._pvalues(self._per_unit, batch, state))
         new_unit = np.zeros(n, dtype=bool)
@@ -373,7 +460,7 @@ class Monitor:
         self._note_evidence(state, batch, pvalues)
 
         if self.exposure is not None and m:
-            self._expose(state, Batch(X=X[distinct], Z=Z, proba=None), labels, distinct, n)
+            self._expose(state, Z, labels, distinct, n)
         if state.prada is not None and labels is not None and m:
             index = state.n_queries + distinct
             state.prada.update(Z, np.asarray(labels)[distinct], self.config.prada_delta,
@@ -420,12 +507,14 @@ class Monitor:
             return np.full(len(labels), -1, dtype=np.int16)
         return np.where(known, self._class_codes[at], -1).astype(np.int16)
 
-    def _expose(self, state: ClientState, batch: Batch, labels, distinct: np.ndarray,
+    def _expose(self, state: ClientState, Z: np.ndarray, labels, distinct: np.ndarray,
                 n_rows: int) -> None:
         if labels is None:
             return
-        codes = self._answer_codes(np.asarray(labels)[distinct])
-        self.exposure.update(batch.Z, codes, state.detector_state[self.exposure.name])
+        answers = np.asarray(labels)[distinct]
+        if not self.exposure.regression:
+            answers = self._answer_codes(answers)
+        self.exposure.update(Z, answers, state.detector_state[self.exposure.name])
         limit = self.config.exposure_limit
         if limit is not None and state.exposure_at is None:
             exposure = self.exposure.exposure(state.detector_state[self.exposure.name])
@@ -531,9 +620,20 @@ class Monitor:
             return self._states.get(client_id)
 
 
+def _call(method, rows: Rows):
+    """``method(rows' model input)``; a model that cannot score the rows (an unknown
+    category it refuses, say) is an :class:`InvalidInput`, raised before any state changes."""
+    try:
+        return method(rows.model_input())
+    except (ValueError, TypeError, KeyError) as exc:
+        lines = str(exc).strip().splitlines()
+        raise InvalidInput(f"the model cannot score these rows: "
+                           f"{lines[0] if lines else type(exc).__name__}") from exc
+
+
 def fresh_exposure_shape(tracker: ExposureTracker) -> tuple[int, ...]:
     """Shape of a new client's exposure arrays (one entry per reference point)."""
     return (len(tracker.points),)
 
 
-__all__ = ["GROUP_PREFIX", "FlagStatus", "Monitor", "MonitorCounters"]
+__all__ = ["GROUP_PREFIX", "Answers", "FlagStatus", "Monitor", "MonitorCounters"]

@@ -48,7 +48,8 @@ class Verdict:
     ``query_score`` is ``-log10`` of the smallest p-value of its latest unit and
     ``peak_query_score`` the largest so far (one impossible query shows there, at most 6).
     Each detector's entry says whether it has had any ``evidence`` (False for the boundary
-    detector of a label-only API without a model). ``exposure`` estimates
+    detector of a label-only API without a model, of a labels-only classifier, and of a
+    regressor). ``exposure`` estimates
     the fidelity a copy built from the client's answers would reach (``None`` before any
     answer); ``exposure_exceeded`` says it reached the configured ``exposure_limit``, first
     after ``exposure_at`` queries.

@@ -36,7 +36,8 @@ class Batch:
     """The distinct queries of one ``observe`` call, as the detectors see them."""
 
     X: np.ndarray
-    """Raw rows ``(m, d)``."""
+    """Coded rows ``(m, d)`` (:mod:`monitor.features`: numbers, NaN when missing, category
+    codes)."""
     Z: np.ndarray
     """The rows in the profile's scaled feature space."""
     proba: np.ndarray | None
@@ -44,13 +45,17 @@ class Batch:
     nearest_leader: np.ndarray | None = None
     """Each query's distance to the nearest of the client's recent evidence-unit leaders
     (:mod:`monitor.units`); ``None`` outside a client's stream (e.g. at fit time)."""
+    decision: np.ndarray | None = None
+    """``decision_function`` scores (``(m,)`` binary, ``(m, k)`` multiclass) of a classifier
+    without ``predict_proba``, or ``None`` when unknown."""
     memo: dict = field(default_factory=dict, compare=False, repr=False)
     """Results detectors share within one batch (e.g. the reference neighbours)."""
 
     def take(self, rows: np.ndarray) -> Batch:
         """The sub-batch of ``rows``."""
         return Batch(self.X[rows], self.Z[rows], None if self.proba is None else self.proba[rows],
-                     None if self.nearest_leader is None else self.nearest_leader[rows])
+                     None if self.nearest_leader is None else self.nearest_leader[rows],
+                     None if self.decision is None else self.decision[rows])
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,8 @@ class HeldOutSplit:
     proba: np.ndarray | None
     tree: TreeGeometry | None
     source: str
+    decision: np.ndarray | None = None
+    """``decision_function`` scores of a classifier without ``predict_proba``."""
     model: Any = field(default=None, repr=False, compare=False)
     """The model that scored this split (only while the profile is fitted)."""
 
@@ -130,6 +137,7 @@ class FittedProfile(Protocol):
     """What a detector may read from a fitted :class:`~monitor.Profile`."""
 
     n_features_: int
+    boundary_kind_: str
     k_neighbors: int
     scale_: np.ndarray
     reference_: np.ndarray

@@ -348,7 +348,7 @@ def build_report(path, profile, config=None, model=None, title: str | None = Non
             table["client_id"] = table["client_id"].astype(str)
         return render_report(table, profile=profile, title=title,
                              source=f"verdict table {name}")
-    log = read_log(path, profile.feature_names_, len(profile.classes_), extra=TRUTH_COLUMNS,
+    log = read_log(path, profile.schema_, len(profile.classes_), extra=TRUTH_COLUMNS,
                    columns=columns)
     replay = replay_log(log, Monitor(profile, config=config, model=model), keep_scores=True,
                         on_progress=on_progress)
