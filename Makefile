@@ -2,13 +2,14 @@
 #   make demo   trains a reference victim, simulates benign and attack clients, prints verdicts
 #   make test   runs the whole test suite (doctests included; the notebooks are executed and
 #               their committed outputs checked)
+#   make test-real-servers  the proxy in front of real MLflow and KServe (installs them once)
 #   make notebooks  re-executes the notebooks in place (commit them with their outputs)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench notebooks clean
+.PHONY: demo test test-real-servers lint bench notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest monitor victims attacks tests
+
+# the proxy in front of real MLflow and KServe servers (installs them into ~/.cache once)
+test-real-servers: $(STAMP)
+	EXTRACTION_MONITOR_REAL_SERVERS=1 $(BIN)/python -m pytest tests/test_real_servers.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,155 +1,248 @@
-"""From per-query extreme events to calibrated per-client scores.
+"""From per-unit p-values to calibrated window scores: truncated products over evidence units.
 
-Each detector marks every distinct query as *extreme* or not (its conformal
-p-value is at most ``extreme_level``). The evidence is the count ``c`` of
-extreme queries among the client's last ``window`` distinct queries. Under the
-benign hypothesis, extreme events occur independently at a rate of at most
-``tolerated_rate`` (deliberately above ``extreme_level``, so that drifted or
-narrow benign data is tolerated), so ``c`` is at most Binomial(window,
-tolerated_rate) and
+Each detector gives every new evidence unit (:mod:`monitor.units`) a p-value (small =
+unusual; tail-aware, so it can be as small as :data:`~monitor.tails.MIN_PVALUE`). A window
+test keeps the last ``window`` units and sums their evidence
 
-    p(c) = min(1, horizon * m * P[Binomial(window, tolerated_rate) >= c])
+    y(p) = min(-ln p, -ln p_min)  if p <= truncation,  else 0,
 
-bounds, by a union bound over the ``horizon`` window positions and the ``m``
-detectors, the probability that a benign client ever reaches that count. The
-score is ``-log10 p``: higher means more suspicious, and a client is flagged
-when its score reaches ``-log10 alpha``. The counts are order-invariant within
-a window, so a benign batch sorted by one feature is not penalised for
-clustering its few tail records.
+a truncated product (Zaykin et al. 2002): many moderately unusual units add up, and one
+impossible unit counts for a lot but never for everything. ``y`` is quantised to
+:data:`QUANTUM` nats (rounded up) so a window sum is an exact integer, the same in a batch as
+row by row.
 
->>> from monitor.evidence import WindowEvidence
->>> ev = WindowEvidence(window=50, tolerated_rate=0.05, horizon=10_000, n_detectors=3, alpha=0.01)
->>> ev.flag_count
-14
->>> float(ev.scores(np.array([0, 13, 14]))[2]) >= ev.threshold
+**Calibration.** Under a benign null the units' p-values are independent draws from some
+distribution; the null is *composite*: the uniform distribution (units exchangeable with
+held-out data: random, one-class and sorted clients are subsets of it, dependent clients are
+merged into units), and the detector's p-values on each drifted copy of the held-out data (the
+profile's drift model, ``Profile(drift_noise, drift_scale, drift_draws)``). For each member the exact
+distribution of the window sum is a convolution; the test's tail probability is the largest
+over members, and
+
+    score(T) = -log10 min(1, horizon * n_tests * max_m P_m[sum >= T])
+
+bounds, by a union bound over the horizon's window positions and the tests, the probability
+that a benign client of any member ever reaches that score. A client is flagged when its score
+reaches ``-log10 alpha``. A window not yet full is scored with the full window's table, which
+is conservative (evidence is non-negative).
+
+>>> test = WindowTest("density", window=32, truncation=0.1, horizon=10_000, n_tests=1,
+...                   alpha=0.01)
+>>> impossible = test.evidence.quantise(np.full(5, 1e-6))
+>>> bool(test.evidence.score(int(impossible[:2].sum())) < 2 <= test.evidence.score(int(impossible.sum())))
 True
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.stats import binom
+
+from monitor.tails import MIN_PVALUE
 
 if TYPE_CHECKING:
     from monitor.detectors import Detector
     from monitor.profile import Profile
     from monitor.settings import MonitorConfig
 
-WindowKind = Literal["sharp", "broad"]
+CAP = float(-np.log(MIN_PVALUE))
+"""Largest evidence one unit carries, in nats."""
+LEVELS = 255
+"""Quantisation levels of one unit's evidence (stored as uint8)."""
+QUANTUM = CAP / LEVELS
+"""Nats per quantisation step."""
+MAX_NULL_MEMBERS = 12
+"""Empirical null members kept per test (those with the most evidence per unit)."""
 
 
-class WindowEvidence:
-    """One window-count test (a lookup table, O(1) per query).
+def quantise(pvalues: np.ndarray, truncation: float) -> np.ndarray:
+    """Each p-value's evidence ``y(p)`` in quanta (uint8, rounded up)."""
+    p = np.maximum(np.asarray(pvalues, dtype=np.float64), MIN_PVALUE)
+    y = np.where(p <= truncation, np.minimum(-np.log(p), CAP), 0.0)
+    return np.minimum(np.ceil(y / QUANTUM - 1e-9), LEVELS).astype(np.uint8)
 
-    ``n_detectors`` is the number of tests combined by Bonferroni into the
-    overall score.
+
+def uniform_pmf(truncation: float) -> np.ndarray:
+    """The distribution of one unit's quantised evidence when its p-value is uniform
+    (floored at :data:`~monitor.tails.MIN_PVALUE`)."""
+    edges = np.arange(LEVELS + 1) * QUANTUM  # level k holds y in ((k-1) q, k q]
+    low = np.log(1.0 / truncation)
+    upper = np.exp(-np.maximum(edges[:-1], low))
+    lower = np.exp(-edges[1:])
+    pmf = np.zeros(LEVELS + 1)
+    pmf[1:] = np.where(edges[1:] > low, np.maximum(upper - lower, 0.0), 0.0)
+    pmf[LEVELS] += MIN_PVALUE  # the floor: P(p <= p_min) lands in the top level
+    pmf[0] = 1.0 - pmf[1:].sum()
+    return pmf
+
+
+def empirical_pmf(pvalues: np.ndarray, truncation: float) -> np.ndarray:
+    """The distribution of one unit's quantised evidence over observed p-values."""
+    counts = np.bincount(quantise(pvalues, truncation), minlength=LEVELS + 1)
+    return counts / max(counts.sum(), 1)
+
+
+def window_survival(pmf: np.ndarray, window: int) -> np.ndarray:
+    """``P[sum of window iid draws >= t]`` for every integer ``t`` (exact convolution by FFT)."""
+    length = LEVELS * window + 1
+    size = 1 << int(np.ceil(np.log2(length)))
+    spectrum = np.fft.rfft(pmf, size) ** window
+    total = np.maximum(np.fft.irfft(spectrum, size)[:length], 0.0)
+    survival = np.cumsum(total[::-1])[::-1]
+    return np.clip(survival, 0.0, 1.0)
+
+
+@lru_cache(maxsize=256)
+def _uniform_survival(truncation: float, window: int) -> np.ndarray:
+    return window_survival(uniform_pmf(truncation), window)
+
+
+class TruncatedProduct:
+    """The lookup table of one window test: window sum (in quanta) -> score.
+
+    ``null_members`` are p-value samples of the benign shapes beyond uniform (each an
+    empirical distribution); the uniform member is always included.
     """
 
-    def __init__(self, window: int, tolerated_rate: float, horizon: int, n_detectors: int,
-                 alpha: float, threshold: float | None = None, level: float = 0.01) -> None:
-        self.window = window
-        self.level = level
-        self.tolerated_rate = tolerated_rate
+    def __init__(self, window: int, truncation: float, horizon: int, n_tests: int,
+                 alpha: float, threshold: float | None = None,
+                 null_members: Sequence[np.ndarray] = ()) -> None:
+        self.window, self.truncation = window, truncation
         self.threshold = float(-np.log10(alpha)) if threshold is None else float(threshold)
-        counts = np.arange(window + 1)
-        tail = binom.sf(counts - 1, window, tolerated_rate)
+        survival = _uniform_survival(truncation, window).copy()
+        for member in _strongest(null_members, truncation):
+            survival = np.maximum(survival, window_survival(
+                empirical_pmf(member, truncation), window))
+        self.n_null_members = 1 + min(len(null_members), MAX_NULL_MEMBERS)
         with np.errstate(divide="ignore"):
-            detector_p = np.minimum(1.0, horizon * tail)
-            overall_p = np.minimum(1.0, n_detectors * horizon * tail)
-        self.detector_scores_ = -np.log10(np.maximum(detector_p, 1e-300)) + 0.0
-        self.overall_scores_ = -np.log10(np.maximum(overall_p, 1e-300)) + 0.0
-        flagging = np.nonzero(self.overall_scores_ >= self.threshold)[0]
-        self.flag_count = int(flagging[0]) if len(flagging) else window + 1
+            self.detector_scores_ = np.maximum(
+                -np.log10(np.minimum(1.0, horizon * survival)), 0.0).astype(np.float32)
+            self.overall_scores_ = np.maximum(
+                -np.log10(np.minimum(1.0, n_tests * horizon * survival)), 0.0).astype(np.float32)
+        self.detector_scores_ = np.minimum(self.detector_scores_, 300.0)
+        self.overall_scores_ = np.minimum(self.overall_scores_, 300.0)
+        flagging = np.flatnonzero(self.overall_scores_ >= self.threshold)
+        self.flag_sum = int(flagging[0]) if len(flagging) else len(survival)
+        """Smallest window sum (quanta) that flags."""
 
-    def scores(self, counts: np.ndarray) -> np.ndarray:
-        """Per-detector scores for window counts."""
-        return self.detector_scores_[counts]
+    def quantise(self, pvalues: np.ndarray) -> np.ndarray:
+        return quantise(pvalues, self.truncation)
 
-    def overall(self, max_counts: np.ndarray) -> np.ndarray:
-        """Overall scores (Bonferroni over detectors) for the largest count across detectors."""
-        return self.overall_scores_[max_counts]
+    def score(self, window_sum: int) -> float:
+        """The overall score of a window sum."""
+        return float(self.overall_scores_[min(int(window_sum), len(self.overall_scores_) - 1)])
+
+    def overall(self, sums: np.ndarray) -> np.ndarray:
+        """Overall scores (union bound over tests) of window sums."""
+        return self.overall_scores_[np.minimum(sums, len(self.overall_scores_) - 1)]
+
+    def detector_score(self, window_sum: int) -> float:
+        """The score of one test alone (union bound over the horizon only)."""
+        return float(self.detector_scores_[min(int(window_sum),
+                                               len(self.detector_scores_) - 1)])
 
 
-def rolling_counts(previous: np.ndarray, events: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Window counts after each new event, and the new window contents.
-
-    ``previous`` holds the last (at most ``window``) events in time order.
-
-    >>> rolling_counts(np.array([1, 1], dtype=np.uint8), np.array([0, 1, 0], dtype=np.uint8), 3)
-    (array([2, 2, 1]), array([0, 1, 0], dtype=uint8))
-    """
-    if len(events) == 1:  # the online fast path
-        kept = np.append(previous, events)[-window:].astype(np.uint8)
-        return np.array([int(kept.sum())]), kept
-    seq = np.concatenate([previous, events]).astype(np.int64)
-    cs = np.concatenate([[0], np.cumsum(seq)])
-    ends = np.arange(len(previous), len(seq)) + 1
-    counts = cs[ends] - cs[np.maximum(ends - window, 0)]
-    return counts, seq[-window:].astype(np.uint8)
+def _strongest(members: Sequence[np.ndarray], truncation: float) -> list[np.ndarray]:
+    """The members with the most expected evidence per unit, plus the heaviest tails."""
+    members = [np.asarray(m) for m in members if len(m)]
+    if len(members) <= MAX_NULL_MEMBERS:
+        return members
+    mean = np.array([quantise(m, truncation).mean() for m in members])
+    tail = np.array([np.mean(m <= truncation / 100) for m in members])
+    half = MAX_NULL_MEMBERS // 2
+    chosen = list(np.argsort(-mean)[:half])
+    chosen += [i for i in np.argsort(-tail) if i not in chosen][:MAX_NULL_MEMBERS - half]
+    return [members[i] for i in chosen]
 
 
 @dataclass(frozen=True)
 class WindowTest:
-    """One named window test of one detector: count p <= ``level`` in the last ``window``
-    distinct queries, tolerating ``tolerated_rate`` such queries from a benign client.
+    """One named window test of one detector: the truncated product of the last ``window``
+    units' p-values, calibrated against the composite benign null.
 
     ``key`` names its window in client state; ``evidence`` is its lookup table.
 
-    >>> test = WindowTest("density", "sharp", level=0.01, window=50, tolerated_rate=0.05,
-    ...                   horizon=10_000, n_tests=4, alpha=0.01)
-    >>> test.key, test.evidence.flag_count
-    ('density.sharp', 14)
+    >>> test = WindowTest("density", window=32, truncation=0.1, horizon=10_000, n_tests=8,
+    ...                   alpha=0.01)
+    >>> test.key, round(test.evidence.flag_sum * QUANTUM, 1)
+    ('density.w32', 53.7)
     """
 
     detector: str
-    kind: WindowKind
-    level: float
     window: int
-    tolerated_rate: float
+    truncation: float
     horizon: int
     n_tests: int
     alpha: float
     threshold: float | None = None
-    evidence: WindowEvidence = field(init=False, repr=False, compare=False)
+    null_members: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
+    evidence: TruncatedProduct = field(init=False, repr=False, compare=False)
+
+    name: str = field(init=False, compare=False)
+    """The test's name within its detector (``w32``: the last 32 units)."""
+    key: str = field(init=False, compare=False)
+    """The test's name in client state and verdicts (``density.w32``)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "evidence", WindowEvidence(
-            self.window, self.tolerated_rate, self.horizon, self.n_tests, self.alpha,
-            self.threshold, self.level))
-
-    @property
-    def key(self) -> str:
-        return f"{self.detector}.{self.kind}"
+        object.__setattr__(self, "evidence", TruncatedProduct(
+            self.window, self.truncation, self.horizon, self.n_tests, self.alpha,
+            self.threshold, self.null_members))
+        object.__setattr__(self, "name", f"w{self.window}")
+        object.__setattr__(self, "key", f"{self.detector}.w{self.window}")
 
     def initial_window(self) -> np.ndarray:
         return np.zeros(0, dtype=np.uint8)
 
 
+def rolling_sums(previous: np.ndarray, values: np.ndarray, window: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Window sums after each new value, and the new window contents.
+
+    ``previous`` holds the last (at most ``window``) values in time order.
+
+    >>> rolling_sums(np.array([3, 1], dtype=np.uint8), np.array([0, 2, 5], dtype=np.uint8), 3)
+    (array([4, 3, 7]), array([0, 2, 5], dtype=uint8))
+    """
+    if len(values) == 1:  # the online fast path
+        kept = np.append(previous, values)[-window:].astype(np.uint8)
+        return np.array([int(kept.sum(dtype=np.int64))]), kept
+    seq = np.concatenate([previous, values]).astype(np.int64)
+    cs = np.concatenate([[0], np.cumsum(seq)])
+    ends = np.arange(len(previous), len(seq)) + 1
+    sums = cs[ends] - cs[np.maximum(ends - window, 0)]
+    return sums, seq[-window:].astype(np.uint8)
+
+
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Per profile object: config key -> its window tests."""
+
+
 def build_window_tests(detectors: Sequence[Detector], config: MonitorConfig,
                        profile: Profile) -> list[WindowTest]:
-    """Every detector's window tests, sharp tests first, then broad.
+    """Every detector's window tests (one per size in ``config.windows``, shortest first),
+    each calibrated against the detector's benign null members.
 
-    Each test tolerates the larger of the configured rate and the rate at which the
-    profile's drifted held-out data looks unusual to that detector (capped at
-    :data:`~monitor.settings.MAX_TOLERATED_RATE`).
+    Tables are cached per profile and config (building one costs a few FFTs per member).
     """
-    from monitor.settings import MAX_TOLERATED_RATE
-
-    kinds: list[tuple[WindowKind, float, int, float]] = [
-        ("sharp", config.extreme_level, config.window, config.tolerated_rate)]
-    if config.broad_window:
-        kinds.append(("broad", config.broad_level, config.broad_window,
-                      config.broad_tolerated_rate))
-    n_tests = len(kinds) * len(detectors)
-    tests = []
-    for kind, level, window, rate in kinds:
-        for detector in detectors:
-            tolerated = min(MAX_TOLERATED_RATE, max(rate, profile.drift_rate(detector.name, level)))
-            tests.append(WindowTest(detector.name, kind, level, window, tolerated,
-                                    config.horizon, n_tests, config.alpha,
-                                    config.score_threshold))
+    n_tests = len(config.windows) * len(detectors)
+    key = (tuple(d.name for d in detectors), config.windows, config.truncation,
+           config.horizon, config.alpha, config.score_threshold)
+    cached = _CACHE.setdefault(profile, {})
+    if key in cached:
+        return cached[key]
+    tests = [WindowTest(detector.name, window, config.truncation, config.horizon, n_tests,
+                        config.alpha, config.score_threshold,
+                        tuple(profile.null_members(detector.name)))
+             for window in config.windows for detector in detectors]
+    cached[key] = tests
     return tests
+
+
+__all__ = ["CAP", "LEVELS", "QUANTUM", "TruncatedProduct", "WindowTest",
+           "build_window_tests", "empirical_pmf", "quantise", "rolling_sums", "uniform_pmf",
+           "window_survival"]

@@ -8,14 +8,17 @@ A query log has one row per query the prediction API answered. Which column hold
 - an order column, ``seq`` or ``ts`` (if both are present ``seq`` wins; ``order=`` names
   another, ``time=`` a timestamp column that then orders the rows too); ``ts`` may be numeric
   or a date-time string and is kept as the query's time (``QueryLog.time``);
-- the feature columns, named ``x_0 .. x_{d-1}`` or exactly like the training data;
+- the feature columns, named ``x_0 .. x_{d-1}`` or exactly like the training data; given the
+  profile's :class:`~monitor.features.FeatureSchema` (``read_log(path, profile.schema_, ...)``)
+  they may hold categories (text) and, where the model accepts them, missing values;
 - optionally what the API returned: probabilities ``p_0 .. p_{k-1}`` (``proba=`` takes a
   glob pattern such as ``"prob_*"`` or a list of names, in class order) and/or a label
-  ``pred`` (``label=``).
+  ``pred`` (``label=``) — for a regressor (``n_classes=0``) ``pred`` is its predicted value.
 
 Extra columns are ignored unless asked for (``keep=``, ``extra=``: carried along unscored in
-``QueryLog.extra``). Rows with a NaN/inf feature or probability, or a missing
-client/order/label, are skipped and counted (per client), never fatal. Structural problems
+``QueryLog.extra``). Rows with an unusable feature (inf; NaN where the model takes no missing
+value; text in a numeric column) or probability, or a missing client/order/label, are skipped
+and counted (per client), never fatal. Structural problems
 (unknown file type, missing columns, wrong feature count) raise :class:`LogError` with a
 one-line message that says what to fix and, for a missing column, names the column of the
 file nearest to what was expected.
@@ -177,10 +180,27 @@ class QueryLog:
     time_column: str | None = None
     time_kind: str | None = None
     client_column: str = CLIENT_COLUMN
+    features: pd.DataFrame | None = None
+    """The kept rows' feature values as the log gave them (schema columns), when the schema
+    has categorical columns: what the model is called with (``X`` holds their codes)."""
+    schema: object | None = None
+    """The :class:`~monitor.features.FeatureSchema` the features were read with, if any."""
 
     @property
     def n_rows(self) -> int:
         return int(self.X.shape[0])
+
+    def rows(self, index=None):
+        """The rows at ``index`` (all by default) as the monitor takes them: the coded array,
+        or :class:`~monitor.features.Rows` with the original values for the model."""
+        X = self.X if index is None else self.X[index]
+        if self.features is None:
+            return X
+        from monitor.features import Rows
+
+        source = self.features if index is None else \
+            self.features.iloc[index].reset_index(drop=True)
+        return Rows(X, self.schema, source)
 
     @property
     def n_features(self) -> int:
@@ -218,6 +238,8 @@ class _ColumnPlan:
     label: str | None
     extra: list[str] = field(default_factory=list)
     time: str | None = None
+    schema: object | None = None
+    regression: bool = False
 
     @property
     def needed(self) -> list[str]:
@@ -376,8 +398,17 @@ def _proba_columns(columns: list[str], spec, n_classes: int, taken: Sequence[str
     return names
 
 
-def _plan(columns: Sequence[str], feature_names: Sequence[str], n_classes: int,
+def _names_and_schema(features) -> tuple[list[str], object | None]:
+    """Feature names, and the schema when ``features`` is a FeatureSchema."""
+    names = getattr(features, "names", None)
+    if names is not None and hasattr(features, "encode"):
+        return list(names), features
+    return [str(f) for f in features], None
+
+
+def _plan(columns: Sequence[str], feature_names, n_classes: int,
           extra: Sequence[str] = (), mapping: LogColumns | None = None) -> _ColumnPlan:
+    feature_names, schema = _names_and_schema(feature_names)
     columns = [str(c) for c in columns]
     present = set(columns)
     m = mapping or DEFAULT_COLUMNS
@@ -397,7 +428,10 @@ def _plan(columns: Sequence[str], feature_names: Sequence[str], n_classes: int,
     time = m.time or (TIME_COLUMN if TIME_COLUMN in present else None)
     features = _feature_columns(columns, feature_names)
     taken = [m.client, order, *features]
-    proba = _proba_columns(columns, m.proba, n_classes, taken)
+    if n_classes == 0 and m.proba is not None:
+        raise LogError("the profile is of a regressor: its log has no probability columns; "
+                       "name the column of predicted values with --label-column (default: pred)")
+    proba = _proba_columns(columns, m.proba, n_classes, taken) if n_classes else []
     if m.label is not None:
         _require(m.label, columns, "label", "--label-column", "the returned label")
     label = m.label or (LABEL_COLUMN if LABEL_COLUMN in present else None)
@@ -405,7 +439,8 @@ def _plan(columns: Sequence[str], feature_names: Sequence[str], n_classes: int,
         _require(col, columns, "", "--keep", "--keep")
     wanted = [*m.keep, *(c for c in extra if c in present and c not in m.keep)]
     return _ColumnPlan(client=m.client, features=features, order=order, proba=proba,
-                       label=label, extra=wanted, time=time)
+                       label=label, extra=wanted, time=time, schema=schema,
+                       regression=n_classes == 0)
 
 
 def _numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -468,14 +503,22 @@ def _chunk(frame: pd.DataFrame, plan: _ColumnPlan) -> QueryLog:
         time, time_kind = order, order_kind
     elif plan.time is not None:
         time, time_kind = _time_values(frame[plan.time], plan.time)
-    X = _numeric(frame, plan.features)
+    features = None
+    if plan.schema is None:
+        X = _numeric(frame, plan.features)
+        keep &= np.isfinite(X).all(axis=1)
+    else:
+        X, features = _encoded(frame, plan)
+        keep &= ~features.pop("__bad__").to_numpy()
     proba = _numeric(frame, plan.proba) if plan.proba else None
-    keep &= np.isfinite(order) & np.isfinite(X).all(axis=1)
+    keep &= np.isfinite(order)
     if proba is not None:
         keep &= np.isfinite(proba).all(axis=1)
     labels = None
     if plan.label:
         label_series = frame[plan.label]
+        if plan.regression:  # a regressor's predicted values: text is unusable
+            label_series = pd.to_numeric(label_series, errors="coerce")
         if not plan.proba:
             keep &= label_series.notna().to_numpy()
         labels = label_series.to_numpy()
@@ -503,7 +546,26 @@ def _chunk(frame: pd.DataFrame, plan: _ColumnPlan) -> QueryLog:
         time_column=plan.time,
         time_kind=time_kind,
         client_column=plan.client,
+        features=None if features is None or not plan.schema.has_categorical else
+        features[keep].reset_index(drop=True),
+        schema=plan.schema,
     )
+
+
+def _encoded(frame: pd.DataFrame, plan: _ColumnPlan) -> tuple[np.ndarray, pd.DataFrame]:
+    """The feature columns coded with the plan's schema, and the features frame (schema
+    names) with a ``__bad__`` column marking rows that cannot be used."""
+    schema = plan.schema
+    features = frame[plan.features].set_axis(schema.names, axis=1).reset_index(drop=True)
+    for j, name in enumerate(schema.names):
+        column = features[name]
+        if schema.kinds[j] == "numeric" and not pd.api.types.is_numeric_dtype(column.dtype):
+            values = pd.to_numeric(column, errors="coerce")
+            if len(values) and values.isna().all() and column.notna().any():
+                raise LogError(f"column '{plan.features[j]}' is not numeric; it must hold "
+                               "numbers")
+    X, bad, _ = schema.encode(features)
+    return X, features.assign(__bad__=bad)
 
 
 def _open_text(path: Path):
@@ -573,7 +635,7 @@ def _raw_chunks(path: Path, fmt: str, columns: list[str] | None, chunk_rows: int
 
 def iter_log_chunks(
     path: str | Path,
-    feature_names: Sequence[str],
+    feature_names,
     n_classes: int,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     extra: Sequence[str] = (),
@@ -646,12 +708,15 @@ def concat_logs(chunks: Sequence[QueryLog]) -> QueryLog:
         time_column=first.time_column,
         time_kind="datetime" if "datetime" in kinds else (kinds.pop() if kinds else None),
         client_column=first.client_column,
+        features=None if first.features is None else pd.concat(
+            [c.features for c in chunks], ignore_index=True).iloc[idx].reset_index(drop=True),
+        schema=first.schema,
     )
 
 
 def read_log(
     path: str | Path,
-    feature_names: Sequence[str],
+    feature_names,
     n_classes: int,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     extra: Sequence[str] = (),
@@ -659,8 +724,10 @@ def read_log(
 ) -> QueryLog:
     """Read, validate and sort a whole query log.
 
-    ``feature_names`` are the profile's training names (``x_0..`` is always accepted too);
-    ``n_classes`` fixes how many probability columns a log with probabilities must have;
+    ``feature_names`` are the profile's training names (``x_0..`` is always accepted too), or
+    its :class:`~monitor.features.FeatureSchema` (``profile.schema_``: categorical columns and
+    missing values as the model takes them); ``n_classes`` fixes how many probability columns
+    a log with probabilities must have (0: a regressor, whose ``pred`` is its value);
     ``extra`` names columns to carry along unscored (``QueryLog.extra``) when present;
     ``columns`` says which column holds what (:class:`LogColumns`).
     """

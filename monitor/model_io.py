@@ -76,10 +76,11 @@ def load_model(path: str | Path, trusted: Sequence[str] = ()) -> Any:
             model = joblib.load(path)
         except Exception as exc:
             raise ModelLoadError(f"{path.name}: cannot load joblib model: {_first_line(exc)}") from exc
-    if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
+    if not hasattr(model, "predict"):
         raise ModelLoadError(
             f"{path.name} holds a {type(model).__name__}, not a fitted classifier with "
-            "predict_proba; save the fitted classifier (or pipeline) itself"
+            "predict_proba, decision_function or predict, nor a fitted regressor; save the "
+            "fitted model (or pipeline) itself"
         )
     return model
 

@@ -16,9 +16,9 @@ False
 >>> rng = np.random.default_rng(0)
 >>> verdict = mon.observe("mallory", rng.uniform(v.lower, v.upper, size=(100, 30)))
 >>> verdict.flagged, verdict.flag_at
-(True, 18)
+(True, 4)
 >>> verdict.reason
-'14 of the last 19 distinct queries lie farther from the training data than 99% of real inputs'
+'5 of the last 5 distinct queries lie farther from the training data than 90% of real inputs (33 nats of evidence; 31 flag)'
 """
 
 from __future__ import annotations
@@ -33,20 +33,38 @@ import numpy as np
 from monitor.baselines.prada import PradaState
 from monitor.detectors import Batch, build_detectors
 from monitor.errors import InvalidInput
-from monitor.evidence import build_window_tests
+from monitor.evidence import QUANTUM, build_window_tests
 from monitor.exposure import ExposureTracker
+from monitor.features import Rows
 from monitor.hashing import digest_key as new_digest_key
 from monitor.hashing import duplicate_mask, row_hashes
 from monitor.profile import Profile
-from monitor.scoring import ScoredRows, score_rows
+from monitor.scoring import FILL, SUM, UNUSUAL, ScoredRows, Windows, score_rows
 from monitor.settings import MonitorConfig
 from monitor.state import ClientState
+from monitor.tails import MIN_PVALUE
+from monitor.units import UnitTracker, variant_limit
 from monitor.verdict import Verdict
 
 log = logging.getLogger("extraction_monitor")
 
 GROUP_PREFIX = "group:"
 """State key prefix of group evidence (see ``Monitor(group_of=...)``)."""
+
+
+@dataclass(frozen=True)
+class Answers:
+    """What is known about the model's outputs for some rows: class probabilities, decision
+    scores (a classifier without probabilities), and the answers themselves — class labels, or
+    a regressor's predicted values. Any may be ``None``."""
+
+    proba: np.ndarray | None = None
+    decision: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+    def take(self, rows: np.ndarray) -> Answers:
+        return Answers(*(None if a is None else np.asarray(a)[rows]
+                         for a in (self.proba, self.decision, self.labels)))
 
 
 @dataclass(frozen=True)
@@ -78,9 +96,13 @@ class MonitorCounters:
 class Monitor:
     """Watches every client's queries and keeps a calibrated verdict per client.
 
-    Margins come from the probabilities the API returned (``outputs``); when it returned
-    labels only, or nothing, from ``model`` if one is given (otherwise the boundary detector
-    has no evidence for those rows). ``store`` is optional: a
+    Rows are a DataFrame or named records (mapped by column name, in any order), or an array
+    in the profile's column order (:meth:`Profile.rows`). Margins come from the probabilities
+    the API returned (``outputs``); when it returned labels only, or nothing, from ``model`` if
+    one is given (otherwise the boundary detector has no evidence for those rows; a classifier
+    without ``predict_proba`` always needs ``model`` for its ``decision_function`` margins). A
+    regressor's outputs are its ``(n,)`` predicted values. :meth:`evidence_notes` says, in
+    sentences to log at startup, which detectors will have no evidence. ``store`` is optional: a
     :class:`monitor.stores.StateStore` that keeps per-client state outside this process
     (several workers, restarts); by default state lives in this object. ``group_of`` is
     optional: it maps a client id to a group id (an account, a subnet, a tenant — or one
@@ -106,7 +128,19 @@ class Monitor:
         self.tests = build_window_tests(self.detectors, self.config, profile)
         self.threshold = self.tests[0].evidence.threshold
         self.exposure = ExposureTracker.from_profile(profile) if self.config.exposure else None
+        self.units = UnitTracker(profile.unit_radius() if self.config.units else 0.0,
+                                 int(profile.reference_.shape[1]),
+                                 max_changed=variant_limit(profile.n_features_)
+                                 if self.config.units else 0)
         self.detector_errors: dict[str, int] = {d.name: 0 for d in self.detectors}
+        order = np.argsort(self.profile.classes_, kind="stable")
+        self._sorted_classes = np.asarray(self.profile.classes_)[order]
+        self._class_codes = order  # class index of each sorted class
+        self._per_query = [d for d in self.detectors
+                           if not d.stateful and not getattr(d, "needs_stream", False)]
+        """Detectors scored on every distinct query (before units are formed)."""
+        self._per_unit = [d for d in self.detectors if d not in self._per_query]
+        """Detectors scored on new units only (stateful ones, and those reading the stream)."""
         self._corrupt_records = 0
         self._evidence_resets = 0
         self._states: dict[str, ClientState] = {}
@@ -120,8 +154,37 @@ class Monitor:
 
     @property
     def classes(self) -> np.ndarray:
-        """The victim's class labels, in probability-column order."""
+        """The victim's class labels, in probability-column order (empty for a regressor)."""
         return np.asarray(self.profile.classes_)
+
+    @property
+    def task(self) -> str:
+        """``classification`` or ``regression``."""
+        return getattr(self.profile, "task_", "classification")
+
+    @property
+    def schema(self):
+        """The model's columns as the profile recorded them (:class:`~monitor.features.
+        FeatureSchema`: names, kinds, categories, where missing values are accepted)."""
+        return self.profile.schema_
+
+    def evidence_notes(self, outputs: str = "proba") -> list[str]:
+        """One sentence per detector (or exposure) that will have no evidence when the API's
+        answers are ``outputs`` — ``proba`` (probabilities), ``labels``, ``values`` (a
+        regressor's predictions) or ``none`` — with the model this monitor was given; log them
+        at startup. Empty when every detector has what it needs.
+
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(200, 2)); y = (X[:, 0] > 0).astype(int)
+        >>> mon = Monitor(Profile(seed=0).fit(LogisticRegression().fit(X, y), X, y))
+        >>> mon.evidence_notes("proba"), len(mon.evidence_notes("labels"))
+        ([], 1)
+        """
+        from monitor.detectors import evidence_notes
+
+        return evidence_notes(self.profile, [d.name for d in self.detectors], outputs,
+                              self.model is not None, self.exposure is not None)
 
     @property
     def feature_names(self) -> list[str]:
@@ -156,39 +219,72 @@ class Monitor:
         return encode_state(state.to_arrays())
 
     # ----------------------------------------------------------------- input checks
-    def _check_outputs(self, outputs, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(probabilities, labels) from what the API returned; either may be None."""
+    def _check_outputs(self, outputs, n: int) -> Answers:
+        """What the API returned, checked: probabilities (and their labels), labels, or a
+        regressor's values."""
         if outputs is None:
-            return None, None
+            return Answers()
         arr = np.asarray(outputs)
+        if self.task == "regression":
+            if arr.ndim == 2 and arr.shape == (n, 1):
+                arr = arr[:, 0]
+            if arr.shape == (n,) and np.issubdtype(arr.dtype, np.number):
+                values = arr.astype(np.float64)
+                if not np.isfinite(values).all():
+                    raise InvalidInput("outputs contain NaN or infinite predictions")
+                return Answers(labels=values)
+            raise InvalidInput(f"outputs must be {n} predicted values (the model is a "
+                               f"regressor), got shape {arr.shape}")
         k = len(self.profile.classes_)
-        if arr.ndim == 2 and arr.shape == (n, k) and np.issubdtype(arr.dtype, np.number):
+        with_proba = getattr(self.profile, "output_kind_", "proba") == "proba"
+        if with_proba and arr.ndim == 2 and arr.shape == (n, k) and \
+                np.issubdtype(arr.dtype, np.number):
             proba = arr.astype(np.float64)
             if not np.isfinite(proba).all():
                 raise InvalidInput("outputs contain NaN or infinite probabilities")
-            return proba, self.profile.classes_[proba.argmax(axis=1)]
+            return Answers(proba=proba, labels=self.profile.classes_[proba.argmax(axis=1)])
         if arr.ndim == 1 and arr.shape[0] == n:
-            return None, arr
+            return Answers(labels=arr)
+        if not with_proba:
+            raise InvalidInput(f"outputs must be {n} labels (the model has no predict_proba), "
+                               f"got shape {arr.shape}")
         raise InvalidInput(f"outputs must be ({n}, {k}) probabilities or {n} labels, "
                            f"got shape {arr.shape}")
 
-    def _outputs(self, X: np.ndarray, outputs) -> tuple[np.ndarray | None, np.ndarray | None]:
-        proba, labels = self._check_outputs(outputs, len(X))
-        if proba is None and self.model is not None:
-            proba = self.model.predict_proba(X)
-            labels = self.profile.classes_[proba.argmax(axis=1)]
-        return proba, labels
+    def _outputs(self, rows: Rows, outputs) -> Answers:
+        """The checked outputs, completed from the model where it is given: probabilities or
+        decision scores for margins, labels or values for exposure."""
+        answers = self._check_outputs(outputs, len(rows))
+        model = self.model
+        if model is None:
+            return answers
+        kind = getattr(self.profile, "output_kind_", "proba")
+        if kind == "proba" and answers.proba is None:
+            proba = np.asarray(_call(model.predict_proba, rows), dtype=np.float64)
+            return Answers(proba=proba, labels=self.profile.classes_[proba.argmax(axis=1)])
+        if kind == "decision" and answers.decision is None:
+            decision = np.asarray(_call(model.decision_function, rows), dtype=np.float64)
+            labels = answers.labels if answers.labels is not None else \
+                np.asarray(_call(model.predict, rows))
+            return Answers(decision=decision, labels=labels)
+        if answers.labels is None and kind in ("labels", "values"):
+            labels = np.asarray(_call(model.predict, rows))
+            return Answers(labels=labels.astype(np.float64) if kind == "values" else labels)
+        return answers
 
     # ----------------------------------------------------------------- the stream
     def observe(self, client_id: str, X, outputs=None) -> Verdict:
-        """Process rows ``X`` (``(n, d)`` or one row) from ``client_id``; return its verdict.
+        """Process rows ``X`` from ``client_id``; return its verdict.
 
-        Raises :class:`~monitor.errors.InvalidInput` before touching any state
+        ``X`` is a DataFrame or named records (columns mapped by name, in any order), or an
+        ``(n, d)`` array (or one row) in the profile's column order. ``outputs`` are what the
+        API returned: ``(n, k)`` probabilities or ``(n,)`` labels, or a regressor's ``(n,)``
+        values. Raises :class:`~monitor.errors.InvalidInput` before touching any state
         if the rows or outputs are malformed.
         """
-        X = self.profile.check_rows(X)
-        proba, labels = self._outputs(X, outputs)
-        return self._observe_rows(client_id, X, proba, labels, self._hashes(X))
+        rows = self.profile.rows(X)
+        answers = self._outputs(rows, outputs)
+        return self._observe_rows(client_id, rows.X, answers, self._hashes(rows.X))
 
     def observe_many(self, client_ids, X, outputs=None) -> dict[str, Verdict]:
         """Rows from many clients at once (a log chunk); each client's rows in their order.
@@ -197,33 +293,33 @@ class Monitor:
         detectors (density, boundary) and the model run once over all rows, which is what
         makes offline analysis fast. Returns each client's verdict after its last row.
         """
-        X = self.profile.check_rows(X)
+        rows = self.profile.rows(X)
+        X = rows.X
         client_ids = np.asarray(client_ids, dtype=object)
         if client_ids.shape != (len(X),):
             raise InvalidInput(f"client_ids must have one id per row ({len(X)}), "
                                f"got shape {client_ids.shape}")
-        proba, labels = self._outputs(X, outputs)
+        answers = self._outputs(rows, outputs)
         hashes = self._hashes(X)
-        batch = Batch(X=X, Z=self.profile.transform(X), proba=proba)
+        batch = Batch(X=X, Z=self.profile.transform(X), proba=answers.proba,
+                      decision=answers.decision)
         precomputed = {}
-        for detector in self.detectors:
-            if not detector.stateful:
-                try:
-                    precomputed[detector.name] = np.asarray(detector.pvalues(batch),
-                                                            dtype=np.float64)
-                except Exception:  # the per-client path retries it, counts and logs the error
-                    pass
+        for detector in self._per_query:
+            try:
+                precomputed[detector.name] = np.asarray(detector.pvalues(batch),
+                                                        dtype=np.float64)
+            except Exception:  # the per-client path retries it, counts and logs the error
+                pass
         uniques, first, inverse = np.unique(client_ids, return_index=True, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
         bounds = np.cumsum(np.bincount(inverse, minlength=len(uniques)))
         verdicts: dict[str, Verdict] = {}
         for u in np.argsort(first, kind="stable"):
-            rows = order[(bounds[u - 1] if u else 0):bounds[u]]
+            part = order[(bounds[u - 1] if u else 0):bounds[u]]
             cid = str(uniques[u])
             verdicts[cid] = self._observe_rows(
-                cid, X[rows], None if proba is None else proba[rows],
-                None if labels is None else np.asarray(labels)[rows], hashes[rows],
-                {name: p[rows] for name, p in precomputed.items()})
+                cid, X[part], answers.take(part), hashes[part],
+                {name: p[part] for name, p in precomputed.items()})
         return verdicts
 
     def _hashes(self, X: np.ndarray) -> np.ndarray:
@@ -231,11 +327,12 @@ class Monitor:
             self.digest_key = new_digest_key()
         return row_hashes(X, self.digest_key)
 
-    def _observe_rows(self, client_id, X, proba, labels, hashes, precomputed=None) -> Verdict:
-        verdict = self._observe_key(client_id, X, proba, labels, hashes, precomputed)
+    def _observe_rows(self, client_id, X, answers: Answers, hashes,
+                      precomputed=None) -> Verdict:
+        verdict = self._observe_key(client_id, X, answers, hashes, precomputed)
         group_id = self.group_of(client_id) if self.group_of is not None else None
         if group_id is not None:
-            group = self._observe_key(GROUP_PREFIX + str(group_id), X, proba, labels, hashes,
+            group = self._observe_key(GROUP_PREFIX + str(group_id), X, answers, hashes,
                                       precomputed)
             verdict.group = {"group_id": str(group_id), **{
                 k: getattr(group, k) for k in ("n_queries", "score", "peak_score", "flagged",
@@ -243,13 +340,13 @@ class Monitor:
                                                 "exposure_exceeded")}}
         return verdict
 
-    def _observe_key(self, key: str, X, proba, labels, hashes, precomputed=None) -> Verdict:
+    def _observe_key(self, key: str, X, answers: Answers, hashes, precomputed=None) -> Verdict:
         if self.store is not None:
             done = []
 
             def compute(arrays):  # the store may rerun it (optimistic stores): no side effects
                 state = self._load_state(key, arrays)
-                done[:] = [state, self._update(state, X, proba, labels, hashes, precomputed)]
+                done[:] = [state, self._update(state, X, answers, hashes, precomputed)]
                 return state.to_arrays()
 
             self.store.update(key, compute)  # detectors outside the store's write lock
@@ -258,31 +355,32 @@ class Monitor:
             state = self._states.get(key)
             if state is None:
                 state = self._states[key] = self._new_state()
-            scored = self._update(state, X, proba, labels, hashes, precomputed)
+            scored = self._update(state, X, answers, hashes, precomputed)
             return self._verdict(key, state, scored)
 
     # ----------------------------------------------------------------- state
-    def _new_windows(self) -> dict[str, np.ndarray]:
-        return {test.key: test.initial_window() for test in self.tests}
+    def _new_windows(self) -> Windows:
+        return Windows.empty(self.tests)
 
     def _stateful_parts(self) -> list:
         """Stateful detectors, and the exposure tracker: whatever keeps declared arrays."""
-        parts = [d for d in self.detectors if d.stateful]
+        parts = [d for d in self.detectors if d.stateful] + [self.units]
         return parts + ([self.exposure] if self.exposure is not None else [])
 
     def _new_detector_state(self) -> dict[str, dict[str, np.ndarray]]:
         return {part.name: part.initial_state() for part in self._stateful_parts()}
 
     def _new_state(self) -> ClientState:
-        state = ClientState(windows=self._new_windows(),
+        windows = self._new_windows()
+        state = ClientState(windows=windows.rings, window_meta=windows.meta,
                             detector_state=self._new_detector_state())
-        if self.config.prada:
+        if self.config.prada and self.task == "classification":  # PRADA needs classes
             state.prada = PradaState(self.config.prada_max_stored)
         return state
 
     def _evidence_matches(self, state: ClientState) -> bool:
         """Whether a stored state's evidence was written by these tests and detectors."""
-        if set(state.windows) != {test.key for test in self.tests}:
+        if not Windows(state.windows, state.window_meta).matches(self.tests):
             return False
         for part in self._stateful_parts():
             stored = state.detector_state.get(part.name, {})
@@ -321,15 +419,19 @@ class Monitor:
             log.warning("client %s: stored evidence was written for other detectors or tests; "
                         "its evidence starts afresh, its flag (%s) is kept", client_id,
                         "flagged" if state.flagged else "not flagged")
-            state.reset_evidence(self._new_windows(), self._new_detector_state())
+            windows = self._new_windows()
+            state.reset_evidence(windows.rings, windows.meta, self._new_detector_state())
         return state  # the PRADA baseline's growing sets are never stored
 
-    def _pvalues(self, batch: Batch, state: ClientState, precomputed, distinct) -> dict:
-        """Each detector's p-values for the distinct rows; a failing detector gives 1.0."""
+    def _pvalues(self, detectors, batch: Batch, state: ClientState, precomputed=None,
+                 rows=None) -> dict:
+        """``detectors``' p-values for ``batch`` (taken from ``precomputed`` at ``rows`` of
+        the call where a log chunk's were computed at once); a failing detector gives 1.0
+        (no evidence), counted and logged."""
         pvalues = {}
-        for detector in self.detectors:
+        for detector in detectors:
             if precomputed is not None and detector.name in precomputed:
-                pvalues[detector.name] = precomputed[detector.name][distinct]
+                pvalues[detector.name] = precomputed[detector.name][rows]
                 continue
             try:
                 pvalues[detector.name] = np.asarray(
@@ -338,36 +440,54 @@ class Monitor:
             except Exception:  # a broken detector must never break serving
                 self.detector_errors[detector.name] += 1
                 log.exception("detector %s failed; its evidence is skipped", detector.name)
-                pvalues[detector.name] = np.ones(len(distinct))
+                pvalues[detector.name] = np.ones(len(batch.X))
         return pvalues
 
-    def _update(self, state: ClientState, X, proba, labels, hashes,
+    def _update(self, state: ClientState, X, answers: Answers, hashes,
                 precomputed=None) -> ScoredRows:
-        """Advance the client's state by rows ``X``."""
+        """Advance the client's state by rows ``X``: retries drop out, distinct rows are
+        mapped to evidence units, and each new unit's p-values enter the window tests."""
         n = len(X)
         duplicate = duplicate_mask(hashes, state.hashes)
         distinct = np.flatnonzero(~duplicate)
         m = len(distinct)
-        batch = Batch(X=X[distinct], Z=self.profile.transform(X[distinct]),
-                      proba=None if proba is None else proba[distinct])
-        pvalues = self._pvalues(batch, state, precomputed, distinct)
-        scored = score_rows(state.windows, pvalues, duplicate, self.tests, state.score,
-                            state.n_distinct, self.threshold, state.flagged)
-        state.windows = scored.windows
+        Z = self.profile.transform(X[distinct])
+        known = answers.take(distinct)
+        labels = answers.labels
+        queries = Batch(X=X[distinct], Z=Z, proba=known.proba, decision=known.decision)
+        # per-query detectors first: their p-values also tell the units which queries escalate
+        per_query = self._pvalues(self._per_query, queries, state, precomputed, distinct)
+        smallest = np.min(list(per_query.values()), axis=0) if per_query and m else None
+        assigned = self.units.assign(Z, state.detector_state[self.units.name], smallest)
+        starts = np.flatnonzero(assigned.new_unit)  # positions among the distinct rows
+        units = distinct[starts]  # rows of this call that start a new unit
+        batch = queries.take(starts)
+        batch = Batch(batch.X, batch.Z, batch.proba, assigned.nearest_leader[starts],
+                      batch.decision)
+        pvalues = {name: p[starts] for name, p in per_query.items()}
+        pvalues.update(self._pvalues(self._per_unit, batch, state))
+        new_unit = np.zeros(n, dtype=bool)
+        new_unit[units] = True
+        scored = score_rows(Windows(state.windows, state.window_meta), pvalues, new_unit,
+                            self.tests, state.score, state.n_units, self.threshold,
+                            state.flagged, in_place=True)
+        state.windows, state.window_meta = scored.windows.rings, scored.windows.meta
+        self._note_evidence(state, batch, pvalues)
 
         if self.exposure is not None and m:
-            self._expose(state, batch, labels, distinct, n)
+            self._expose(state, Z, labels, distinct, n)
         if state.prada is not None and labels is not None and m:
             index = state.n_queries + distinct
-            state.prada.update(batch.Z, np.asarray(labels)[distinct], self.config.prada_delta,
+            state.prada.update(Z, np.asarray(labels)[distinct], self.config.prada_delta,
                                index)
         if scored.flag is not None:
             state.flag_at = state.n_queries + scored.flag.row
-            state.flag_reason = self._reason(scored.flag.test, scored.flag.count,
-                                             scored.flag.n_distinct)
+            state.flag_reason = self._reason(scored.flag)
+            state.flag_test = self.tests[scored.flag.test].key
         row_scores = scored.row_scores
         state.n_queries += n
         state.n_distinct += m
+        state.n_units += len(units)
         state.score = float(row_scores[-1]) if n else state.score
         state.peak_score = max(state.peak_score, float(row_scores.max(initial=0.0)))
         memory = self.config.dedup_memory
@@ -378,18 +498,38 @@ class Monitor:
             -self.config.history:]
         return scored
 
+    def _note_evidence(self, state: ClientState, batch: Batch, pvalues: dict) -> None:
+        """The latest unit's per-query score, and which detectors have had evidence."""
+        if len(batch.X) == 0:
+            return
+        smallest = np.min([p for p in pvalues.values()], axis=0) if pvalues else np.ones(1)
+        scores = -np.log10(np.maximum(smallest, MIN_PVALUE))
+        state.query_score = float(scores[-1])
+        state.peak_query_score = max(state.peak_query_score, float(scores.max()))
+        for i, detector in enumerate(self.detectors):
+            has = getattr(detector, "has_evidence", None)
+            if has is None or has(batch):
+                state.evidence_seen |= 1 << i
+
     def _answer_codes(self, labels) -> np.ndarray:
         """Class index of each answer label (-1 for labels the victim does not have)."""
-        import pandas as pd
+        classes = self._sorted_classes
+        labels = np.asarray(labels)
+        try:
+            at = np.clip(np.searchsorted(classes, labels), 0, len(classes) - 1)
+            known = classes[at] == labels
+        except (TypeError, ValueError):  # labels of another type than the classes
+            return np.full(len(labels), -1, dtype=np.int16)
+        return np.where(known, self._class_codes[at], -1).astype(np.int16)
 
-        return pd.Index(self.profile.classes_).get_indexer(np.asarray(labels)).astype(np.int16)
-
-    def _expose(self, state: ClientState, batch: Batch, labels, distinct: np.ndarray,
+    def _expose(self, state: ClientState, Z: np.ndarray, labels, distinct: np.ndarray,
                 n_rows: int) -> None:
         if labels is None:
             return
-        codes = self._answer_codes(np.asarray(labels)[distinct])
-        self.exposure.update(batch.Z, codes, state.detector_state[self.exposure.name])
+        answers = np.asarray(labels)[distinct]
+        if not self.exposure.regression:
+            answers = self._answer_codes(answers)
+        self.exposure.update(Z, answers, state.detector_state[self.exposure.name])
         limit = self.config.exposure_limit
         if limit is not None and state.exposure_at is None:
             exposure = self.exposure.exposure(state.detector_state[self.exposure.name])
@@ -397,12 +537,14 @@ class Monitor:
                 state.exposure_at = state.n_queries + n_rows
 
     # ----------------------------------------------------------------- verdicts
-    def _reason(self, test: int, count: int, n_distinct: int) -> str:
-        window_test = self.tests[test]
-        window = min(window_test.window, n_distinct)
-        phrase = self.detectors[self.detector_index(window_test.detector)].phrase(
-            window_test.level)
-        return f"{count} of the last {window} distinct queries {phrase}"
+    def _reason(self, flag) -> str:
+        test = self.tests[flag.test]
+        window = min(test.window, flag.n_units)
+        detector = self.detectors[self.detector_index(test.detector)]
+        nats = flag.window_sum * QUANTUM
+        return (f"{flag.n_unusual} of the last {window} distinct queries "
+                f"{detector.phrase(test.truncation)} ({nats:.0f} nats of evidence; "
+                f"{test.evidence.flag_sum * QUANTUM:.0f} flag)")
 
     def detector_index(self, name: str) -> int:
         """Position of detector ``name`` in :attr:`detectors`."""
@@ -410,27 +552,30 @@ class Monitor:
 
     def _verdict(self, client_id: str, state: ClientState,
                  scored: ScoredRows | None = None) -> Verdict:
-        counts = scored.last_counts if scored is not None else None
-        if counts is None:
-            counts = [int(state.windows[test.key].sum()) for test in self.tests]
-        detectors: dict[str, dict[str, float]] = {d.name: {"score": 0.0} for d in self.detectors}
+        sums = state.window_meta[:, SUM].tolist()
+        detectors: dict[str, dict] = {
+            d.name: {"score": 0.0, "evidence": bool(state.evidence_seen >> i & 1), "count": 0,
+                     "tests": {}} for i, d in enumerate(self.detectors)}
         best, best_ratio = 0, -1.0
+        fills = state.window_meta[:, FILL].tolist()
+        unusual_counts = state.window_meta[:, UNUSUAL].tolist()
         for t, test in enumerate(self.tests):
-            count = int(counts[t])
             entry = detectors[test.detector]
-            prefix = "broad_" if test.kind == "broad" else ""
-            entry[prefix + "count"] = count
-            entry[prefix + "window"] = int(len(state.windows[test.key]))
-            entry["score"] = max(entry["score"], float(test.evidence.detector_scores_[count]))
-            if count / test.evidence.flag_count > best_ratio:
-                best, best_ratio = t, count / test.evidence.flag_count
+            unusual = unusual_counts[t]
+            entry["tests"][test.name] = {"units": fills[t], "unusual": unusual,
+                                         "nats": round(float(sums[t]) * QUANTUM, 3)}
+            entry["count"] = max(entry["count"], unusual)
+            entry["score"] = max(entry["score"], test.evidence.detector_score(sums[t]))
+            ratio = sums[t] / max(test.evidence.flag_sum, 1)
+            if ratio > best_ratio:
+                best, best_ratio = t, ratio
         if state.flagged:
             reason = state.flag_reason or "flagged"
         else:
             test = self.tests[best]
-            reason = (f"not flagged; nearest test {test.key}: {int(counts[best])} of "
-                      f"{len(state.windows[test.key])} unusual, {test.evidence.flag_count} "
-                      "would flag")
+            reason = (f"not flagged; nearest test {test.key}: {sums[best] * QUANTUM:.0f} of "
+                      f"{test.evidence.flag_sum * QUANTUM:.0f} nats over "
+                      f"{fills[best]} units")
         exposure = None
         if self.exposure is not None and self.exposure.name in state.detector_state:
             exposure = self.exposure.exposure(state.detector_state[self.exposure.name])
@@ -442,9 +587,11 @@ class Monitor:
             client_id=client_id, n_queries=state.n_queries, score=state.score,
             peak_score=state.peak_score, threshold=self.threshold,
             flagged=state.flagged, flag_at=state.flag_at, reason=reason,
-            detectors=detectors, n_distinct=state.n_distinct, exposure=exposure,
-            exposure_exceeded=state.exposure_at is not None, exposure_at=state.exposure_at,
-            history=state.history.tolist(), prada=prada,
+            flag_detector=state.flag_test.split(".")[0] if state.flag_test else None,
+            detectors=detectors, n_distinct=state.n_distinct, n_units=state.n_units,
+            query_score=state.query_score, peak_query_score=state.peak_query_score,
+            exposure=exposure, exposure_exceeded=state.exposure_at is not None,
+            exposure_at=state.exposure_at, history=state.history.tolist(), prada=prada,
             row_scores=scored.row_scores if scored is not None else np.zeros(0),
         )
 
@@ -488,9 +635,20 @@ class Monitor:
             return self._states.get(client_id)
 
 
+def _call(method, rows: Rows):
+    """``method(rows' model input)``; a model that cannot score the rows (an unknown
+    category it refuses, say) is an :class:`InvalidInput`, raised before any state changes."""
+    try:
+        return method(rows.model_input())
+    except (ValueError, TypeError, KeyError) as exc:
+        lines = str(exc).strip().splitlines()
+        raise InvalidInput(f"the model cannot score these rows: "
+                           f"{lines[0] if lines else type(exc).__name__}") from exc
+
+
 def fresh_exposure_shape(tracker: ExposureTracker) -> tuple[int, ...]:
     """Shape of a new client's exposure arrays (one entry per reference point)."""
     return (len(tracker.points),)
 
 
-__all__ = ["GROUP_PREFIX", "FlagStatus", "Monitor", "MonitorCounters"]
+__all__ = ["GROUP_PREFIX", "Answers", "FlagStatus", "Monitor", "MonitorCounters"]

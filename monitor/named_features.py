@@ -5,8 +5,11 @@ The monitor works on float arrays. A scikit-learn model fitted on a DataFrame re
 called with an array; a Pipeline whose ColumnTransformer selects columns by name fails
 outright. :class:`NamedFeatures` wraps such a model so every call gets a DataFrame with those
 names; :func:`with_feature_names` wraps only when the model has names. The wrapper is itself a
-scikit-learn classifier (``clone`` works, so cross-fitted calibration clones it), exposes the
-model's ``classes_`` and, for a bare tree, ``tree_``. ``calls`` names a hook (see
+scikit-learn estimator (``clone`` works, so cross-fitted calibration clones it), exposes the
+model's ``classes_`` (none for a regressor), ``predict_proba`` and ``decision_function`` only
+when the model has them, and, for a bare tree, ``tree_``. A profile fitted on a DataFrame calls
+the model with one itself (:mod:`monitor.features`); the wrapper is still what the CLI uses to
+count calls. ``calls`` names a hook (see
 :func:`count_calls`) told about every fit/predict call, which the ``profile`` command uses to
 show progress.
 
@@ -33,6 +36,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.metaestimators import available_if
 
 _HOOKS: dict[str, Callable[[str], None]] = {}
 _KEYS = itertools.count()
@@ -62,10 +66,18 @@ class NamedFeatures(ClassifierMixin, BaseEstimator):
         self._tell("fit")
         return self
 
+    @available_if(lambda self: hasattr(self.estimator, "predict_proba"))
     def predict_proba(self, X) -> np.ndarray:
         """The wrapped estimator's probabilities."""
         out = self.estimator.predict_proba(self._frame(X))
         self._tell("predict_proba")
+        return out
+
+    @available_if(lambda self: hasattr(self.estimator, "decision_function"))
+    def decision_function(self, X) -> np.ndarray:
+        """The wrapped estimator's decision scores."""
+        out = self.estimator.decision_function(self._frame(X))
+        self._tell("decision_function")
         return out
 
     def predict(self, X) -> np.ndarray:
@@ -83,7 +95,7 @@ class NamedFeatures(ClassifierMixin, BaseEstimator):
         return getattr(self.estimator, "tree_", None)
 
     def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self.estimator, "classes_")
+        return hasattr(self.estimator, "classes_") or hasattr(self.estimator, "n_features_in_")
 
 
 def with_feature_names(model, calls: str | None = None):

@@ -11,6 +11,11 @@ of the model trained on folds of the training data, distances measured to the
 other folds only). Calibrating on the victim's own training points would make
 every real held-out input look suspicious.
 
+The profile records the model's features as it sees them (:mod:`monitor.features`: names,
+kinds, categories, where missing values are accepted) and what the model answers: a classifier
+with ``predict_proba`` (probability margins), with ``decision_function`` only (decision margins),
+with labels only (no margins), or a regressor (real values; no decision boundary).
+
 Saved as a folder of ``profile.json`` + ``arrays.npz``; loading never unpickles.
 
 >>> from sklearn.datasets import load_iris
@@ -26,22 +31,31 @@ from __future__ import annotations
 
 import json
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sklearn
 from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from monitor.detectors.base import HeldOutSplit
 from monitor.errors import InvalidInput
+from monitor.features import FeatureSchema, FeatureSpace, Rows, model_kind
 from monitor.geometry import TreeGeometry
 
-PROFILE_FORMAT_VERSION = 3
-"""Version of the profile folder layout :meth:`Profile.save` writes."""
+MIN_NULL_MEMBER_VALUES = 100
+"""Fewest p-values one drift member of the benign null is built from."""
+PROFILE_FORMAT_VERSION = 4
+"""Version of the profile folder layout :meth:`Profile.save` writes (4: feature schema, task
+and model outputs; readers of 3 would misread categorical, missing-value and regression
+profiles)."""
+READ_FORMAT_VERSIONS = (2, 3, 4)
+"""Layouts :meth:`Profile.load` reads: 2 (fixed calibration arrays) and 3 (per-detector
+calibration) are numeric classifiers with ``predict_proba``."""
 LEGACY_FORMAT_VERSION = 2
-"""The previous layout (fixed calibration arrays), still read."""
+"""The oldest layout still read (fixed calibration arrays)."""
 
 
 class _fit_method:
@@ -54,17 +68,6 @@ class _fit_method:
     def __get__(self, instance, owner):
         target = instance if instance is not None else owner()
         return self.func.__get__(target, owner)
-
-
-def _as_matrix(X, name: str, n_features: int | None = None) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise InvalidInput(f"{name} must be a 2-D array of rows, got shape {X.shape}")
-    if n_features is not None and X.shape[1] != n_features:
-        raise InvalidInput(f"{name} has {X.shape[1]} features, the model expects {n_features}")
-    if not np.isfinite(X).all():
-        raise InvalidInput(f"{name} contains NaN or infinite values; drop or impute those rows")
-    return X
 
 
 class Profile:
@@ -80,8 +83,9 @@ class Profile:
     drift_noise, drift_scale, drift_draws : the benign drift the monitor must tolerate:
         Gaussian noise of ``drift_noise`` x each feature's standard deviation and a
         per-feature scale drawn uniformly in ``drift_scale``. ``drift_draws`` drifted copies
-        of the held-out rows measure how often such data looks unusual to each detector;
-        the window tests then tolerate that rate (0 draws: no drift model).
+        of the held-out rows (each one drifted client) give each detector's p-values under
+        drift; the window tests are calibrated against them as members of the benign null
+        (0 draws: no drift model).
     exposure_points : held-out rows kept, with the victim's labels on them, for exposure
         accounting (:mod:`monitor.exposure`); 0 keeps none.
     seed : random seed for subsampling and folds.
@@ -89,7 +93,7 @@ class Profile:
 
     def __init__(self, k_neighbors: int = 5, max_reference: int = 2000, n_folds: int = 5,
                  cross_fit: bool = True, drift_noise: float = 0.1,
-                 drift_scale: tuple[float, float] = (0.9, 1.15), drift_draws: int = 50,
+                 drift_scale: tuple[float, float] = (0.9, 1.15), drift_draws: int = 20,
                  exposure_points: int = 256, seed: int = 0) -> None:
         self.k_neighbors = k_neighbors
         self.cross_fit = cross_fit
@@ -105,102 +109,174 @@ class Profile:
     @_fit_method
     def fit(self, model, X_train, y_train=None, X_cal=None, y_cal=None,
             feature_names: list[str] | None = None) -> Profile:
-        """Fit the profile from the victim ``model`` and its training data."""
+        """Fit the profile from the victim ``model`` and its training data.
+
+        ``X_train`` (and ``X_cal``) are arrays, or DataFrames whose columns are mapped by name
+        (a model fitted on a DataFrame is called with one); ``model`` is a fitted classifier
+        (``predict_proba``, ``decision_function`` or labels only) or regressor.
+        """
         from monitor.detectors import REGISTRY, CalibrationData
 
-        if not hasattr(model, "predict_proba"):
-            raise InvalidInput("the model must have predict_proba (a scikit-learn classifier)")
-        X_train = _as_matrix(X_train, "training data")
-        d = X_train.shape[1]
+        self.task_, self.output_kind_ = model_kind(model)
+        self.schema_ = FeatureSchema.fit(X_train, model, feature_names)
+        train = self.schema_.rows(X_train, "training data")
+        X = train.X
+        if len(X) < 2:
+            raise InvalidInput("training data needs at least 2 rows")
+        d = X.shape[1]
         rng = np.random.default_rng(self.seed)
 
-        std = X_train.std(axis=0)
-        positive = std[std > 0]
-        floor = 0.25 * float(np.median(positive)) if len(positive) else 1.0
-        self.center_ = X_train.mean(axis=0)
-        self.scale_ = np.maximum(std, floor)
+        self.space_ = FeatureSpace.fit(self.schema_, X, seed=[self.seed, 2])
+        self.center_, self.scale_ = self.space_.center, self.space_.scale
         self.n_features_ = d
-        self.classes_ = np.asarray(model.classes_)
-        self.feature_names_ = list(feature_names) if feature_names is not None else [
-            f"x_{i}" for i in range(d)]
+        self.classes_ = np.asarray(model.classes_) if self.task_ == "classification" else \
+            np.zeros(0)
+        self.feature_names_ = list(self.schema_.names)
         self.tree_ = TreeGeometry.from_model(model)
-        self.boundary_kind_ = "tree" if self.tree_ is not None else "margin"
+        self.boundary_kind_ = self._boundary_kind()
 
-        Z_train = self.transform(X_train)
+        Z_train = self.transform(X)
+        self.n_encoded_ = Z_train.shape[1]
         keep = np.sort(rng.permutation(len(Z_train))[: self.max_reference])
         self.reference_ = Z_train[keep].astype(np.float32)
 
         splits = []
+        cal = None
         if X_cal is not None:
-            X_cal = _as_matrix(X_cal, "calibration data", d)
+            cal = self.schema_.rows(X_cal, "calibration data")
+            proba, decision = self._margins(model, cal)
             splits.append(HeldOutSplit(
-                X=X_cal, Z=self.transform(X_cal), reference=self.reference_.astype(np.float64),
-                proba=model.predict_proba(X_cal), tree=self.tree_,
-                source=f"calibration split ({len(X_cal)} rows)"))
+                X=cal.X, Z=self.transform(cal.X), reference=self.reference_.astype(np.float64),
+                proba=proba, tree=self.tree_, source=f"calibration split ({len(cal)} rows)",
+                decision=decision, model=model))
         if self.cross_fit or X_cal is None:
-            y = np.asarray(y_train) if y_train is not None else model.predict(X_train)
-            splits.extend(self._cross_fit_splits(model, X_train, Z_train, y, rng))
-        data = CalibrationData(splits=splits, k_neighbors=self.k_neighbors, scale=self.scale_)
+            y = np.asarray(y_train) if y_train is not None else \
+                np.asarray(model.predict(train.model_input()))
+            splits.extend(self._cross_fit_splits(model, train, Z_train, y, rng))
+        data = CalibrationData(splits=splits, k_neighbors=self.k_neighbors, scale=self.scale_,
+                               reference=self.reference_.astype(np.float64))
         sources = [s.source for s in splits if s.source.startswith("calibration")]
         if len(splits) > len(sources):
             sources.append(f"{self.n_folds}-fold cross-fitting on the training data "
-                           f"({len(X_train)} rows)")
+                           f"({len(X)} rows)")
         self.calibration_source_ = " + ".join(sources)
         self.calibration_ = {name: dict(cls.calibrate(data)) for name, cls in REGISTRY.items()}
-        held_out = X_cal if X_cal is not None else X_train
-        self._calibrate_drift(model, held_out, rng)
+        held_out = cal if cal is not None else train
+        self._calibrate_drift(data, rng)
         self.exposure_ = {}
         if self.exposure_points > 0:
             from monitor.exposure import ExposureTracker
 
-            labels = np.searchsorted(self.classes_, model.predict(held_out))
+            answers = np.asarray(model.predict(held_out.model_input()))
+            if self.task_ == "classification":
+                answers = np.searchsorted(self.classes_, answers)
             self.exposure_ = ExposureTracker.calibrate(
-                self.transform(held_out), labels, np.random.default_rng([self.seed, 1]),
-                self.exposure_points)
-        self.meta_ = {"model": type(model).__name__, "n_train": int(len(X_train)),
+                self.transform(held_out.X), answers, np.random.default_rng([self.seed, 1]),
+                self.exposure_points, values=self.task_ == "regression")
+        self.meta_ = {"model": type(model).__name__, "n_train": int(len(X)),
                       "sklearn": sklearn.__version__, "python": platform.python_version()}
         return self
 
-    def _cross_fit_splits(self, model, X, Z, y, rng) -> list[HeldOutSplit]:
+    def _boundary_kind(self) -> str:
+        """How the boundary detector measures closeness for this model: ``tree`` (split
+        thresholds of a bare tree), ``margin`` (probabilities), ``decision``
+        (``decision_function``) or ``none`` (labels only; a regressor that is not a tree)."""
+        if self.tree_ is not None:
+            return "tree"
+        return {"proba": "margin", "decision": "decision"}.get(self.output_kind_, "none")
+
+    def _margins(self, model, rows: Rows) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(proba, decision)`` of ``model`` on ``rows``: what the boundary detector needs
+        (nothing for a tree, labels-only classifier or regressor)."""
+        if self.boundary_kind_ == "margin":
+            return np.asarray(model.predict_proba(rows.model_input()), np.float64), None
+        if self.boundary_kind_ == "decision":
+            return None, np.asarray(model.decision_function(rows.model_input()), np.float64)
+        return None, None
+
+    def _cross_fit_splits(self, model, train: Rows, Z, y, rng) -> list[HeldOutSplit]:
         """One held-out split per fold: scored by a clone fitted on the other folds, with
         distances measured to (a subsample of) the other folds only."""
-        folds = StratifiedKFold(n_splits=self.n_folds, shuffle=True,
-                                random_state=int(rng.integers(2**31)))
+        kind = StratifiedKFold if self.task_ == "classification" else KFold
+        folds = kind(n_splits=self.n_folds, shuffle=True,
+                     random_state=int(rng.integers(2**31)))
+        inputs = train.model_input()
         splits = []
-        for fit_idx, held_idx in folds.split(X, y):
+        for fit_idx, held_idx in folds.split(train.X, y):
             ref_idx = fit_idx[rng.permutation(len(fit_idx))[: self.max_reference]]
-            fold_model = clone(model).fit(X[fit_idx], y[fit_idx])
+            fold_model = clone(model).fit(_take(inputs, fit_idx), y[fit_idx])
+            proba, decision = self._margins(fold_model, train.take(held_idx))
             splits.append(HeldOutSplit(
-                X=X[held_idx], Z=Z[held_idx], reference=Z[ref_idx],
-                proba=fold_model.predict_proba(X[held_idx]),
-                tree=TreeGeometry.from_model(fold_model), source="cross-fitting fold"))
+                X=train.X[held_idx], Z=Z[held_idx], reference=Z[ref_idx], proba=proba,
+                tree=TreeGeometry.from_model(fold_model), source="cross-fitting fold",
+                decision=decision, model=fold_model))
         return splits
 
-    def drifted_rows(self, X: np.ndarray, rng) -> list[np.ndarray]:
-        """``drift_draws`` drifted copies of rows ``X`` (the drift model; see the class doc)."""
-        std = X.std(axis=0)
-        non_negative = X.min(axis=0) >= 0
-        copies = []
+    def _calibrate_drift(self, data, rng) -> None:
+        """Each stateless detector's p-values on drifted copies of every held-out split,
+        stored as its ``drift_pvalues`` (draws, rows).
+
+        One draw is one drifted client: a per-feature scale in ``drift_scale`` shared by all
+        its rows, plus Gaussian noise of ``drift_noise`` x each feature's standard deviation
+        (features never negative in the data stay non-negative; missing values stay missing,
+        categories stay as they are). Each split's drifted rows are measured exactly as its
+        calibration rows were — against the same reference, by the model that did not train
+        on them — through each detector's own ``calibrate``.
+        """
+        from monitor.detectors import REGISTRY, HeldOutSplit
+        from monitor.tails import tail_pvalues
+
+        detectors = {name: cls(self) for name, cls in REGISTRY.items()
+                     if not cls.stateful and not getattr(cls, "needs_stream", False)}
+        pooled = np.concatenate([split.X for split in data.splits])
+        numeric = self.schema_.numeric_mask
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            std = np.nan_to_num(np.nanstd(pooled, axis=0))
+            non_negative = ~(np.nanmin(pooled, axis=0) < 0)
+        pvalues: dict[str, list[np.ndarray]] = {name: [] for name in detectors}
         for _ in range(self.drift_draws):
-            scale = rng.uniform(*self.drift_scale, size=X.shape[1])
-            drifted = X * scale + rng.normal(size=X.shape) * (self.drift_noise * std)
-            copies.append(np.where(non_negative, np.maximum(drifted, 0.0), drifted))
-        return copies
-
-    def _calibrate_drift(self, model, X: np.ndarray, rng) -> None:
-        """Each stateless detector's p-values on drifted copies of held-out rows,
-        stored as its ``drift_pvalues`` (draws, rows)."""
-        from monitor.detectors import REGISTRY, Batch
-
-        copies = self.drifted_rows(X, rng)
-        batches = [Batch(X=c, Z=self.transform(c), proba=model.predict_proba(c)) for c in copies]
-        for name, cls in REGISTRY.items():
-            if cls.stateful:
-                continue
-            detector = cls(self)
-            pvalues = [detector.fit_time_pvalues(b) for b in batches]
+            scale = rng.uniform(*self.drift_scale, size=pooled.shape[1])
+            splits = []
+            for split in data.splits:
+                X = split.X * scale + rng.normal(size=split.X.shape) * (self.drift_noise * std)
+                X = np.where(non_negative, np.maximum(X, 0.0), X)
+                X = X if numeric.all() else np.where(numeric, X, split.X)
+                proba, decision = (self._margins(split.model, Rows(X, self.schema_))
+                                   if split.model is not None else (None, None))
+                splits.append(HeldOutSplit(
+                    X=X, Z=self.transform(X), reference=split.reference, proba=proba,
+                    tree=split.tree, source=f"drifted {split.source}", decision=decision))
+            drifted = data.with_splits(splits)
+            for name, detector in detectors.items():
+                stats = REGISTRY[name].calibrate(drifted)["statistic"]
+                pvalues[name].append(tail_pvalues(stats, detector.calibration,
+                                                  getattr(detector, "tail", None)))
+        for name, draws in pvalues.items():
             self.calibration_[name]["drift_pvalues"] = np.asarray(
-                pvalues, np.float32).reshape(len(batches), len(X))
+                draws, np.float32).reshape(len(draws), len(pooled))
+
+    def unit_radius(self) -> float:
+        """The evidence-unit radius (:mod:`monitor.units`): a low quantile of held-out rows'
+        distances to their nearest training row, from the ``chain`` calibration."""
+        from monitor.units import calibrate_radius
+
+        nearest = -np.asarray(self.calibration_.get("chain", {}).get("statistic", []))
+        return calibrate_radius(nearest)
+
+    def null_members(self, detector: str) -> list[np.ndarray]:
+        """The benign p-value samples beyond uniform that ``detector``'s window tests must
+        tolerate: the detector's p-values on drifted copies of the held-out rows (the drift
+        model), each copy a member — or, when the held-out data is small, a few copies pooled
+        so every member has at least :data:`MIN_NULL_MEMBER_VALUES` values (a member of 36
+        rows is too lumpy to stand for a drifted client's distribution). Empty without a
+        drift model."""
+        draws = self.calibration_.get(detector, {}).get("drift_pvalues", np.zeros((0, 0)))
+        draws = np.asarray(draws, dtype=np.float64)
+        if draws.ndim != 2 or draws.size == 0:
+            return []
+        per_member = int(np.ceil(MIN_NULL_MEMBER_VALUES / draws.shape[1]))
+        return [draws[i:i + per_member].ravel() for i in range(0, len(draws), per_member)]
 
     def drift_rate(self, detector: str, level: float) -> float:
         """The largest rate, over the drift draws, of p <= ``level`` for ``detector``.
@@ -214,15 +290,25 @@ class Profile:
 
     # ------------------------------------------------------------------ use
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Rows in the profile's scaled feature space."""
-        return (np.asarray(X, dtype=np.float64) - self.center_) / self.scale_
+        """Coded rows (:meth:`rows`) in the profile's scaled feature space
+        (:class:`~monitor.features.FeatureSpace`)."""
+        return self.space_.transform(X)
+
+    def rows(self, data, name: str = "rows") -> Rows:
+        """``data`` — a DataFrame or named records (mapped by name, any column order), or an
+        array / list of rows in the profile's column order (``feature_names_``) — validated and
+        coded (:class:`~monitor.features.Rows`); :class:`InvalidInput` saying what to fix."""
+        return self.schema_.rows(data, name)
 
     def check_rows(self, X, name: str = "rows") -> np.ndarray:
-        """``X`` as an ``(n, d)`` float array, or :class:`InvalidInput` saying what is wrong."""
-        X = np.asarray(X, dtype=np.float64) if not isinstance(X, np.ndarray) else X
-        if X.ndim == 1:
-            X = X[None, :]
-        return _as_matrix(X, name, self.n_features_)
+        """``X`` coded as an ``(n, d)`` float array (:meth:`rows`), or :class:`InvalidInput`
+        saying what is wrong."""
+        return self.rows(X, name).X
+
+    @property
+    def encoded_names_(self) -> list[str]:
+        """A name for each coordinate of the scaled space (``age``, ``color=red``, ...)."""
+        return self.space_.names()
 
     # ------------------------------------------------------------------ persistence
     _ARRAYS = ("center_", "scale_", "classes_", "reference_")
@@ -246,6 +332,8 @@ class Profile:
                        "drift_draws": self.drift_draws,
                        "exposure_points": self.exposure_points, "seed": self.seed},
             "n_features": self.n_features_, "feature_names": self.feature_names_,
+            "task": self.task_, "outputs": self.output_kind_, "schema": self.schema_.to_dict(),
+            "novelty": self.space_.novelty,
             "boundary_kind": self.boundary_kind_, "calibration_source": self.calibration_source_,
             "detectors": sorted(self.calibration_),
             **self.meta_,
@@ -266,11 +354,10 @@ class Profile:
                                "create one with `extraction-monitor profile`")
         meta = json.loads(meta_file.read_text())
         version = meta.get("format_version")
-        if version not in (LEGACY_FORMAT_VERSION, PROFILE_FORMAT_VERSION):
+        if version not in READ_FORMAT_VERSIONS:
             raise InvalidInput(f"profile {path} has format version {version}; this release "
-                               f"reads versions {LEGACY_FORMAT_VERSION} and "
-                               f"{PROFILE_FORMAT_VERSION}: refit it with "
-                               "`extraction-monitor profile`")
+                               f"reads versions {', '.join(map(str, READ_FORMAT_VERSIONS))}: "
+                               "refit it with `extraction-monitor profile`")
         profile = cls(**meta["params"])
         with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
             for name in cls._ARRAYS:
@@ -288,10 +375,26 @@ class Profile:
                         profile.calibration_.setdefault(detector, {})[name] = arrays[key]
         profile.n_features_ = int(meta["n_features"])
         profile.feature_names_ = list(meta["feature_names"])
+        if "schema" in meta:
+            profile.schema_ = FeatureSchema.from_dict(meta["schema"])
+        else:  # formats 2 and 3: numeric columns, no missing values
+            profile.schema_ = FeatureSchema.numeric(profile.feature_names_)
+        profile.task_ = meta.get("task", "classification")
+        profile.output_kind_ = meta.get("outputs", "proba")
+        profile.space_ = FeatureSpace(profile.schema_, profile.center_, profile.scale_,
+                                      meta.get("novelty"))
+        profile.n_encoded_ = int(profile.reference_.shape[1])
         profile.boundary_kind_ = meta["boundary_kind"]
         profile.calibration_source_ = meta["calibration_source"]
         profile.meta_ = {k: meta[k] for k in ("model", "n_train", "sklearn", "python")}
         return profile
+
+
+def _take(inputs, index):
+    """Rows ``index`` of a model input (a DataFrame or an array)."""
+    if hasattr(inputs, "iloc"):
+        return inputs.iloc[index]
+    return inputs[index]
 
 
 def _legacy_calibration(arrays) -> dict[str, dict[str, np.ndarray]]:

@@ -87,24 +87,21 @@ def replay_log(log: QueryLog, monitor, *, batch_rows: int = DEFAULT_BATCH_ROWS,
     if groups is not None:
         return _replay_in_group_order(log, monitor, groups, keep_scores, on_progress)
     _, outputs = choose_outputs(log, getattr(monitor, "model", None) is not None)
-    ids, X = log.client_ids, log.X
     keep = within_horizon(log, horizon)
-    if keep is not None:
-        ids, X = ids[keep], X[keep]
-        outputs = None if outputs is None else outputs[keep]
-    total = len(X)
+    index = np.arange(log.n_rows) if keep is None else np.flatnonzero(keep)
+    total = len(index)
     latest: dict[str, Verdict] = {}
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, total, batch_rows):
-        part = slice(start, min(start + batch_rows, total))
-        verdicts = monitor.observe_many(ids[part], X[part],
+        part = index[start:start + batch_rows]
+        verdicts = monitor.observe_many(log.client_ids[part], log.rows(part),
                                         None if outputs is None else outputs[part])
         latest.update(verdicts)
         if keep_scores:
             for client, verdict in verdicts.items():
                 parts.setdefault(client, []).append(np.asarray(verdict.row_scores, np.float64))
         if on_progress is not None:
-            on_progress(part.stop, total)
+            on_progress(min(start + batch_rows, total), total)
     verdicts = {client: latest.get(client) or monitor.verdict(client)
                 for client, _ in log.client_slices()}
     scores = None
@@ -130,7 +127,7 @@ def _replay_in_group_order(log: QueryLog, monitor, groups: np.ndarray, keep_scor
     for i, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
         rows = order[start:end]
         client = str(ids[start])
-        verdict = monitor.observe(client, log.X[rows],
+        verdict = monitor.observe(client, log.rows(rows),
                                   None if outputs is None else outputs[rows])
         latest[client] = verdict
         if keep_scores:

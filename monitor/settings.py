@@ -16,7 +16,7 @@ A config file (TOML, or JSON with the same tables) has up to four tables:
 >>> MonitorConfig.from_dict({"alpah": 0.1})
 Traceback (most recent call last):
 ...
-monitor.settings.SettingsError: unknown monitor config key(s): alpah; known keys: alpha, broad_level, ...
+monitor.settings.SettingsError: unknown monitor config key(s): alpah; known keys: alpha, dedup_memory, ...
 >>> MonitorConfig.from_dict({"alpha": "0.1"})
 Traceback (most recent call last):
 ...
@@ -152,49 +152,50 @@ class _Section(BaseModel):
 
 
 # ----------------------------------------------------------------------------- [monitor]
-DEFAULT_DETECTORS = ("density", "boundary")
-"""The detectors on by default (see :mod:`monitor.detectors` for all of them)."""
+DEFAULT_DETECTORS = ("density", "local_density", "boundary", "chain")
+"""The detectors on by default (:mod:`monitor.detectors` lists them all)."""
 
-MAX_TOLERATED_RATE = 0.95
-"""Largest rate of unusual queries a window test may tolerate (from the drift model)."""
+REMOVED_MONITOR_KEYS = ("extreme_level", "tolerated_rate", "broad_level",
+                        "broad_tolerated_rate", "chain_memory", "window", "broad_window")
+"""[monitor] keys of 0.1 (count tests with tolerated rates) that 0.2 rejects by name."""
 
 
 class MonitorConfig(_Section):
     """Settings of a :class:`~monitor.Monitor`.
 
-    Each detector runs two window tests on its per-query p-values: a *sharp* one (p <=
-    ``extreme_level`` in the last ``window`` queries) for blatant traffic, and a *broad* one
-    (p <= ``broad_level`` in the last ``broad_window``) for traffic that is only moderately
-    unusual but persistently so. The false-alarm guarantee: a benign client whose events
-    occur independently at rates of at most ``tolerated_rate`` and ``broad_tolerated_rate``
-    is flagged with probability at most ``alpha`` over its first ``horizon`` distinct queries.
+    Each detector runs one window test per size in ``windows`` over the client's last
+    evidence units (distinct queries with near-duplicates and one-feature variants merged,
+    :mod:`monitor.units`). Each sums the units' truncated evidence ``min(-ln p, -ln 1e-6)``
+    for p <= ``truncation``.
+    The false-alarm guarantee: a benign client whose units' p-values are independent draws
+    from any member of the profile's benign null (uniform, drifted, one class, a sorted slice)
+    is flagged with probability at most ``alpha`` over its first ``horizon`` units.
 
     >>> MonitorConfig(detectors=["density"]).detectors
     ('density',)
+    >>> MonitorConfig(extreme_level=0.01)
+    Traceback (most recent call last):
+    ...
+    monitor.settings.SettingsError: invalid monitor config: extreme_level was removed in 0.2: window tests are truncated products over evidence units now (set their sizes with windows = [8, 32, 128]); remove it
     """
 
     label: ClassVar[str] = "monitor config"
 
     alpha: Real = Field(0.01, gt=0, lt=1)
-    """Target probability that a benign client is ever flagged within ``horizon`` queries."""
+    """Target probability that a benign client is ever flagged within ``horizon`` units."""
     horizon: Whole = Field(10_000, ge=1)
-    """Number of distinct queries the ``alpha`` guarantee covers."""
-    window: Whole = Field(50, ge=5, le=10_000)
-    """Per-detector evidence window: the last ``window`` distinct queries."""
-    extreme_level: Real = Field(0.01, gt=0, lt=1)
-    """A query is extreme for a detector when its conformal p-value is at most this."""
-    tolerated_rate: Real = Field(0.05, lt=1)
-    """Rate of extreme queries a benign client may show (drift, narrow data) unflagged."""
+    """Number of evidence units (distinct queries) the ``alpha`` guarantee covers."""
+    windows: tuple[Whole, ...] = (8, 32, 128)
+    """Window tests of every detector: the last ``w`` evidence units for each ``w`` — a short
+    one for blatant traffic, longer ones for traffic that is only moderately unusual but
+    persistently so (or hidden among benign cover queries)."""
+    truncation: Real = Field(0.1, gt=0, le=1)
+    """A unit carries evidence when its p-value is at most this."""
     detectors: Names = DEFAULT_DETECTORS
     """Detectors combined into the overall score."""
-    broad_level: Real = Field(0.1, gt=0, lt=1)
-    """Second, broader test: a query is unusual when its p-value is at most this."""
-    broad_window: Whole = Field(200, ge=0, le=10_000)
-    """Window of the broad test (0 turns it off)."""
-    broad_tolerated_rate: Real = Field(0.3, lt=1)
-    """Rate of unusual queries a benign client may show in the broad test."""
-    chain_memory: Whole = Field(64, ge=1)
-    """Distinct recent queries kept per client for the near-duplicate chain detector."""
+    units: Flag = True
+    """Merge near-duplicates and one-feature variants into evidence units (off: every
+    distinct query is its own unit, as for independent benign queries)."""
     dedup_memory: Whole = Field(256, ge=0)
     """Recent row hashes kept per client to recognise exact retries."""
     history: Whole = Field(64, ge=1)
@@ -230,15 +231,25 @@ class MonitorConfig(_Section):
             raise ValueError("must not repeat")
         return names
 
-    @model_validator(mode="after")
-    def _rates_above_levels(self) -> Self:
-        if self.window != 0 and not self.extreme_level <= self.tolerated_rate:
-            raise ValueError("tolerated_rate must be in [extreme_level, 1)")
-        if not self.broad_level <= self.broad_tolerated_rate:
-            raise ValueError("broad_tolerated_rate must be in [broad_level, 1)")
-        if 0 < self.broad_window < 5:
-            raise ValueError("broad_window must be 0 (off) or in [5, 10000]")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        removed = [k for k in REMOVED_MONITOR_KEYS if isinstance(data, dict) and k in data]
+        if removed:
+            raise ValueError(f"{removed[0]} was removed in 0.2: window tests are truncated "
+                             "products over evidence units now (set their sizes with "
+                             "windows = [8, 32, 128]); remove it")
+        return data
+
+    @field_validator("windows")
+    @classmethod
+    def _window_sizes(cls, windows: tuple[int, ...]) -> tuple[int, ...]:
+        if not windows or any(not 2 <= w <= 4096 for w in windows):
+            raise ValueError(f"must be a non-empty list of window sizes in [2, 4096], "
+                             f"got {list(windows)}")
+        if len(set(windows)) != len(windows):
+            raise ValueError("must not repeat a window size")
+        return tuple(sorted(windows))
 
     @classmethod
     def load(cls, path: str | Path) -> MonitorConfig:
@@ -629,7 +640,7 @@ def write_config_file(path: str | Path, tables: dict[str, dict[str, Any]]) -> No
 
 
 __all__ = [
-    "ACTIONS", "DEFAULT_DETECTORS", "MAX_TOLERATED_RATE", "ActionLevel", "MonitorConfig",
+    "ACTIONS", "DEFAULT_DETECTORS", "REMOVED_MONITOR_KEYS", "ActionLevel", "MonitorConfig",
     "ServingConfig", "Settings", "SettingsError", "StoreConfig", "read_config_file",
     "write_config_file",
 ]

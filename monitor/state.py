@@ -1,7 +1,7 @@
 """Per-client state: bounded, compact, and serialisable without pickle.
 
 Everything a client's verdict depends on lives here, in fixed-size arrays: recent row hashes
-(to skip retries), each window test's recent events (by test key, e.g. ``density.sharp``),
+(to skip retries), each window test's recent units' evidence (by test key, e.g. ``density.w32``),
 each stateful detector's declared arrays (by detector name and key, e.g. ``chain`` /
 ``buffer``), and a short score history. Its size does not grow with the client's history
 (the optional PRADA baseline excepted, which is capped by ``prada_max_stored`` and never
@@ -12,9 +12,9 @@ its exposure reached the operator's limit — is
 kept apart from the *evidence* (windows and detector state): when the detectors or tests
 change, :meth:`ClientState.reset_evidence` drops the evidence and keeps the flag.
 
->>> state = ClientState(windows={"density.sharp": np.array([1, 0], dtype=np.uint8)})
+>>> state = ClientState(windows={"density.w8": np.array([1, 0], dtype=np.uint8)})
 >>> back = ClientState.from_arrays(state.to_arrays())
->>> back.windows["density.sharp"].tolist(), back.flag_at
+>>> back.windows["density.w8"].tolist(), back.flag_at
 ([1, 0], None)
 """
 
@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 STATE_VERSION = 2
-"""Layout of :meth:`ClientState.to_arrays`; version 1 (before named tests) is still read."""
+"""Layout of :meth:`ClientState.to_arrays`. Version 1 records (0.1) are still read: their
+counters, flag, reason and peak score are kept, their evidence starts afresh."""
 
 _WINDOW = "window."
 _DETECTOR = "detector."
-_LEGACY_WINDOW = "window_"
 
 
 @dataclass
@@ -38,15 +38,30 @@ class ClientState:
 
     n_queries: int = 0
     n_distinct: int = 0
+    n_units: int = 0
+    """Evidence units made so far (:mod:`monitor.units`)."""
     hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     windows: dict[str, np.ndarray] = field(default_factory=dict)
+    """Each window test's ring buffer of unit evidence, by test key (``density.w32``)."""
+    window_meta: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.int64))
+    """Per test (in test order): ring head, units held, their evidence sum, units with
+    evidence."""
     detector_state: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     score: float = 0.0
     peak_score: float = 0.0
+    query_score: float = 0.0
+    """``-log10`` of the smallest p-value of the latest evidence unit."""
+    peak_query_score: float = 0.0
+    """The largest :attr:`query_score` so far (one impossible query shows here)."""
     flag_at: int | None = None
     flag_reason: str | None = None
+    flag_test: str | None = None
+    """Key of the window test that raised the flag (``boundary.w32``)."""
     exposure_at: int | None = None
     """Queries the client had sent when its exposure first reached ``exposure_limit``."""
+    evidence_seen: int = 0
+    """Bit ``i``: detector ``i`` (config order) has had evidence for this client (the
+    boundary detector has none for a label-only API without a model)."""
     history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float16))
     prada: object | None = None
 
@@ -64,13 +79,15 @@ class ClientState:
             total += self.prada.nbytes()
         return total + 64  # scalars
 
-    def reset_evidence(self, windows: dict[str, np.ndarray],
+    def reset_evidence(self, windows: dict[str, np.ndarray], window_meta: np.ndarray,
                        detector_state: dict[str, dict[str, np.ndarray]]) -> None:
         """Replace the evidence (windows, detector state, current score); keep the flag,
-        its reason, the peak score and the counters."""
+        its reason, the peak scores, the exposure mark and the counters."""
         self.windows = windows
+        self.window_meta = window_meta
         self.detector_state = detector_state
         self.score = 0.0
+        self.query_score = 0.0
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The state as named arrays (for ``.npz`` or a key-value store); PRADA excluded."""
@@ -78,10 +95,14 @@ class ClientState:
             "version": np.array([STATE_VERSION]),
             "counters": np.array([self.n_queries, self.n_distinct,
                                   -1 if self.flag_at is None else self.flag_at,
-                                  -1 if self.exposure_at is None else self.exposure_at]),
-            "scores": np.array([self.score, self.peak_score]),
+                                  -1 if self.exposure_at is None else self.exposure_at,
+                                  self.n_units, self.evidence_seen]),
+            "scores": np.array([self.score, self.peak_score, self.query_score,
+                                self.peak_query_score]),
             "hashes": self.hashes, "history": self.history,
             "flag_reason": np.array([self.flag_reason or ""]),
+            "flag_test": np.array([self.flag_test or ""]),
+            "window_meta": self.window_meta,
         }
         for key, window in self.windows.items():
             out[_WINDOW + key] = window
@@ -96,10 +117,15 @@ class ClientState:
         version = int(arrays["version"][0])
         if version not in (1, STATE_VERSION):
             raise ValueError(f"client state has version {version}, expected {STATE_VERSION}")
-        counters = [int(v) for v in arrays["counters"]] + [-1]  # version 1 had three
-        n_queries, n_distinct, flag_at, exposure_at = counters[:4]
-        score, peak = (float(v) for v in arrays["scores"])
+        counters = [int(v) for v in arrays["counters"]]
+        n_queries, n_distinct, flag_at = counters[:3]
+        exposure_at = counters[3] if len(counters) > 3 else -1
+        n_units = counters[4] if len(counters) > 4 else n_distinct  # older: one unit per query
+        evidence_seen = counters[5] if len(counters) > 5 else 0
+        scores = [float(v) for v in arrays["scores"]] + [0.0, 0.0]
+        score, peak, query_score, peak_query = scores[:4]
         reason = str(arrays["flag_reason"][0])
+        flag_test = str(arrays["flag_test"][0]) if "flag_test" in arrays else ""
         windows: dict[str, np.ndarray] = {}
         detector_state: dict[str, dict[str, np.ndarray]] = {}
         for name, value in arrays.items():
@@ -108,16 +134,16 @@ class ClientState:
             elif name.startswith(_DETECTOR):
                 detector, key = name[len(_DETECTOR):].split(".", 1)
                 detector_state.setdefault(detector, {})[key] = np.asarray(value)
-            elif version == 1 and name.startswith(_LEGACY_WINDOW):
-                test = name[len(_LEGACY_WINDOW):]
-                detector, _, broad = test.partition(":")
-                windows[f"{detector}.{'broad' if broad else 'sharp'}"] = np.asarray(value)
-        if version == 1:
-            detector_state["chain"] = {"buffer": np.asarray(arrays["chain"])}
+        # version 1's count windows mean nothing to 0.2's tests: only its safety state is read
         return cls(
-            n_queries=n_queries, n_distinct=n_distinct, hashes=np.asarray(arrays["hashes"]),
+            n_queries=n_queries, n_distinct=n_distinct, n_units=n_units,
+            hashes=np.asarray(arrays["hashes"]),
             windows=windows, detector_state=detector_state, score=score, peak_score=peak,
+            window_meta=np.asarray(arrays["window_meta"]) if "window_meta" in arrays
+            else np.zeros((0, 4), dtype=np.int64),
+            query_score=query_score, peak_query_score=peak_query,
             flag_at=None if flag_at < 0 else flag_at, flag_reason=reason or None,
-            exposure_at=None if exposure_at < 0 else exposure_at,
+            flag_test=flag_test or None,
+            exposure_at=None if exposure_at < 0 else exposure_at, evidence_seen=evidence_seen,
             history=np.asarray(arrays["history"]),
         )

@@ -19,8 +19,8 @@ its end point), capped at :data:`MAX_SHAPE`, and p never goes below :data:`MIN_P
 >>> cal = np.sort(np.random.default_rng(0).exponential(size=999))
 >>> tail = fit_tail(cal)
 >>> p = tail_pvalues(np.array([0.5, cal[-1] + 1.0, cal[-1] + 10.0]), cal, tail)
->>> bool(p[0] == conformal_pvalues(np.array([0.5]), cal)[0]), bool(p[1] < 1e-3), bool(p[2] < 1e-6)
-(True, True, True)
+>>> bool(p[0] == conformal_pvalues(np.array([0.5]), cal)[0]), bool(p[1] < 1e-3), float(p[2])
+(True, True, 1e-06)
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ MIN_EXCEEDANCES = 20
 """Fewest exceedances a tail is fitted on (with fewer calibration values, no tail)."""
 MAX_SHAPE = 0.5
 """Largest generalised Pareto shape used (heavier fitted tails are capped here)."""
-MIN_PVALUE = 1e-15
-"""Smallest p-value ever returned (evidence per query stays finite)."""
+MIN_PVALUE = 1e-6
+"""Smallest p-value ever returned: the tail model is not trusted further out (bootstrap fits
+vary by 1.5-3.5 orders of magnitude there), so one query's evidence is capped."""
 
 
 @dataclass(frozen=True)

@@ -534,7 +534,7 @@ def tune_logs(profile: Profile, benign_logs: Sequence[str | Path],
                 continue
             seen[digest] = str(path)
             sources.append({"role": role, "path": str(path), "sha256": digest})
-            log = read_log(path, profile.feature_names_, len(profile.classes_),
+            log = read_log(path, profile.schema_, len(profile.classes_),
                            extra=TRUTH_COLUMNS, columns=columns)
             clash = sorted(set(log.clients()) & set(labels))
             if clash:

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 SUMMARY_FIELDS = ("client_id", "n_queries", "score", "peak_score", "threshold", "flagged",
-                  "flag_at", "reason", "exposure", "exposure_exceeded", "detectors")
+                  "flag_at", "flag_detector", "reason", "peak_query_score", "exposure", "exposure_exceeded",
+                  "detectors")
 """Fields of :meth:`Verdict.summary`."""
 
 GROUP_COLUMNS = ("group_id", "flagged", "flag_at", "peak_score", "exposure")
@@ -30,7 +31,7 @@ GROUP_COLUMNS = ("group_id", "flagged", "flag_at", "peak_score", "exposure")
 tracks groups."""
 
 ROW_COLUMNS = ("client_id", "n_queries", "score", "peak_score", "threshold", "flagged",
-               "flag_at", "reason", "exposure")
+               "flag_at", "flag_detector", "reason", "n_units", "peak_query_score", "exposure")
 """The leading columns of :meth:`Verdict.to_row`; ``score_<detector>`` columns follow."""
 
 
@@ -42,7 +43,13 @@ class Verdict:
     is sticky: it records that ``peak_score`` reached ``threshold``, first at
     query ``flag_at`` (0-based). ``detectors`` maps each detector to its score
     and its count of extreme queries in the current window. ``row_scores`` are
-    the overall scores after each row of the latest ``observe`` call. ``exposure`` estimates
+    the overall scores after each row of the latest ``observe`` call. ``n_units`` counts the
+    client's evidence units (distinct queries, near-duplicates and one-feature variants merged);
+    ``query_score`` is ``-log10`` of the smallest p-value of its latest unit and
+    ``peak_query_score`` the largest so far (one impossible query shows there, at most 6).
+    Each detector's entry says whether it has had any ``evidence`` (False for the boundary
+    detector of a label-only API without a model, of a labels-only classifier, and of a
+    regressor). ``exposure`` estimates
     the fidelity a copy built from the client's answers would reach (``None`` before any
     answer); ``exposure_exceeded`` says it reached the configured ``exposure_limit``, first
     after ``exposure_at`` queries.
@@ -57,7 +64,11 @@ class Verdict:
     flag_at: int | None
     reason: str
     detectors: dict[str, dict[str, float]]
+    flag_detector: str | None = None
     n_distinct: int = 0
+    n_units: int = 0
+    query_score: float = 0.0
+    peak_query_score: float = 0.0
     exposure: float | None = None
     exposure_exceeded: bool = False
     exposure_at: int | None = None
@@ -81,7 +92,10 @@ class Verdict:
             "threshold": float(self.threshold),
             "flagged": bool(self.flagged),
             "flag_at": self.flag_at,
+            "flag_detector": self.flag_detector,
             "reason": self.reason,
+            "n_units": int(self.n_units),
+            "peak_query_score": round(float(self.peak_query_score), 3),
             "exposure": self.exposure,
         }
         for name, detail in self.detectors.items():

@@ -3,8 +3,8 @@
 :func:`server_venv` creates ``<venvs>/<name>`` once and reuses it while its requirements are
 unchanged; ``<venvs>`` is ``$EXTRACTION_MONITOR_VENVS`` or ``.ci/venvs`` in the repository
 (ignored by git, kept between CI runs on one machine). Tests using it carry the
-``realservers`` marker and run only with ``EXTRACTION_MONITOR_REAL_SERVERS=1`` (``.ci/run``
-sets it); installing MLflow takes minutes on a fresh machine.
+``realservers`` marker and run only with ``EXTRACTION_MONITOR_REAL_SERVERS=1`` (``make
+test-real-servers`` sets it); installing MLflow takes minutes on a fresh machine.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 ENABLED = os.environ.get("EXTRACTION_MONITOR_REAL_SERVERS") == "1"
 realservers = pytest.mark.skipif(
     not ENABLED, reason="real MLflow/KServe servers: set EXTRACTION_MONITOR_REAL_SERVERS=1 "
-                        "(.ci/run does); they install into their own virtual environments")
+                        "(make test-real-servers); they install into their own virtual environments")
 
 
 def venvs_dir() -> Path:

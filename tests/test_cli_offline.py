@@ -89,12 +89,15 @@ def test_analyze_end_to_end(files, profile_dir, capsys, model):
     assert out.startswith("analyzed 268 queries from 4 clients: 1 flagged (scraper); "
                           "2 rows skipped")
     assert out.rstrip().endswith(f"verdicts written to {out_path}") and out.count("\n") == 1
-    assert err == ""  # no progress bar: not a TTY and no --progress
+    if model is None:  # labels only and no --model: one line says boundary has no evidence
+        assert err.count("\n") == 1 and "boundary: no evidence" in err and "--model" in err
+    else:
+        assert err == ""  # no progress bar: not a TTY and no --progress
 
 
 def test_analyze_with_config_and_progress(files, profile_dir, capsys):
     config = files / "monitor.toml"
-    config.write_text("[monitor]\nalpha = 0.001\nwindow = 40\n")
+    config.write_text("[monitor]\nalpha = 0.001\nwindows = [40]\n")
     out_path = files / "verdicts.parquet"
     code, out, err = run_cli(capsys, "analyze", files / "log.csv", "--profile", profile_dir,
                              "--out", out_path, "--config", config, "--progress")

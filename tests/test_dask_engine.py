@@ -54,7 +54,7 @@ def test_dask_verdicts_equal_pandas_engine(files, client):
 
 def test_dask_with_model_and_config_equal_in_memory(files, client, victim):
     profile = Profile.load(files / "profile")
-    config = MonitorConfig(detectors=("density", "boundary", "chain"), window=30)
+    config = MonitorConfig(detectors=("density", "boundary", "chain"), windows=(30,))
     result = analyze_partitioned_dask(files / "log.parquet", files / "profile", config,
                                       model_path=files / "model.skops", client=client,
                                       n_partitions=3)

@@ -63,21 +63,24 @@ def test_retries_add_no_evidence(fitted_victim):
 
 
 def test_state_is_bounded_whatever_the_history(fitted_victim):
+    from monitor.units import N_LEADERS, N_ROOTS, N_VARIANTS
+
     victim, profile = fitted_victim("digits-mlp")
-    config = MonitorConfig(detectors=("density", "boundary", "chain"))
+    config = MonitorConfig()
     mon = Monitor(profile, config, model=victim.model)
     rng = np.random.default_rng(0)
-    mon.observe("c", victim.X_public[rng.integers(0, len(victim.X_public), 1000)]
-                + rng.normal(0, 0.01, (1000, 64)))
+    mon.observe("c", rng.uniform(victim.lower, victim.upper, (1000, 64)))
     after_1k = mon.state("c").nbytes()
-    mon.observe("c", victim.X_public[rng.integers(0, len(victim.X_public), 9000)]
-                + rng.normal(0, 0.01, (9000, 64)))
+    mon.observe("c", rng.uniform(victim.lower, victim.upper, (9000, 64)))
     state = mon.state("c")
     assert state.n_queries == 10_000
     assert state.nbytes() == after_1k
-    limit = (8 * config.dedup_memory + 2 * config.chain_memory * 64 + 4 * config.history
-             + 2 * (config.window + config.broad_window) * 3 + 64
-             + 4 * len(profile.exposure_["points"]))  # exposure: float16 + int16 per point
+    d = 64
+    limit = (8 * config.dedup_memory + 4 * config.history
+             + sum(config.windows) * len(config.detectors)  # uint8 unit evidence per test
+             + 2 * (N_LEADERS + N_ROOTS) * d + 2 * N_LEADERS + 10 * N_ROOTS + 8 * N_VARIANTS
+             + 4 * len(profile.exposure_["points"])  # exposure: float16 + int16 per point
+             + 64 + 8)
     assert state.nbytes() <= limit <= 16 * 1024
 
 
@@ -88,9 +91,10 @@ def test_a_failing_detector_is_counted_and_never_breaks_observe(fitted_victim):
     def broken(batch, state):
         raise RuntimeError("boom")
 
-    mon.detectors[1].pvalues = broken
+    mon.detectors[mon.detector_index("boundary")].pvalues = broken
     verdict = mon.observe("c", _uniform(victim, 40))
-    assert mon.detector_errors == {"density": 0, "boundary": 1}
+    assert mon.detector_errors == {"density": 0, "local_density": 0, "boundary": 1,
+                                   "chain": 0}
     assert verdict.flagged  # the density detector still works
     assert verdict.n_queries == 40
 
@@ -102,6 +106,8 @@ def test_labels_only_outputs_without_a_model(fitted_victim):
     X = _uniform(victim, 60)
     verdict = mon.observe("c", X, outputs=victim.model.predict(X))
     assert verdict.flagged and verdict.detectors["boundary"]["count"] == 0
+    assert not verdict.detectors["boundary"]["evidence"]  # the verdict says so
+    assert verdict.detectors["density"]["evidence"]
 
 
 def test_reset_forgets_a_client(fitted_victim):
@@ -120,7 +126,7 @@ def test_config_round_trips_and_rejects_unknown_keys(tmp_path, suffix):
     assert MonitorConfig.load(path) == config
     assert read_config_file(path)["monitor"]["alpha"] == 0.001
     with pytest.raises(ValueError, match="unknown monitor config key"):
-        MonitorConfig.from_dict({"windw": 10})
+        MonitorConfig.from_dict({"windws": [10]})
     assert MonitorConfig.from_dict(read_config_file(path)["monitor"]) == config
     with pytest.raises(ValueError, match="alpha must be"):
         MonitorConfig(alpha=2.0)
@@ -129,23 +135,29 @@ def test_config_round_trips_and_rejects_unknown_keys(tmp_path, suffix):
 
 
 def test_threshold_means_what_it_says():
-    """The analytic bound: at the flag count, horizon x tests x tail <= alpha."""
-    from scipy.stats import binom
+    """The analytic bound: at the flag sum, horizon x tests x P[window sum >= it] <= alpha
+    under uniform p-values, and one quantum less would not be; a Monte Carlo of the window
+    sum agrees with the convolution."""
+    from monitor.evidence import WindowTest, quantise, uniform_pmf, window_survival
 
-    from monitor.evidence import WindowEvidence
-
-    ev = WindowEvidence(window=50, tolerated_rate=0.05, horizon=10_000, n_detectors=4, alpha=0.01)
-    c = ev.flag_count
-    assert 4 * 10_000 * binom.sf(c - 1, 50, 0.05) <= 0.01 < 4 * 10_000 * binom.sf(c - 2, 50, 0.05)
+    test = WindowTest("density", window=16, truncation=0.1, horizon=10_000, n_tests=4,
+                      alpha=0.01)
+    survival = window_survival(uniform_pmf(0.1), 16)
+    t = test.evidence.flag_sum
+    assert 4 * 10_000 * survival[t] <= 0.01 < 4 * 10_000 * survival[t - 1]
+    rng = np.random.default_rng(0)
+    sums = quantise(rng.uniform(size=(200_000, 16)), 0.1).sum(axis=1, dtype=np.int64)
+    for level in (50, 100, 200):  # quanta
+        assert abs(np.mean(sums >= level) - survival[level]) < 4e-3
 
 
 def test_group_evidence_sees_an_attack_split_across_sybils(fitted_victim):
-    """Eight sybils each send 10 uniform queries: no client can be flagged, the group is."""
+    """Twenty sybils each send 3 uniform queries: no client can be flagged, the group is."""
     victim, profile = fitted_victim("cancer-logreg")
     mon = Monitor(profile, model=victim.model, group_of=lambda cid: cid.split("/")[0])
-    X = _uniform(victim, 80)
-    for k in range(8):
-        verdict = mon.observe(f"tenant-a/sybil-{k}", X[10 * k:10 * (k + 1)])
+    X = _uniform(victim, 60)
+    for k in range(20):
+        verdict = mon.observe(f"tenant-a/sybil-{k}", X[3 * k:3 * (k + 1)])
         assert not verdict.flagged
     assert verdict.group["flagged"] and verdict.group["group_id"] == "tenant-a"
     rng = np.random.default_rng(3)
@@ -154,7 +166,7 @@ def test_group_evidence_sees_an_attack_split_across_sybils(fitted_victim):
         assert not mon.observe(f"tenant-b/user-{k}", rows).group["flagged"]
     assert sorted(mon.groups()) == ["tenant-a", "tenant-b"]
     assert mon.group_verdict("tenant-a").flagged
-    assert len(mon.clients()) == 16
+    assert len(mon.clients()) == 28
 
 
 def test_observe_many_equals_observe_per_client(fitted_victim):

@@ -107,7 +107,7 @@ def test_real_client_state_fits_the_documented_size_bound(profile, attack):
         for client in ("mallory", "alice"):
             size = len(mon.store.export(client))
             assert size <= bound, (client, size, bound)
-    assert state_size_bound(MonitorConfig(), 30) < 5 * 1024  # "a few KiB" with defaults
+    assert state_size_bound(MonitorConfig(), 64) <= 16 * 1024  # the issue-11 budget, 64 features
 
 
 # ------------------------------------------------------------------ URIs

@@ -30,7 +30,7 @@ from monitor.tuning import (
 
 # A deliberately touchy base config: benign clients reach non-zero scores, so the tuned
 # threshold sits inside the benign score distribution and the bound is really tested.
-TOUCHY = MonitorConfig(window=10, extreme_level=0.2, tolerated_rate=0.2, alpha=0.5, horizon=1)
+TOUCHY = MonitorConfig(windows=(8,), truncation=0.5, alpha=0.5, horizon=1, units=False)
 
 
 @pytest.fixture(scope="module")

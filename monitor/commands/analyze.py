@@ -12,7 +12,12 @@ flag_at in the verdict table is 0-based: the index of the client's query that ra
 a client_flagged event (--log-format json: one JSON line each).
 
 Outputs used: the p_* probabilities if present; else pred labels when no --model is given;
-else the monitor recomputes outputs from --model.
+else the monitor recomputes outputs from --model. For a regressor, pred is the predicted value.
+A log without probability columns and no --model leaves the boundary detector without
+evidence: a one-line warning says so (and for every other detector without evidence).
+
+Features may be categorical (text) and, where the model accepts them, missing: the profile
+says which.
 
 Scale: LOG may be a partition folder (`extraction-monitor partition`); a file of 1 GiB or more,
 or --out-of-core, is hash-partitioned by client first and analyzed partition by partition;
@@ -149,13 +154,14 @@ def _run_in_memory(args, profile, config, model) -> int:
     extra = [args.group_column] if args.group_column else []
     columns = log_columns(args)
     try:
-        log = read_log(args.log, profile.feature_names_, len(profile.classes_), extra=extra,
+        log = read_log(args.log, profile.schema_, len(profile.classes_), extra=extra,
                        columns=columns)
         groups = client_groups(log, args.group_column) if args.group_column else None
     except LogError as exc:
         raise CommandError(str(exc)) from exc
     monitor = Monitor(profile, config=config, model=model,
                       group_of=None if groups is None else groups.get)
+    warn_no_evidence(monitor, log)
     try:
         with progress_bar(args) as bar:
             table = analyze_log(log, monitor, on_progress=bar, group_column=args.group_column)
@@ -219,6 +225,20 @@ def _run_partitioned(args, profile, config, model) -> int:
     print(f"{summary_line(result.table, result.n_skipped)}; {result.summary()}; "
           f"verdicts written to {args.out}")
     return 0
+
+
+def warn_no_evidence(monitor, log) -> list[str]:
+    """Warn (one line each) about detectors the log and the model leave without evidence: a
+    log without probability columns and no --model gives the boundary detector none."""
+    from monitor.replay import choose_outputs
+
+    kind, _ = choose_outputs(log, monitor.model is not None)
+    if kind == "labels" and monitor.task == "regression":
+        kind = "values"
+    notes = monitor.evidence_notes(kind)
+    for note in notes:
+        logger.warning("%s (log columns: %s)", note, ", ".join(log.output_columns) or "none")
+    return notes
 
 
 def log_flagged(table) -> None:

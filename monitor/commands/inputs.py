@@ -32,7 +32,7 @@ def load_settings(path: Path | None):
 
 
 def load_model_file(path: Path | None, trust=(), profile=None):
-    """The classifier in ``path`` (``None`` when no file is given), checked against ``profile``;
+    """The model in ``path`` (``None`` when no file is given), checked against ``profile``;
     a model fitted on a DataFrame is wrapped so the monitor calls it with one
     (:func:`monitor.named_features.with_feature_names`)."""
     from monitor.model_io import ModelLoadError, load_model
@@ -44,9 +44,14 @@ def load_model_file(path: Path | None, trust=(), profile=None):
         model = load_model(path, trusted=trust)
     except ModelLoadError as exc:
         raise CommandError(str(exc)) from exc
-    if profile is not None and len(model.classes_) != len(profile.classes_):
-        raise CommandError(f"--model has {len(model.classes_)} classes but the profile has "
-                           f"{len(profile.classes_)}; use the model the profile was fit on")
+    if profile is not None:
+        classes = getattr(model, "classes_", None)
+        n_model = 0 if classes is None else len(classes)
+        if n_model != len(profile.classes_):
+            has = f"{n_model} classes" if classes is not None else "no classes (a regressor)"
+            wants = f"{len(profile.classes_)}" if len(profile.classes_) else "none (a regressor)"
+            raise CommandError(f"--model has {has} but the profile has {wants}; use the model "
+                               "the profile was fit on")
     return with_feature_names(model)
 
 

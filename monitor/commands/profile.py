@@ -1,17 +1,20 @@
 """Fit the reference profile of a victim model from its training data.
 
 TRAIN and CAL are CSV, JSON lines or Parquet tables holding the feature columns and, optionally,
-a label column (--label-column, default "y" when present); every other column is a feature.
-Without --calibration the profile is calibrated by cross-fitting on TRAIN.
+a label column (--label-column, default "y" when present; a regressor's target); every other
+column is a feature. Text columns are categorical features (for a model fitted on a DataFrame,
+e.g. a Pipeline whose ColumnTransformer encodes them); missing values are kept where the model
+accepts them (probed on the model) and those rows skipped elsewhere. Without --calibration the
+profile is calibrated by cross-fitting on TRAIN.
 
 Calibration knobs: --folds (cross-fitting folds, default 5), --no-cross-fit (calibrate on CAL
 alone; faster, coarser p-values), --calibration-rows (a seeded subsample of CAL), --drift-draws
-(drifted copies of the held-out rows, default 50; 0: no drift model) and --reference-rows
+(drifted copies of the held-out rows, default 20; 0: no drift model) and --reference-rows
 (training rows kept in the reference index, default 2000). A model fitted on a DataFrame is
 called with DataFrames of its feature names throughout (no feature-name warnings).
 
-Security: MODEL is a scikit-learn classifier with predict_proba saved with skops (.skops) or
-joblib (.joblib/.pkl/.pickle). Loading a joblib/pickle file means trusting it: it can run any
+Security: MODEL is a fitted scikit-learn classifier (predict_proba, decision_function or labels
+only) or regressor saved with skops (.skops) or joblib (.joblib/.pkl/.pickle). Loading a joblib/pickle file means trusting it: it can run any
 code. A skops file is checked and refused if it holds types outside skops' safe set unless you
 list them with --trust TYPE.
 """
@@ -34,7 +37,8 @@ DEFAULT_LABEL_COLUMN = "y"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=Path,
-                        help="fitted classifier (.skops, or .joblib/.pkl: trusted code!)")
+                        help="fitted classifier or regressor (.skops, or .joblib/.pkl: trusted "
+                             "code!)")
     parser.add_argument("--train", required=True, type=Path,
                         help="training data the model was fitted on (CSV/JSON lines/Parquet)")
     parser.add_argument("--calibration", type=Path, default=None,
@@ -54,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="with --calibration, calibrate on it alone (no cross-fitting)")
     group.add_argument("--calibration-rows", type=int, default=None, metavar="N",
                        help="use a seeded subsample of N rows of CAL (default: all)")
-    group.add_argument("--drift-draws", type=int, default=50, metavar="N",
+    group.add_argument("--drift-draws", type=int, default=20, metavar="N",
                        help="drifted copies of the held-out rows for the drift model "
                             "(default: 50; 0: none)")
     group.add_argument("--reference-rows", type=int, default=2000, metavar="N",
@@ -63,8 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def split_table(frame: pd.DataFrame, label_column: str | None, explicit: bool, what: str,
                 feature_names: list[str] | None = None
-                ) -> tuple[np.ndarray, np.ndarray | None, list[str], int]:
-    """``(X, y, feature_names, n_dropped)``; rows with non-finite features are dropped."""
+                ) -> tuple[pd.DataFrame, np.ndarray | None, list[str]]:
+    """``(features, y, feature_names)``: the feature columns (in ``feature_names`` order when
+    given) and the label column's values."""
     labels = None
     if label_column is not None and label_column in frame.columns:
         labels = frame[label_column]
@@ -79,17 +84,29 @@ def split_table(frame: pd.DataFrame, label_column: str | None, explicit: bool, w
             raise CommandError(f"{what} is missing feature columns {', '.join(missing[:5])}; "
                                "it needs the same columns as the training data")
         frame = frame[feature_names]
-    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])
-           or pd.api.types.is_bool_dtype(frame[c])]
-    if bad:
-        raise CommandError(f"{what} has non-numeric columns {', '.join(bad[:5])}; drop them or "
-                           "name the label column with --label-column")
-    X = frame.to_numpy(dtype=np.float64, na_value=np.nan)
-    keep = np.isfinite(X).all(axis=1)
-    if labels is not None:
-        keep &= labels.notna().to_numpy()
-    y = None if labels is None else labels.to_numpy()[keep]
-    return X[keep], y, list(frame.columns), int((~keep).sum())
+    y = None if labels is None else labels.to_numpy()
+    return frame.reset_index(drop=True), y, list(frame.columns)
+
+
+def usable_rows(schema, frame: pd.DataFrame, y) -> np.ndarray:
+    """Rows the profile can use: every feature usable by the model (no inf, missing values
+    only where it accepts them, numbers in numeric columns) and a label when there are
+    labels."""
+    _, bad, _ = schema.encode(schema.by_name(frame))
+    keep = ~bad
+    if y is not None:
+        keep &= pd.notna(y)
+    return keep
+
+
+def _model_calls(model, folds: int, calibration: bool, drift_draws: int) -> int:
+    """Model calls the profile fit makes (for the progress bar)."""
+    from monitor.features import model_kind
+    from monitor.geometry import TreeGeometry
+
+    margins = model_kind(model)[1] in ("proba", "decision") and \
+        TreeGeometry.from_model(model) is None
+    return (calibration and margins) + folds * (1 + margins) + drift_draws * margins + 2
 
 
 LABEL_HINTS = ("label", "target", "class", "y", "outcome", "category")
@@ -152,10 +169,8 @@ def run(args: argparse.Namespace) -> int:
     label_column = args.label_column if explicit else DEFAULT_LABEL_COLUMN
     train = _read(args.train)
     model_names = getattr(model, "feature_names_in_", None)
-    X_train, y_train, names, dropped = split_table(
+    X_train, y_train, names = split_table(
         train.copy(), label_column, explicit, f"training data {args.train.name}")
-    if len(X_train) == 0:
-        raise CommandError(f"training data {args.train.name} has no usable rows")
     no_label = not explicit and label_column not in train.columns
     if model_names is not None and list(model_names) != names:
         wanted = [str(n) for n in model_names]
@@ -172,24 +187,44 @@ def run(args: argparse.Namespace) -> int:
                 "; drop them (the model does not use them)"
             raise CommandError(f"training data has column(s) {_short(unused)} the model was "
                                f"not fitted on{hint}")
-        raise CommandError("training data columns are in a different order than the model's "
-                           "features; reorder them")
+        X_train, names = X_train[wanted], wanted  # columns are mapped by name
+    text = [c for c in names if not pd.api.types.is_numeric_dtype(X_train[c])]
+    if text and model_names is None:
+        raise CommandError(f"training data has non-numeric columns {', '.join(text[:5])}; a "
+                           "model fitted on arrays takes numbers only: drop them or name the "
+                           "label column with --label-column")
     n_in = getattr(model, "n_features_in_", None)
     if n_in is not None and n_in != len(names):
         hint = _label_hint(train) if no_label and len(names) == n_in + 1 else \
             "; drop extra columns or set --label-column"
         raise CommandError(f"training data has {len(names)} feature columns but the model "
                            f"expects {n_in}{hint}")
+    try:
+        from monitor.features import FeatureSchema, model_kind
+
+        model_kind(model)
+        schema = FeatureSchema.fit(X_train, with_feature_names(model))
+    except InvalidInput as exc:
+        raise CommandError(f"cannot fit the profile: {exc}") from exc
+    keep = usable_rows(schema, X_train, y_train)
+    dropped = int((~keep).sum())
+    X_train = X_train[keep].reset_index(drop=True)
+    y_train = None if y_train is None else y_train[keep]
+    if len(X_train) == 0:
+        raise CommandError(f"training data {args.train.name} has no usable rows")
     X_cal = y_cal = None
     if args.calibration is not None:
-        X_cal, y_cal, _, dropped_cal = split_table(
+        X_cal, y_cal, _ = split_table(
             _read(args.calibration), label_column, explicit,
             f"calibration data {args.calibration.name}", feature_names=names)
-        dropped += dropped_cal
+        keep = usable_rows(schema, X_cal, y_cal)
+        dropped += int((~keep).sum())
+        X_cal = X_cal[keep].reset_index(drop=True)
+        y_cal = None if y_cal is None else y_cal[keep]
         if args.calibration_rows is not None and args.calibration_rows < len(X_cal):
             keep = np.sort(np.random.default_rng([args.seed, 7]).permutation(len(X_cal))[
                 :args.calibration_rows])
-            X_cal = X_cal[keep]
+            X_cal = X_cal.iloc[keep].reset_index(drop=True)
             y_cal = None if y_cal is None else y_cal[keep]
     elif args.no_cross_fit:
         raise CommandError("--no-cross-fit needs --calibration (held-out data to calibrate on)")
@@ -197,8 +232,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {dropped} rows with NaN/inf or missing values", file=sys.stderr)
     cross_fit = not args.no_cross_fit
     folds = cross_fit or X_cal is None
-    total = ((1 if X_cal is not None else 0) + (2 * args.folds if folds else 0)
-             + args.drift_draws + 2)
+    total = _model_calls(model, args.folds if folds else 0, X_cal is not None, args.drift_draws)
     params = {"n_folds": args.folds, "cross_fit": cross_fit, "drift_draws": args.drift_draws,
               "max_reference": args.reference_rows, "seed": args.seed}
     try:
@@ -211,10 +245,26 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot fit the profile: {exc}") from exc
     profile.meta_["model"] = type(model).__name__
     profile.save(args.out)
-    print(f"profile of {type(model).__name__} ({len(names)} features, "
-          f"{len(profile.classes_)} classes, {len(X_train)} training rows, calibrated by "
-          f"{profile.calibration_source_}) written to {args.out}")
+    what = "a regressor" if profile.task_ == "regression" else \
+        f"{len(profile.classes_)} classes"
+    print(f"profile of {type(model).__name__} ({len(names)} features, {what}, "
+          f"{len(X_train)} training rows, calibrated by {profile.calibration_source_}) "
+          f"written to {args.out}")
+    for note in _model_notes(profile):
+        print(f"note: {note}", file=sys.stderr)
     return 0
+
+
+def _model_notes(profile) -> list[str]:
+    """What the profile cannot do for this model (said once, when it is written)."""
+    from monitor.detectors import evidence_notes
+
+    if profile.boundary_kind_ == "none":
+        return evidence_notes(profile, ["boundary"], "labels", has_model=True)
+    if profile.boundary_kind_ == "decision":
+        return ["boundary: the model has no predict_proba; its decision_function margins need "
+                "the model at serving and analysis time (--model)"]
+    return []
 
 
 def _short(names, limit: int = 4) -> str:

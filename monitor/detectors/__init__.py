@@ -7,15 +7,17 @@ in words what an unusual p-value means. The evidence layer (:mod:`monitor.eviden
 p-values into window counts and scores.
 
 * :class:`DensityDetector` (training-set specific): far from the training data;
+* :class:`LocalDensityDetector` (training-set specific): far relative to the data's own local
+  spacing;
 * :class:`BoundaryDetector` (victim specific): near the decision boundary;
-* :class:`ChainDetector` (victim-specific distribution shift): near-duplicates of the
-  client's own recent queries.
+* :class:`ChainDetector` (victim-specific distribution shift): new queries unusually close to
+  the client's own earlier ones (perturbation chains).
 
 Adding a detector is one module defining the class plus one :func:`register_detector` line
 below (see docs/architecture.md, "How to add a detector").
 
 >>> list(REGISTRY)
-['density', 'boundary', 'chain']
+['density', 'local_density', 'boundary', 'chain']
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from monitor.detectors.base import (
 from monitor.detectors.boundary import BoundaryDetector
 from monitor.detectors.chain import ChainDetector
 from monitor.detectors.density import DensityDetector
+from monitor.detectors.local_density import LocalDensityDetector
 
 REGISTRY: dict[str, type[Detector]] = {}
 """Detector name -> class, in the order verdicts list them."""
@@ -46,6 +49,7 @@ def register_detector(cls: type[Detector]) -> type[Detector]:
 
 
 register_detector(DensityDetector)
+register_detector(LocalDensityDetector)
 register_detector(BoundaryDetector)
 register_detector(ChainDetector)
 
@@ -62,9 +66,53 @@ def build_detectors(profile: FittedProfile, config: Any) -> list[Detector]:
     return [REGISTRY[name](profile, config) for name in config.detectors]
 
 
+OUTPUT_KINDS = ("proba", "labels", "values", "none")
+"""What a prediction API may answer: probabilities, labels, a regressor's values, nothing."""
+
+
+def evidence_notes(profile: FittedProfile, detectors, outputs: str = "proba",
+                   has_model: bool = False, exposure: bool = True) -> list[str]:
+    """One sentence per detector of ``detectors`` (names) — and for exposure — that gets no
+    evidence when the API answers ``outputs`` (one of :data:`OUTPUT_KINDS`) and the monitor
+    has (``has_model``) or lacks the victim model. What serving logs at startup and
+    ``analyze`` prints as a warning; empty when every detector has what it needs.
+
+    >>> class P:  # a probability classifier's profile
+    ...     boundary_kind_, task_ = "margin", "classification"
+    >>> evidence_notes(P(), ["density", "boundary"], "labels")[0][:52]
+    'boundary: no evidence: the answers carry no probabil'
+    >>> evidence_notes(P(), ["density", "boundary"], "labels", has_model=True)
+    []
+    """
+    if outputs not in OUTPUT_KINDS:
+        raise ValueError(f"outputs must be one of {', '.join(OUTPUT_KINDS)}, got {outputs!r}")
+    notes = []
+    kind = getattr(profile, "boundary_kind_", "margin")
+    regression = getattr(profile, "task_", "classification") == "regression"
+    if "boundary" in detectors:
+        if kind == "margin" and outputs != "proba" and not has_model:
+            notes.append("boundary: no evidence: the answers carry no probabilities and no "
+                         "model was given to compute margins; give the model (Monitor(model=...)"
+                         ", --model) or answer with probabilities")
+        elif kind == "decision" and not has_model:
+            notes.append("boundary: no evidence: the model has no predict_proba and its "
+                         "decision_function margins need the model itself; give it "
+                         "(Monitor(model=...), --model)")
+        elif kind == "none" and regression:
+            notes.append("boundary: off for a regressor (no decision boundary; see "
+                         "docs/detectors.md); density, local_density and chain still apply")
+        elif kind == "none":
+            notes.append("boundary: no evidence: the model answers labels only (no "
+                         "predict_proba, no decision_function), so no margin exists; density, "
+                         "local_density and chain still apply")
+    if exposure and outputs == "none" and not has_model:
+        notes.append("exposure: not measured: neither the answers nor a model are known")
+    return notes
+
+
 __all__ = [
     "REGISTRY", "Batch", "BoundaryDetector", "CalibrationData", "ChainDetector",
-    "DensityDetector", "Detector", "DetectorState", "FittedProfile", "HeldOutSplit",
+    "DensityDetector", "LocalDensityDetector", "Detector", "DetectorState", "FittedProfile", "HeldOutSplit",
     "StatelessDetector",
-    "build_detectors", "register_detector",
+    "OUTPUT_KINDS", "build_detectors", "evidence_notes", "register_detector",
 ]

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from monitor.geometry import TreeGeometry
-from monitor.neighbors import knn_distances
+from monitor.neighbors import knn
 
 DetectorState = dict[str, np.ndarray]
 """One detector's per-client state: its declared arrays by name."""
@@ -36,15 +36,26 @@ class Batch:
     """The distinct queries of one ``observe`` call, as the detectors see them."""
 
     X: np.ndarray
-    """Raw rows ``(m, d)``."""
+    """Coded rows ``(m, d)`` (:mod:`monitor.features`: numbers, NaN when missing, category
+    codes)."""
     Z: np.ndarray
     """The rows in the profile's scaled feature space."""
     proba: np.ndarray | None
     """Class probabilities ``(m, k)``, or ``None`` when unknown."""
+    nearest_leader: np.ndarray | None = None
+    """Each query's distance to the nearest of the client's recent evidence-unit leaders
+    (:mod:`monitor.units`); ``None`` outside a client's stream (e.g. at fit time)."""
+    decision: np.ndarray | None = None
+    """``decision_function`` scores (``(m,)`` binary, ``(m, k)`` multiclass) of a classifier
+    without ``predict_proba``, or ``None`` when unknown."""
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+    """Results detectors share within one batch (e.g. the reference neighbours)."""
 
     def take(self, rows: np.ndarray) -> Batch:
         """The sub-batch of ``rows``."""
-        return Batch(self.X[rows], self.Z[rows], None if self.proba is None else self.proba[rows])
+        return Batch(self.X[rows], self.Z[rows], None if self.proba is None else self.proba[rows],
+                     None if self.nearest_leader is None else self.nearest_leader[rows],
+                     None if self.decision is None else self.decision[rows])
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,10 @@ class HeldOutSplit:
     proba: np.ndarray | None
     tree: TreeGeometry | None
     source: str
+    decision: np.ndarray | None = None
+    """``decision_function`` scores of a classifier without ``predict_proba``."""
+    model: Any = field(default=None, repr=False, compare=False)
+    """The model that scored this split (only while the profile is fitted)."""
 
 
 @dataclass
@@ -74,24 +89,55 @@ class CalibrationData:
     splits: list[HeldOutSplit]
     k_neighbors: int
     scale: np.ndarray
-    _distances: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    reference: np.ndarray
+    """The profile's own reference index (scaled rows), which serving measures against."""
+    _neighbours: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict,
+                                                                  repr=False)
+    _own: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def neighbours(self, split: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances, indices)`` of split ``split``'s rows to their ``k_neighbors`` nearest
+        reference rows."""
+        if split not in self._neighbours:
+            s = self.splits[split]
+            self._neighbours[split] = knn(s.Z, s.reference, self.k_neighbors)
+        return self._neighbours[split]
 
     def neighbour_distances(self, split: int) -> np.ndarray:
         """Distances of split ``split``'s rows to their ``k_neighbors`` nearest reference rows."""
-        if split not in self._distances:
-            s = self.splits[split]
-            self._distances[split] = knn_distances(s.Z, s.reference, self.k_neighbors)
-        return self._distances[split]
+        return self.neighbours(split)[0]
 
     def all_neighbour_distances(self) -> list[np.ndarray]:
         """:meth:`neighbour_distances` of every split, in split order."""
         return [self.neighbour_distances(i) for i in range(len(self.splits))]
+
+    def with_splits(self, splits: list[HeldOutSplit]) -> CalibrationData:
+        """The same calibration context for other rows on the same references (e.g. drifted
+        copies), sharing the references' own-distance cache."""
+        return CalibrationData(splits=splits, k_neighbors=self.k_neighbors, scale=self.scale,
+                               reference=self.reference, _own=self._own)
+
+    def profile_reference_own(self) -> np.ndarray:
+        """:meth:`reference_own` for the profile's own reference index."""
+        if -1 not in self._own:
+            ref = np.asarray(self.reference, dtype=np.float64)
+            self._own[-1] = knn(ref, ref, self.k_neighbors, exclude_self=True)[0].mean(axis=1)
+        return self._own[-1]
+
+    def reference_own(self, split: int) -> np.ndarray:
+        """Each reference row's mean distance to its ``k_neighbors`` nearest *other* reference
+        rows (the local scale of the data around it), for split ``split``'s reference."""
+        if split not in self._own:
+            ref = self.splits[split].reference
+            self._own[split] = knn(ref, ref, self.k_neighbors, exclude_self=True)[0].mean(axis=1)
+        return self._own[split]
 
 
 class FittedProfile(Protocol):
     """What a detector may read from a fitted :class:`~monitor.Profile`."""
 
     n_features_: int
+    boundary_kind_: str
     k_neighbors: int
     scale_: np.ndarray
     reference_: np.ndarray

@@ -2,7 +2,9 @@
 
 The statistic is the mean Euclidean distance from a query to its ``k`` nearest records of
 the profile's reference index (scaled training rows), larger than real held-out inputs show.
-Calibrated on held-out rows' distances to the rows their model trained on.
+Calibrated on held-out rows' distances to the rows their model trained on; beyond the largest
+calibration value the p-value follows a generalised Pareto tail (:mod:`monitor.tails`), so a
+query ten times farther than any real input carries far more evidence than one just past them.
 
 >>> import numpy as np
 >>> from sklearn.linear_model import LogisticRegression
@@ -11,10 +13,10 @@ Calibrated on held-out rows' distances to the rows their model trained on.
 >>> X = rng.normal(size=(400, 3)); y = (X[:, 0] > 0).astype(int)
 >>> profile = Profile(seed=0).fit(LogisticRegression().fit(X, y), X, y)
 >>> detector = DensityDetector(profile)
->>> far = np.full((1, 3), 8.0)
->>> batch = Batch(X=far, Z=profile.transform(far), proba=None)
->>> float(detector.pvalues(batch)[0]) == 1 / (len(profile.calibration_["density"]["statistic"]) + 1)
-True
+>>> near, far = np.zeros((1, 3)), np.full((1, 3), 8.0)
+>>> [bool(detector.pvalues(Batch(X=x, Z=profile.transform(x), proba=None))[0] < 1e-3)
+...  for x in (near, far)]
+[False, True]
 """
 
 from __future__ import annotations
@@ -23,9 +25,22 @@ from typing import ClassVar
 
 import numpy as np
 
-from monitor.conformal import conformal_pvalues
 from monitor.detectors.base import Batch, CalibrationData, DetectorState, StatelessDetector
-from monitor.neighbors import knn_distances
+from monitor.detectors.reference import ReferenceIndex
+from monitor.tails import NO_TAIL, Tail, fit_tail, tail_pvalues
+
+
+def calibration_with_tail(stats: np.ndarray) -> dict[str, np.ndarray]:
+    """Sorted calibration values and their fitted tail (what tail-aware detectors store)."""
+    stats = np.sort(np.asarray(stats, dtype=np.float64))
+    tail = fit_tail(stats)
+    return {"statistic": stats, "tail": NO_TAIL if tail is None else tail.to_array()}
+
+
+def stored_tail(calibration: dict[str, np.ndarray]) -> Tail | None:
+    """The tail a detector's calibration holds (``None`` for profiles fitted before tails)."""
+    values = calibration.get("tail")
+    return None if values is None else Tail.from_array(values)
 
 
 class DensityDetector(StatelessDetector):
@@ -35,28 +50,26 @@ class DensityDetector(StatelessDetector):
 
     def __init__(self, profile, config=None) -> None:
         self.profile = profile
-        self.calibration = np.asarray(profile.calibration_[self.name]["statistic"])
-        # float32 for the k-NN cross product (the offline hot spot); norms in float64
-        self._reference = np.ascontiguousarray(profile.reference_, dtype=np.float32)
-        self._reference_sq = np.einsum("ij,ij->i", self._reference, self._reference,
-                                       dtype=np.float64)
+        calibration = profile.calibration_[self.name]
+        self.calibration = np.asarray(calibration["statistic"])
+        self.tail = stored_tail(calibration)
+        self.index = ReferenceIndex(profile)
 
     @classmethod
     def calibrate(cls, data: CalibrationData) -> dict[str, np.ndarray]:
         k = min(d.shape[1] for d in data.all_neighbour_distances())
         stats = np.concatenate([d[:, :k].mean(axis=1) for d in data.all_neighbour_distances()])
-        return {"statistic": np.sort(stats)}
+        return calibration_with_tail(stats)
 
     def phrase(self, level: float) -> str:
         return f"lie farther from the training data than {100 * (1 - level):g}% of real inputs"
 
+    def statistic(self, batch: Batch, exact: bool = False) -> np.ndarray:
+        return self.index.neighbours(batch, exact)[0].mean(axis=1)
+
     def pvalues(self, batch: Batch, state: DetectorState | None = None) -> np.ndarray:
-        stats = knn_distances(batch.Z, self._reference, self.profile.k_neighbors,
-                              self._reference_sq).mean(axis=1)
-        return conformal_pvalues(stats, self.calibration)
+        return tail_pvalues(self.statistic(batch), self.calibration, self.tail)
 
     def fit_time_pvalues(self, batch: Batch) -> np.ndarray:
         """Exact (float64) distances, as the calibration values were computed."""
-        reference = self.profile.reference_.astype(np.float64)
-        stats = knn_distances(batch.Z, reference, self.profile.k_neighbors).mean(axis=1)
-        return conformal_pvalues(stats, self.calibration)
+        return tail_pvalues(self.statistic(batch, exact=True), self.calibration, self.tail)

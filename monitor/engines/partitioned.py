@@ -112,7 +112,7 @@ def analyze_file(path: str | Path, profile, config=None, model=None,
     ``columns`` is the log's :class:`~monitor.logs.LogColumns`."""
     from monitor import Monitor
 
-    log = read_log(path, profile.feature_names_, len(profile.classes_), chunk_rows,
+    log = read_log(path, profile.schema_, len(profile.classes_), chunk_rows,
                    columns=columns)
     table = analyze_log(log, Monitor(profile, config=config, model=model))
     return table, log.n_skipped_nonfinite

@@ -63,7 +63,8 @@ def feature_deviation(profile, X: np.ndarray) -> pd.DataFrame:
     sd = np.where(sd > 0, sd, 1.0)
     z = (Z - mu) / sd
     low, high = np.quantile(reference, [0.005, 0.995], axis=0)
-    names = list(getattr(profile, "feature_names_", None) or
+    names = list(getattr(profile, "encoded_names_", None) or  # one per scaled coordinate
+                 getattr(profile, "feature_names_", None) or
                  [f"x_{j}" for j in range(Z.shape[1])])
     if len(Z) == 0:
         zeros = np.zeros(len(names))

@@ -83,7 +83,11 @@ def order_clients(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def fired_detector(row: pd.Series) -> str:
-    """The detector with the highest ``score_<name>`` column (empty when none)."""
+    """The detector whose test raised the flag (``flag_detector``), or for tables without that
+    column the one with the highest ``score_<name>`` (empty when none)."""
+    named = row.get("flag_detector")
+    if isinstance(named, str) and named:
+        return named
     scores = {k[6:]: v for k, v in row.items()
               if isinstance(k, str) and k.startswith("score_") and pd.notna(v)}
     if not scores:
@@ -344,7 +348,7 @@ def build_report(path, profile, config=None, model=None, title: str | None = Non
             table["client_id"] = table["client_id"].astype(str)
         return render_report(table, profile=profile, title=title,
                              source=f"verdict table {name}")
-    log = read_log(path, profile.feature_names_, len(profile.classes_), extra=TRUTH_COLUMNS,
+    log = read_log(path, profile.schema_, len(profile.classes_), extra=TRUTH_COLUMNS,
                    columns=columns)
     replay = replay_log(log, Monitor(profile, config=config, model=model), keep_scores=True,
                         on_progress=on_progress)

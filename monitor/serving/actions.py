@@ -9,6 +9,11 @@ Degrade modes (``ServingConfig.degrade_mode``):
 * ``flatten`` — ``p' = (1 - s) * p + s / k`` with ``s = degrade_strength``: mixed towards the
   uniform distribution; rows still sum to 1 and the argmax (the label) is unchanged, but the
   confidence information an extraction attack learns from is shrunk by a factor ``1 - s``.
+
+A regressor's answers (``regression=True``) are degraded in every mode to ``degrade_decimals``
+significant digits (at least one): equation-solving extraction of a regression model needs
+its exact values. A label-only classifier's answers are already the least informative, and
+pass unchanged.
 """
 
 from __future__ import annotations
@@ -20,9 +25,23 @@ import time
 import numpy as np
 
 
+def significant(values: np.ndarray, digits: int) -> np.ndarray:
+    """``values`` rounded to ``digits`` significant digits (at least one).
+
+    >>> significant(np.array([123.456, -0.0123456, 0.0]), 2).tolist()
+    [120.0, -0.012, 0.0]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    digits = max(1, int(digits))
+    magnitude = np.floor(np.log10(np.where(values == 0, 1.0, np.abs(values))))
+    scale = 10.0 ** (digits - 1 - magnitude)
+    return np.round(values * scale) / scale
+
+
 def degrade(outputs: np.ndarray, mode: str, classes: np.ndarray | None = None,
-            decimals: int = 1, strength: float = 0.5) -> np.ndarray:
-    """Less informative outputs; labels (1-D) pass through unchanged.
+            decimals: int = 1, strength: float = 0.5, regression: bool = False) -> np.ndarray:
+    """Less informative outputs; labels (1-D) pass through unchanged, a regressor's values are
+    rounded to ``decimals`` significant digits.
 
     >>> p = np.array([[0.7, 0.2, 0.1]])
     >>> degrade(p, "flatten", strength=0.5).round(3).tolist()
@@ -31,7 +50,11 @@ def degrade(outputs: np.ndarray, mode: str, classes: np.ndarray | None = None,
     [3]
     >>> degrade(p, "round", decimals=0).tolist()
     [[1.0, 0.0, 0.0]]
+    >>> degrade(np.array([1234.5678]), "flatten", decimals=2, regression=True).tolist()
+    [1200.0]
     """
+    if regression:
+        return significant(outputs, decimals)
     if outputs.ndim != 2:
         return outputs
     if mode == "label":

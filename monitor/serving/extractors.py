@@ -130,19 +130,42 @@ def loads(body: bytes) -> Any:
     return payload
 
 
+SCALARS = (str, int, float, bool, type(None))
+"""JSON values a feature may hold: numbers, strings (categorical features), and null (missing)."""
+
+
 def as_matrix(rows: Any, what: str) -> np.ndarray:
-    """Rows as a 2-D float array; 422 if they are not numbers in equal-length rows."""
+    """Rows as a 2-D float array, or — when some values are strings (categorical features) —
+    a 2-D object array of JSON scalars; 422 if they are not equal-length rows of scalars."""
     try:
         X = np.asarray(rows, dtype=float)
     except (ValueError, TypeError, OverflowError, RecursionError):
-        raise ExtractionError(f"{what} must be a list of equal-length lists of numbers",
-                              status=422, reason="bad_values") from None
+        X = _object_matrix(rows, what)
     if X.ndim == 1:
         X = X[None, :]
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ExtractionError(
             f"{what} must be a non-empty list of rows of numbers, got shape {list(X.shape)}",
             status=422, reason="bad_shape")
+    return X
+
+
+def _object_matrix(rows: Any, what: str) -> np.ndarray:
+    """Equal-length rows of JSON scalars as an object array (the schema codes them later)."""
+    problem = ExtractionError(f"{what} must be a list of equal-length lists of numbers "
+                              "(or strings, for categorical features)", status=422,
+                              reason="bad_values")
+    try:
+        X = np.asarray(rows, dtype=object)
+    except (ValueError, TypeError, RecursionError):
+        raise problem from None
+    if X.ndim == 1 and len(X) and not isinstance(X[0], list | tuple | np.ndarray):
+        X = X[None, :]
+    if X.ndim != 2:
+        raise problem
+    flat = X.ravel()
+    if not all(isinstance(v, SCALARS) for v in flat):
+        raise problem
     return X
 
 
@@ -605,12 +628,20 @@ def find_extractor(payload: Any, extractors=DEFAULT_EXTRACTORS):
 
 @dataclass(frozen=True)
 class Extraction:
-    """A request body read and validated: ``X`` in the profile's feature order."""
+    """A request body read and validated: ``X`` in the profile's feature order (coded by the
+    profile's feature schema when :func:`extract` was given one: then ``rows`` holds the
+    validated rows, categorical values and missing values included, for ``Monitor.observe``)."""
 
     payload: Any
     extractor: Any
     X: np.ndarray
     feature_names: tuple[str, ...] | None = None
+    rows: Any = None
+
+    @property
+    def observed(self):
+        """What to hand to ``Monitor.observe``: the validated rows, or ``X``."""
+        return self.X if self.rows is None else self.rows
 
     @property
     def n_rows(self) -> int:
@@ -653,10 +684,26 @@ def _by_name(rows: Rows, feature_names: list[str] | None) -> np.ndarray:
     return rows.values[:, [index[n] for n in feature_names]]
 
 
+def _schema_rows(X: np.ndarray, schema):
+    """``X`` (in the schema's column order) validated and coded by the profile's
+    :class:`~monitor.features.FeatureSchema`: categorical values, and missing values where
+    the model accepts them; 422 saying what to fix otherwise."""
+    from monitor.errors import InvalidInput
+
+    try:
+        return schema.rows(X, "request rows")
+    except InvalidInput as exc:
+        raise ExtractionError(str(exc), status=422, reason="bad_values") from None
+
+
 def extract(body: bytes, n_features: int, feature_names: list[str] | None = None,
             extractors=DEFAULT_EXTRACTORS, max_rows: int | None = None,
-            content_type: str | None = None) -> Extraction:
+            content_type: str | None = None, schema=None) -> Extraction:
     """Parse and validate a request body (see the module docstring for what is refused).
+
+    ``schema`` (the profile's :class:`~monitor.features.FeatureSchema`) lets rows carry
+    categorical values and, in the columns where the model accepts them, missing values
+    (JSON ``null``); without one, every feature must be a finite number.
 
     >>> ex = extract(json.dumps({"instances": [[1, 2], [3, 4]]}).encode(), 2)
     >>> ex.extractor.name, ex.X.tolist()
@@ -684,14 +731,25 @@ def extract(body: bytes, n_features: int, feature_names: list[str] | None = None
     if max_rows is not None and len(X) > max_rows:
         raise ExtractionError(f"request has {len(X)} rows; at most {max_rows} per request",
                               status=413, reason="too_many_rows")
-    bad = ~(np.abs(X) <= MAX_ABS_FEATURE)  # also catches NaN
+    coded = None
+    if schema is not None and (schema.has_categorical or any(schema.allow_nan)):
+        coded = _schema_rows(X, schema)
+        X = coded.X
+        checked = X[:, schema.numeric_mask]
+        bad = np.abs(checked) > MAX_ABS_FEATURE  # NaN passed the schema: the model takes it
+    elif X.dtype == object:
+        raise ExtractionError(f"{found.name!r} rows must be numbers (the model's features are "
+                              "numeric)", status=422, reason="bad_values")
+    else:
+        checked = X
+        bad = ~(np.abs(X) <= MAX_ABS_FEATURE)  # also catches NaN
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise ExtractionError(
-            f"row {row} feature {col} is {X[row, col]}; features must be finite numbers "
+            f"row {row} feature {col} is {checked[row, col]}; features must be finite numbers "
             f"of magnitude at most {MAX_ABS_FEATURE:.3g}", status=422, reason="non_finite")
     names = tuple(feature_names) if feature_names else None
-    return Extraction(payload, found, X, names)
+    return Extraction(payload, found, X, names, coded)
 
 
 def extract_rows(body: bytes, n_features: int, feature_names: list[str] | None = None,

@@ -49,6 +49,7 @@ import numpy as np
 
 from monitor.environment import Environment
 from monitor.errors import InvalidInput
+from monitor.eventlog import log_event, verdict_fields
 from monitor.hashing import digest_key
 from monitor.serving.actions import degrade
 from monitor.serving.admin import AdminAPI
@@ -149,6 +150,7 @@ class ExtractionMonitorMiddleware:
         names = feature_names or monitor.feature_names
         self.feature_names = list(names) if names else None
         self.classes = monitor.classes
+        self.schema = getattr(getattr(monitor, "profile", None), "schema_", None)
         self._warned_labels = False
         self._logged_unread: dict[str, float] = {}
         self._refresh_task: asyncio.Task | None = None
@@ -263,16 +265,18 @@ class ExtractionMonitorMiddleware:
         if decision.newly_flagged:
             self.metrics.flags.inc()
             self._announce("client_flagged", verdict, self.policy.logs(verdict.peak_score),
-                           self.policy.alerts(verdict.peak_score))
+                           self.policy.alerts(verdict.peak_score), decision.outcome)
         if decision.newly_exposed:
             actions = set(self.config.exposure_actions)
             self._announce("exposure_limit_reached", verdict, "log" in actions,
                            "alert" in actions)
 
-    def _announce(self, event: str, verdict, log: bool, alert: bool) -> None:
+    def _announce(self, event: str, verdict, log: bool, alert: bool,
+                  action: str | None = None) -> None:
+        """Log (the event schema of :mod:`monitor.eventlog`, as offline) and alert once."""
         summary = verdict.summary()
         if log:
-            logger.warning(json.dumps({"event": event, **summary}))
+            log_event(logger, event, **verdict_fields(verdict, action))
         if alert:
             self.alerter.notify(summary, event)
 
@@ -352,7 +356,8 @@ class MonitoredRequest:
                                       mw.config.max_body_bytes)
             ex = extract(readable, mw.n_features, mw.feature_names, mw.extractors,
                          max_rows=mw.config.max_rows,
-                         content_type=_text(header(self.scope, b"content-type")))
+                         content_type=_text(header(self.scope, b"content-type")),
+                         schema=mw.schema)
         except Unrecognised as exc:
             await self._unrecognised(exc, body, early)
             return
@@ -376,7 +381,7 @@ class MonitoredRequest:
             return
         response_payload, outputs = self._outputs(captured, ex.extractor, ex.n_rows)
         try:
-            verdict = await anyio.to_thread.run_sync(self._observe, ex.X, outputs)
+            verdict = await anyio.to_thread.run_sync(self._observe, ex.observed, outputs)
         except InvalidInput as exc:
             await self.reject(422, "invalid_outputs", str(exc))
             return
@@ -453,7 +458,8 @@ class MonitoredRequest:
             if response_payload is not None and outputs is not None:
                 cfg = mw.config
                 new = degrade(outputs, cfg.degrade_mode, mw.classes, cfg.degrade_decimals,
-                              cfg.degrade_strength)
+                              cfg.degrade_strength,
+                              regression=mw.monitor.task == "regression")
                 try:
                     body = json_bytes(extractor.rewrite_response(response_payload, new))
                 except Exception:
@@ -481,14 +487,19 @@ class MonitoredRequest:
         except Exception:  # a custom extractor must not fail the request
             logger.exception("response extractor %s failed", getattr(extractor, "name", "?"))
             outputs = None
+        regression = self.mw.monitor.task == "regression"
+        if regression and outputs is not None and outputs.ndim == 2 and outputs.shape[1] == 1:
+            outputs = outputs[:, 0]  # a regressor answering [[value], ...]
         if outputs is not None and (len(outputs) != n or (
-                outputs.ndim == 2 and outputs.shape[1] != len(self.mw.classes))):
+                outputs.ndim == 2 and (regression
+                                       or outputs.shape[1] != len(self.mw.classes)))):
             outputs = None
-        if outputs is not None and outputs.ndim == 1 and self.mw.monitor.model is None:
+        if (outputs is not None and outputs.ndim == 1 and not regression
+                and self.mw.monitor.model is None):
             self.mw.warn_labels_only()
         return payload, outputs
 
-    def _observe(self, X: np.ndarray, outputs: np.ndarray | None):
+    def _observe(self, X, outputs: np.ndarray | None):
         """``monitor.observe`` (in a worker thread); unusable outputs fall back to ``None``."""
         monitor = self.mw.monitor
         if outputs is not None:

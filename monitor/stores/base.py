@@ -122,23 +122,28 @@ def decode_state(blob: bytes) -> dict[str, np.ndarray]:
     return out
 
 
-def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256) -> int:
+def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
+                     exposure_points: int = 256) -> int:
     """Upper bound in bytes of one client's encoded record for ``config`` (PRADA excluded).
 
-    ``8*dedup_memory + 4*history + window*len(detectors) + 4*chain_memory*n_features``
-    plus a fixed 2 KiB for scalars, the JSON header and a flag reason of up to
-    ``reason_chars`` characters. The chain array only grows when the chain detector is on.
+    ``8*dedup_memory + 4*history + sum(windows)*len(detectors)`` (one byte per unit per
+    test), the unit tracker's leaders and roots (``2*(48+16)*n_features`` plus their
+    bookkeeping), the exposure tracker (4 bytes per reference point), plus a fixed 1.5 KiB for
+    scalars and the JSON header, and a flag reason of up to ``reason_chars`` characters.
 
     >>> from monitor import MonitorConfig
     >>> state_size_bound(MonitorConfig(), n_features=30)
-    4452
+    11176
     """
     from monitor.settings import MonitorConfig
+    from monitor.units import N_LEADERS, N_ROOTS, N_VARIANTS
 
     c = config or MonitorConfig()
-    chain = 4 * c.chain_memory * n_features if "chain" in c.detectors else 0
-    return (8 * c.dedup_memory + 4 * c.history + c.window * len(c.detectors) + chain
-            + 1024 + 4 * reason_chars)
+    units = 2 * (N_LEADERS + N_ROOTS) * n_features + 2 * N_LEADERS + 10 * N_ROOTS \
+        + 8 * N_VARIANTS + 8
+    exposure = 4 * exposure_points if c.exposure else 0
+    return (8 * c.dedup_memory + 4 * c.history + sum(c.windows) * len(c.detectors) + units
+            + exposure + 1536 + 4 * reason_chars)
 
 
 class CorruptRecord(Mapping):
