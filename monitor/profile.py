@@ -253,8 +253,8 @@ class Profile:
                 pvalues[name].append(tail_pvalues(stats, detector.calibration,
                                                   getattr(detector, "tail", None)))
         for name, draws in pvalues.items():
-            self.calibration_[name]["drift_pvalues"] = np.asarray(
-                draws, np.float32).reshape(len(draws), len(pooled))
+            self.calibration_[name]["drift_pvalues"] = np.asarray(draws, np.float32).reshape(
+                len(draws), -1)
 
     def unit_radius(self) -> float:
         """The evidence-unit radius (:mod:`monitor.units`): a low quantile of held-out rows'

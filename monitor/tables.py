@@ -52,6 +52,7 @@ def verdict_table(verdicts: Iterable[Verdict], skipped: Mapping[str, int] | None
     table["n_queries"] = table["n_queries"].astype(int)
     table["flagged"] = table["flagged"].astype(bool)
     table["flag_at"] = table["flag_at"].astype("Int64")
+    table["flag_detector"] = table["flag_detector"].astype("string")  # one dtype, all paths
     if extra:
         table["prada_flagged"] = table["prada_flagged"].astype("boolean").fillna(False)
         table["prada_flag_at"] = table["prada_flag_at"].astype("Int64")
