@@ -44,6 +44,8 @@ from typing import ClassVar
 
 import numpy as np
 
+F16_MAX = float(np.finfo(np.float16).max)
+
 DEFAULT_POINTS = 256
 """Reference points the profile keeps for exposure accounting."""
 UNANSWERED = -1
@@ -113,7 +115,8 @@ class ExposureTracker:
             # exact per-pair differences, rounded to the stored precision: the first query
             # reaching the smallest stored distance wins, in a batch as row by row
             diff = self.points[:, None, :] - block[None, :, :]
-            d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff)).astype(np.float16)
+            d = np.minimum(np.sqrt(np.einsum("ijk,ijk->ij", diff, diff)),
+                           F16_MAX).astype(np.float16)  # saturate: no overflow to inf
             best = d.argmin(axis=1)
             nearest = d[np.arange(len(best)), best]
             closer = nearest < state["nearest"]

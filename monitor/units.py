@@ -53,6 +53,7 @@ N_LEADERS = 48
 N_ROOTS = 16
 N_VARIANTS = 64
 MAX_CHANGED = 2
+F16_MAX = float(np.finfo(np.float16).max)
 MAX_VARIANTS_PER_ROOT = 2
 """Variant units one root record can start: a full sensitivity sweep of one record (every
 feature over a grid) counts as the record and two variants, while an attack sweeping many
@@ -121,7 +122,9 @@ class UnitTracker:
         only queries that start new units take the sequential path (a new leader can absorb
         the next query). The result equals assigning the queries one call at a time.
         """
-        Z = np.asarray(Z, dtype=np.float16).astype(np.float64)  # as stored
+        # as stored (half precision; coordinates beyond its range saturate, never overflow)
+        Z = np.clip(np.asarray(Z, dtype=np.float64), -F16_MAX, F16_MAX).astype(
+            np.float16).astype(np.float64)
         m = len(Z)
         new = np.zeros(m, dtype=bool)
         nearest2 = np.full(m, np.inf)
