@@ -31,6 +31,7 @@ import pandas as pd
 from monitor.cli import CommandError
 from monitor.logs import LogError, read_table
 from monitor.model_io import ModelLoadError, load_model
+from monitor.threads import default_threads, limit_threads
 
 DEFAULT_LABEL_COLUMN = "y"
 
@@ -51,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="type name a .skops model may contain beyond skops' safe set "
                              "(repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="seed for subsampling and folds")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="BLAS/OpenMP threads for fitting and model calls (default: "
+                             f"{default_threads()} on this machine: its cores less one; "
+                             "more threads than free cores slow HistGradientBoosting down "
+                             "many times on a busy machine)")
     group = parser.add_argument_group("calibration")
     group.add_argument("--folds", type=int, default=5, metavar="K",
                        help="cross-fitting folds on TRAIN (default: 5)")
@@ -237,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
               "max_reference": args.reference_rows, "seed": args.seed}
     try:
         with Progress("fitting the profile", total=total, unit="model calls") as bar, \
-                count_calls(lambda kind: bar.advance()) as key:
+                count_calls(lambda kind: bar.advance()) as key, \
+                limit_threads(args.threads or default_threads()):
             wrapped = with_feature_names(model, calls=key)
             profile = Profile(**params).fit(wrapped, X_train, y_train, X_cal=X_cal,
                                             y_cal=y_cal, feature_names=names)

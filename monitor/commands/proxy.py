@@ -47,5 +47,6 @@ def run(args: argparse.Namespace) -> int:
         settings=settings.to_dict(), salt=salt, admin_token=token,
         profile=str(args.profile.resolve()),
         model=None if args.model is None else str(args.model.resolve()),
-        trust=tuple(args.trust), upstream=args.upstream, timeout=args.timeout)
+        trust=tuple(args.trust), upstream=args.upstream, timeout=args.timeout,
+        threads=args.threads)
     return run_server(PROXY_FACTORY, options, args)

@@ -71,6 +71,10 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="uvicorn worker processes sharing the state store (default: 1; "
                              "analyze's Dask workers are --dask-workers)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="BLAS/OpenMP threads per worker for the monitor's (and the "
+                             "model's) numerical calls (default: 1; requests already run in "
+                             "parallel threads, and wider pools fight for the cores)")
 
 
 def prepare_deployment(args) -> tuple:
@@ -82,6 +86,8 @@ def prepare_deployment(args) -> tuple:
 
     settings = load_settings(args.config)
     env = Environment.read()
+    if args.threads < 1:
+        raise CommandError(f"--threads must be at least 1, got {args.threads}")
     try:
         if args.route:
             settings = settings.model_copy(update={
@@ -108,7 +114,8 @@ def run_server(factory: str, options, args) -> int:
     # the extraction_monitor loggers were set up by the CLI (--log-format, --log-level);
     # with --workers > 1 each uvicorn worker needs monitor.eventlog.uvicorn_log_config too
     try:
-        run_workers(factory, options, args.host, args.port, args.workers, args.log_level)
+        run_workers(factory, options, args.host, args.port, args.workers, args.log_level,
+                    args.log_format)
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     return 0
@@ -132,5 +139,6 @@ def run(args: argparse.Namespace) -> int:
             profile = folder
         options = WorkerOptions(
             settings=settings.to_dict(), salt=salt, admin_token=token, profile=profile,
-            victim={"name": args.victim, "output_mode": args.output_mode, "seed": args.seed})
+            victim={"name": args.victim, "output_mode": args.output_mode, "seed": args.seed},
+            threads=args.threads)
         return run_server(VICTIM_FACTORY, options, args)

@@ -66,6 +66,9 @@ def _load_into_cache(profile_dir: str, model_path: str | None, trust: tuple) -> 
 
     key = (profile_dir, model_path, tuple(trust))
     if key not in _CACHE:
+        from monitor.threads import set_process_threads
+
+        set_process_threads(1)  # partitions are the parallelism: one BLAS/OpenMP thread each
         model = with_feature_names(load_model(model_path, trusted=list(trust))) \
             if model_path else None
         _CACHE[key] = (Profile.load(profile_dir), model)

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.environment import MULTIPROC_ENV, OPTIONS_ENV, Environment, default_state_uri
 from monitor.serving.identity import resolve_salt
@@ -53,6 +53,9 @@ class WorkerOptions(BaseModel):
     timeout: float = 30.0
     victim: dict[str, Any] | None = None
     """Reference victim (test range) for ``serve --victim``: name, output_mode, seed."""
+    threads: int = Field(default=1, ge=1)
+    """BLAS/OpenMP threads in each worker (:mod:`monitor.threads`): requests already run
+    in parallel threads, so one each is fastest."""
 
     def resolved_settings(self) -> Settings:
         """The settings, with the salt put back into ``[serving]``."""
@@ -105,7 +108,9 @@ def worker_monitor(options: WorkerOptions, settings: Settings, model=None):
     """The worker's :class:`~monitor.Monitor` on the shared store."""
     from monitor import Monitor, Profile
     from monitor.stores import open_store
+    from monitor.threads import set_process_threads
 
+    set_process_threads(options.threads)
     profile = Profile.load(options.profile)
     return Monitor(profile, settings.monitor, model=model, store=open_store(settings.store))
 
@@ -147,15 +152,17 @@ def worker_environment(options: WorkerOptions, workers: int):
 
 
 def run_workers(factory: str, options: WorkerOptions, host: str, port: int, workers: int,
-                log_level: str) -> None:
+                log_level: str, log_format: str = "text") -> None:
     """``uvicorn.run(factory, factory=True, workers=workers)`` with ``options`` for the workers.
 
     uvicorn rewrites the peer address from ``X-Forwarded-For`` only for the configured
-    ``[serving] trusted_proxies`` (never by default)."""
+    ``[serving] trusted_proxies`` (never by default). Every worker logs in ``log_format``
+    (:func:`monitor.eventlog.uvicorn_log_config`), uvicorn's own records included."""
     import inspect
 
     import uvicorn
 
+    from monitor.eventlog import uvicorn_log_config
     from monitor.serving.background import proxy_header_options
 
     trusted = options.resolved_settings().serving.trusted_proxies
@@ -165,7 +172,8 @@ def run_workers(factory: str, options: WorkerOptions, host: str, port: int, work
         extra["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_SECONDS
     with worker_environment(options, workers):
         uvicorn.run(factory, factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, **extra)
+                    log_level=log_level, log_config=uvicorn_log_config(log_format, log_level),
+                    **extra)
 
 
 __all__ = ["OPTIONS_ENV", "PROXY_FACTORY", "VICTIM_FACTORY", "WorkerOptions", "check_state",
