@@ -38,16 +38,18 @@ def training_frame(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarra
     return frame, y
 
 
-@pytest.fixture(scope="module")
-def served():
+def fitted_pipeline():
     frame, y = training_frame()
     model = make_pipeline(
         ColumnTransformer([("color", OneHotEncoder(handle_unknown="ignore"), ["color"])],
                           remainder="passthrough"),
         HistGradientBoostingClassifier(max_iter=30, random_state=0))
     model.fit(frame, y)
-    profile = Profile(seed=0).fit(model, frame, y)
-    monitor = Monitor(profile)
+    return model, frame, y
+
+
+def model_app(model) -> FastAPI:
+    """The user's own MLflow-style app: DataFrame records in, probabilities out."""
     app = FastAPI()
 
     @app.post(ROUTE)
@@ -55,10 +57,49 @@ def served():
         records = pd.DataFrame.from_records((await request.json())["dataframe_records"])
         return {"predictions": model.predict_proba(records).tolist()}
 
+    return app
+
+
+@pytest.fixture(scope="module")
+def served():
+    model, frame, y = fitted_pipeline()
+    monitor = Monitor(Profile(seed=0).fit(model, frame, y))
+    app = model_app(model)
     app.add_middleware(ExtractionMonitorMiddleware, monitor=monitor, routes=[ROUTE],
                        config=ServingConfig(salt="features"))
     with running(app) as base:
         yield base, monitor, frame
+
+
+def test_the_proxy_flags_a_uniform_attacker_on_categorical_missing_features():
+    from monitor.serving.proxy import build_proxy_app
+
+    model, frame, y = fitted_pipeline()
+    monitor = Monitor(Profile(seed=0).fit(model, frame, y))
+    rng = np.random.default_rng(3)
+    low, high = frame[["age", "income"]].min(), frame[["age", "income"]].max()
+    with running(model_app(model)) as upstream:
+        proxy = build_proxy_app(upstream, monitor, ServingConfig(salt="features"))
+        with running(proxy) as base:
+            with client(base, "uniform") as http:
+                for _ in range(60):
+                    row = {"age": float(rng.uniform(low["age"], high["age"])),
+                           "income": float(rng.uniform(low["income"], high["income"])),
+                           "color": str(rng.choice(["red", "blue", "green"]))}
+                    assert http.post(ROUTE, json={"dataframe_records": [row]}).status_code \
+                        == 200
+            fresh, _ = training_frame(n=60, seed=9)  # new records from the same population
+            with client(base, "benign") as http:
+                for i in range(60):
+                    row = fresh.iloc[i]
+                    record = {"age": float(row["age"]), "color": row["color"],
+                              "income": None if np.isnan(row["income"]) else
+                              float(row["income"])}
+                    answer = http.post(ROUTE, json={"dataframe_records": [record]})
+                    assert answer.status_code == 200, answer.text
+    attacker, benign = monitor.verdict(_id("uniform")), monitor.verdict(_id("benign"))
+    assert attacker.n_queries == 60 and benign.n_queries == 60
+    assert attacker.flagged and not benign.flagged, (attacker.reason, benign.reason)
 
 
 def test_named_categorical_and_missing_records_are_answered_and_observed(served):
