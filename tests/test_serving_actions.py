@@ -93,3 +93,25 @@ def test_a_broken_detector_is_counted_by_name_and_never_breaks_serving():
     assert 'extraction_monitor_detector_errors_total{detector="density"}' not in metrics or \
         'extraction_monitor_detector_errors_total{detector="density"} 0.0' in metrics
     assert "extraction_monitor_observe_errors_total 0.0" in metrics
+
+
+@pytest.mark.parametrize("shadow", [False, True])
+def test_shadow_mode_answers_the_flagging_request_and_blocks_from_the_next(shadow):
+    v = load_victim("wine-tree")
+    cfg = ServingConfig(salt="s", actions=["log", "block"], shadow=shadow)
+    app = build_victim_app(v, build_victim_monitor(v), cfg, admin_token=TOKEN)
+    rng = np.random.default_rng(11)
+    with running(app) as base, client(base, "uniform") as c:
+        statuses = [c.post("/predict", json={"features": rng.uniform(v.lower, v.upper)
+                                             .tolist()}).status_code for _ in range(60)]
+        from monitor.serving import ClientIdentifier
+
+        cid = ClientIdentifier("s").hash_key("uniform")
+        record = c.get(f"/monitor/clients/{cid}", headers=ADMIN).json()
+    assert record["flagged"], record
+    first_refused = statuses.index(403)
+    flag_query = record["flag_at"]  # 0-based: the request that raised the flag
+    # without shadow mode the flagging request itself is refused; with it, answered in full
+    assert first_refused == (flag_query + 1 if shadow else flag_query), (statuses, flag_query)
+    assert all(s == 200 for s in statuses[:first_refused])
+    assert all(s == 403 for s in statuses[first_refused:])

@@ -31,6 +31,11 @@ client stays blocked through a store outage. A failing store write raises an ala
 alert, first 429) only in the request whose rows raised the flag, so each flag alerts once
 however many workers there are.
 
+**Shadow mode** (``[serving] shadow = true``): an answer the client is entitled to (it was
+not flagged before this request) is sent as soon as the app gives it, and the monitor
+observes afterwards; a flag raised by that request acts from the client's next request. It
+trades one full answer per flagged client for an answer that never waits for the monitor.
+
 Admin routes (``/monitor/...``, including ``/monitor/metrics``) are answered by
 :class:`~monitor.serving.admin.AdminAPI`; the app's own ``/metrics`` is left alone.
 """
@@ -380,6 +385,12 @@ class MonitoredRequest:
             await captured.replay(self.send)
             return
         response_payload, outputs = self._outputs(captured, ex.extractor, ex.n_rows)
+        if mw.config.shadow and early.outcome == SERVE.outcome:
+            await captured.replay(self.send)  # the answer first; enforcement from the next one
+            mw.metrics.added_latency.observe(
+                max(0.0, time.perf_counter() - self.started - app_time))
+            await self._observe_in_shadow(ex, outputs)
+            return
         try:
             verdict = await anyio.to_thread.run_sync(self._observe, ex.observed, outputs)
         except InvalidInput as exc:
@@ -416,6 +427,29 @@ class MonitoredRequest:
         mw.record(self.client_id, verdict, ex.n_rows, decision)
         await self._answer(decision, captured, ex.extractor, response_payload, outputs)
         mw.metrics.added_latency.observe(max(0.0, time.perf_counter() - self.started - app_time))
+
+    async def _observe_in_shadow(self, ex, outputs) -> None:
+        """Shadow mode: observe after the answer was sent (see the module docstring); the
+        verdict acts from this client's next request. Nothing is sent from here."""
+        mw = self.mw
+        try:
+            verdict = await anyio.to_thread.run_sync(self._observe, ex.observed, outputs)
+        except (InvalidInput, StoreUnavailable, StoreWriteError) as exc:
+            if isinstance(exc, StoreWriteError):
+                mw.health.failed("state store writes failing", lost=1)
+            logger.info("shadow observe for client %s skipped: %s", self.client_id,
+                        type(exc).__name__)
+            return
+        except Exception:
+            logger.exception("monitor.observe failed for client %s", self.client_id)
+            mw.metrics.observe_errors.inc()
+            return
+        mw.silence.observed()
+        decision = await anyio.to_thread.run_sync(mw.policy.after_verdict, self.client_id,
+                                                  verdict, ex.n_rows)
+        if verdict.flagged or getattr(verdict, "exposure_exceeded", False):
+            mw.flags.put(self.client_id, _status_of(verdict))
+        mw.record(self.client_id, verdict, ex.n_rows, decision)
 
     async def _unrecognised(self, exc: Unrecognised, body: bytes, early: Decision) -> None:
         """A body no extractor understands: per ``unparseable`` (flagged clients refused)."""
