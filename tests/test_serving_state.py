@@ -227,3 +227,34 @@ def test_serve_rejects_bad_state_options_in_one_line(capsys, state, workers, mes
                    "--workers", str(workers)])
     err = capsys.readouterr().err.strip()
     assert status == 2 and message in err and "\n" not in err
+
+
+def test_a_blocked_client_stays_blocked_after_a_detector_change_and_a_restart(tmp_path):
+    """Issue 13: safety state is never silently lost. The attacker is blocked by one
+    deployment; a second one on the same SQLite file with another detector list (its
+    evidence resets, with a log line) refuses the attacker's very first request."""
+    from monitor import MonitorConfig
+    from monitor.stores import open_store
+    from victims import load_victim
+    from victims.app import build_victim_app, build_victim_monitor
+
+    victim = load_victim("cancer-logreg")
+    uri = f"sqlite:///{tmp_path / 'state.db'}"
+    cfg = ServingConfig(salt="restart", actions=["log", "block"])
+    rng = np.random.default_rng(4)
+    first = build_victim_app(victim, build_victim_monitor(victim, store=open_store(uri)), cfg)
+    with running(first) as base, client(base, "thief") as c:
+        statuses = [c.post("/predict", json={"features": rng.uniform(victim.lower, victim.upper)
+                                             .tolist()}).status_code for _ in range(40)]
+    assert 403 in statuses
+    changed = build_victim_monitor(victim, MonitorConfig(detectors=("density",)),
+                                   store=open_store(uri))
+    cid = ClientIdentifier("restart").hash_key("thief")
+    second = build_victim_app(victim, changed, cfg)
+    with running(second) as base, client(base, "thief") as c, client(base, "other") as o:
+        assert c.post("/predict", json={"features": victim.X_public[0].tolist()}) \
+            .status_code == 403
+        assert o.post("/predict", json={"features": victim.X_public[0].tolist()}) \
+            .status_code == 200
+    status = changed.flag_status(cid)
+    assert status is not None and status.flagged
