@@ -4,18 +4,14 @@ single-process replay, keeps state across a restart, and rides out a Redis outag
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
 import pytest
-from redis_server import free_port, redis_server_fixture
+from redis_server import redis_server_fixture
+from serving_helpers import serve_process
 
 from monitor.serving import ClientIdentifier
 from victims import load_victim
@@ -30,40 +26,10 @@ N_BENIGN = 20
 redis_server = redis_server_fixture()
 
 
-@contextlib.contextmanager
 def serving(state: str, workers: int, startup_timeout: float = 150.0):
     """``extraction-monitor serve`` as a subprocess; yields an httpx client to it."""
-    port = free_port()
-    env = {**os.environ, "EXTRACTION_MONITOR_SALT": SALT, "EXTRACTION_MONITOR_ADMIN_TOKEN": TOKEN}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "serve", "--victim", VICTIM, "--port", str(port),
-         "--state", state, "--workers", str(workers),
-         "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
-                          headers={"Authorization": f"Bearer {TOKEN}"})
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"serve exited with {proc.returncode}: "
-                                   f"{proc.stderr.read().decode()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get("/monitor/clients").status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("serve did not answer within the startup timeout")
-            time.sleep(0.3)
-        yield client
-    finally:
-        client.close()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+    return serve_process(["serve", "--victim", VICTIM, "--state", state,
+                          "--workers", str(workers)], TOKEN, SALT, startup_timeout)
 
 
 @pytest.fixture(scope="module")

@@ -35,18 +35,23 @@ def _rows(payload, names):
     raise ValueError("no rows")
 
 
+async def read_all(receive) -> bytes:
+    """The whole request body of an ASGI request."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 def lenient_upstream(victim, force_encoding: str | None = None, received: list | None = None):
     names = list(victim.feature_names)
 
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_all(receive)
         headers = [(k.decode(), v.decode("latin-1")) for k, v in scope["headers"]]
         if received is not None:
             received.append({"method": scope["method"], "path": scope["path"],
@@ -103,12 +108,7 @@ def format_upstream(victim):
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_all(receive)
         content_type = dict(scope["headers"]).get(b"content-type", b"").decode()
         try:
             ex = extract(body, victim.n_features, names, content_type=content_type)

@@ -419,12 +419,7 @@ class MonitoredRequest:
             mw.health.failed("state store unreachable; updates buffered in this worker")
         else:
             mw.health.ok()
-        mw.silence.observed()
-        decision = await anyio.to_thread.run_sync(mw.policy.after_verdict, self.client_id,
-                                                  verdict, ex.n_rows)
-        if verdict.flagged or getattr(verdict, "exposure_exceeded", False):
-            mw.flags.put(self.client_id, _status_of(verdict))
-        mw.record(self.client_id, verdict, ex.n_rows, decision)
+        decision = await self._act_on(verdict, ex.n_rows)
         await self._answer(decision, captured, ex.extractor, response_payload, outputs)
         mw.metrics.added_latency.observe(max(0.0, time.perf_counter() - self.started - app_time))
 
@@ -444,12 +439,18 @@ class MonitoredRequest:
             logger.exception("monitor.observe failed for client %s", self.client_id)
             mw.metrics.observe_errors.inc()
             return
+        await self._act_on(verdict, ex.n_rows)
+
+    async def _act_on(self, verdict, n_rows: int) -> Decision:
+        """The policy's decision on ``verdict``; flags cached, metrics, log and alert."""
+        mw = self.mw
         mw.silence.observed()
         decision = await anyio.to_thread.run_sync(mw.policy.after_verdict, self.client_id,
-                                                  verdict, ex.n_rows)
+                                                  verdict, n_rows)
         if verdict.flagged or getattr(verdict, "exposure_exceeded", False):
             mw.flags.put(self.client_id, _status_of(verdict))
-        mw.record(self.client_id, verdict, ex.n_rows, decision)
+        mw.record(self.client_id, verdict, n_rows, decision)
+        return decision
 
     async def _unrecognised(self, exc: Unrecognised, body: bytes, early: Decision) -> None:
         """A body no extractor understands: per ``unparseable`` (flagged clients refused)."""
