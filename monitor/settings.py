@@ -373,9 +373,9 @@ class ServingConfig(_Section):
     """Warn (log and metric) when requests flow but none was observed for this long
     (0: never)."""
     shadow: Flag = False
-    """Observe after the answer is sent: the request that raises a flag is answered in full
-    (enforcement starts with the client's next request), and the answer no longer waits for
-    the monitor. Trades one answer per flagged client for latency."""
+    """Observe after the answer is sent: the request that raises a flag (and any the client
+    sends while that observe runs) is answered in full, and the answer no longer waits for
+    the monitor. Trades those answers for latency."""
     fail_mode: Literal["open", "closed"] = "open"
     # actions
     degrade_mode: Literal["label", "round", "flatten"] = "flatten"

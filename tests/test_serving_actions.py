@@ -111,7 +111,12 @@ def test_shadow_mode_answers_the_flagging_request_and_blocks_from_the_next(shado
     assert record["flagged"], record
     first_refused = statuses.index(403)
     flag_query = record["flag_at"]  # 0-based: the request that raised the flag
-    # without shadow mode the flagging request itself is refused; with it, answered in full
-    assert first_refused == (flag_query + 1 if shadow else flag_query), (statuses, flag_query)
+    # without shadow mode the flagging request itself is refused; with it, answered in full,
+    # and the block holds once its observe has finished (a request sent while that observe
+    # still ran is answered too: the client does not wait for the monitor)
+    if shadow:
+        assert flag_query < first_refused <= flag_query + 3, (statuses, flag_query)
+    else:
+        assert first_refused == flag_query, (statuses, flag_query)
     assert all(s == 200 for s in statuses[:first_refused])
     assert all(s == 403 for s in statuses[first_refused:])

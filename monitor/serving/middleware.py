@@ -33,8 +33,9 @@ however many workers there are.
 
 **Shadow mode** (``[serving] shadow = true``): an answer the client is entitled to (it was
 not flagged before this request) is sent as soon as the app gives it, and the monitor
-observes afterwards; a flag raised by that request acts from the client's next request. It
-trades one full answer per flagged client for an answer that never waits for the monitor.
+observes afterwards; a flag raised by that request acts once that observe has finished, so
+the flagging request, and any the client sent while it ran, are answered in full. It trades
+those answers for an answer that never waits for the monitor.
 
 Admin routes (``/monitor/...``, including ``/monitor/metrics``) are answered by
 :class:`~monitor.serving.admin.AdminAPI`; the app's own ``/metrics`` is left alone.
