@@ -321,6 +321,34 @@ def test_redis_recovery_merges_counts_and_flags_when_redis_changed_meanwhile(red
     assert theirs.counts() == {"clients": 1, "flagged": 1} and theirs.flagged() == ["c"]
 
 
+def test_a_write_whose_reply_was_lost_is_not_counted_twice(redis_server):
+    """Redis applied a write but its reply timed out; later updates were buffered in the
+    outage. Recovery merges them onto the write that landed: every query counted once."""
+    import redis
+
+    store = open_store(redis_server.url)
+    store.retry_seconds = 0.0
+    with store.transaction("c") as tx:
+        tx.save(client_record(1))
+    real = store._commit_script
+
+    def lands_then_times_out(**kwargs):  # the real script runs; only its reply is lost
+        real(**kwargs)
+        raise redis.exceptions.TimeoutError("reply lost")
+
+    store._commit_script = lands_then_times_out
+    with store.transaction("c") as tx:
+        tx.save(client_record(2))  # landed in Redis, but this process cannot know
+    store._commit_script = real
+    redis_server.stop()
+    with store.transaction("c") as tx:
+        tx.save(client_record(3))  # buffered in the outage
+    redis_server.start()
+    with store.transaction("c") as tx:
+        assert tx.load()["counters"][0] == 3  # not 4: the landed write counted once
+    assert open_store(redis_server.url).get("c")["counters"][0] == 3
+
+
 def test_redis_outage_fails_closed_when_configured(redis_server):
     store = open_store(redis_server.url + "?on_error=closed&timeout=0.2")
     with store.transaction("c") as tx:

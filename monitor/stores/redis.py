@@ -101,6 +101,9 @@ class _Buffered:
     blob: bytes | None  # the state this process continues from
     base: bytes | None  # Redis' copy when this process last saw it
     dirty: bool  # blob has updates Redis has not got
+    unconfirmed: bytes | None = None
+    """A write whose reply was lost (a timeout): Redis may hold it. If it does, it is the base
+    the buffered updates are merged onto, so that write is not counted twice."""
 
 
 class RedisStore(StateStore):
@@ -253,14 +256,17 @@ class RedisStore(StateStore):
         entry = self._buffered(client_id)
         if entry is None or not entry.dirty or blob == entry.blob:
             return blob, False
-        if blob == entry.base or blob is None:
+        base = entry.base
+        if blob is not None and blob == entry.unconfirmed:  # the lost reply's write landed
+            base = blob
+        if blob == base or blob is None:
             with self._guard:
                 self.flushed += 1
             return entry.blob, True
         with self._guard:
             self.conflicts += 1
         try:
-            merged = merge_records(blob, entry.base, entry.blob)
+            merged = merge_records(blob, base, entry.blob)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             log.warning("client %s changed in Redis during the outage and the buffered "
                         "updates cannot be merged (%s); they are dropped", client_id, exc)
@@ -307,7 +313,8 @@ class RedisStore(StateStore):
                     with self._guard:
                         self.missed_updates += 1
                     self._remember(client_id, _Buffered(
-                        tx.saved, None if entry is None else entry.base, dirty=True))
+                        tx.saved, None if entry is None else entry.base, dirty=True,
+                        unconfirmed=None if entry is None else entry.unconfirmed))
                 return
             blob, must_write = self._merged(client_id, redis_blob)
             tx = Transaction(client_id, blob)
@@ -332,7 +339,8 @@ class RedisStore(StateStore):
                 with self._guard:
                     self.missed_updates += saved is not None
                 self._remember(client_id, _Buffered(saved or blob, redis_blob,
-                                                    dirty=saved is not None))
+                                                    dirty=saved is not None,
+                                                    unconfirmed=saved))
                 return
             if not ok:
                 with self._guard:
@@ -368,7 +376,8 @@ class RedisStore(StateStore):
 
     def _merged_view(self, client_id: str, blob: bytes | None) -> bytes | None:
         entry = self._buffered(client_id)
-        if entry is not None and entry.dirty and (blob is None or blob == entry.base):
+        if entry is not None and entry.dirty and (
+                blob is None or blob == entry.base or blob == entry.unconfirmed):
             return entry.blob
         return blob
 
