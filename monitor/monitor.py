@@ -552,13 +552,39 @@ class Monitor:
 
     def _verdict(self, client_id: str, state: ClientState,
                  scored: ScoredRows | None = None) -> Verdict:
-        sums = state.window_meta[:, SUM].tolist()
+        exposure = None
+        if self.exposure is not None and self.exposure.name in state.detector_state:
+            exposure = self.exposure.exposure(state.detector_state[self.exposure.name])
+        prada = None
+        if state.prada is not None:
+            prada = {"flagged": state.prada.flag_at is not None, "flag_at": state.prada.flag_at,
+                     "score": state.prada.score}
+        # the explanation is built when read, from a snapshot of what it needs
+        meta, evidence_seen, history = state.window_meta.copy(), state.evidence_seen, state.history
+        flag_reason = (state.flag_reason or "flagged") if state.flagged else None
+        return Verdict.deferred(
+            lambda: self._explain(meta, evidence_seen, flag_reason, history),
+            client_id=client_id, n_queries=state.n_queries, score=state.score,
+            peak_score=state.peak_score, threshold=self.threshold,
+            flagged=state.flagged, flag_at=state.flag_at,
+            flag_detector=state.flag_test.split(".")[0] if state.flag_test else None,
+            n_distinct=state.n_distinct, n_units=state.n_units,
+            query_score=state.query_score, peak_query_score=state.peak_query_score,
+            exposure=exposure, exposure_exceeded=state.exposure_at is not None,
+            exposure_at=state.exposure_at, prada=prada,
+            row_scores=scored.row_scores if scored is not None else np.zeros(0),
+        )
+
+    def _explain(self, meta: np.ndarray, evidence_seen: int, flag_reason: str | None,
+                 history: np.ndarray) -> dict:
+        """A verdict's deferred fields: per-detector detail, the reason, the score history."""
+        sums = meta[:, SUM].tolist()
         detectors: dict[str, dict] = {
-            d.name: {"score": 0.0, "evidence": bool(state.evidence_seen >> i & 1), "count": 0,
+            d.name: {"score": 0.0, "evidence": bool(evidence_seen >> i & 1), "count": 0,
                      "tests": {}} for i, d in enumerate(self.detectors)}
         best, best_ratio = 0, -1.0
-        fills = state.window_meta[:, FILL].tolist()
-        unusual_counts = state.window_meta[:, UNUSUAL].tolist()
+        fills = meta[:, FILL].tolist()
+        unusual_counts = meta[:, UNUSUAL].tolist()
         for t, test in enumerate(self.tests):
             entry = detectors[test.detector]
             unusual = unusual_counts[t]
@@ -569,31 +595,14 @@ class Monitor:
             ratio = sums[t] / max(test.evidence.flag_sum, 1)
             if ratio > best_ratio:
                 best, best_ratio = t, ratio
-        if state.flagged:
-            reason = state.flag_reason or "flagged"
+        if flag_reason is not None:
+            reason = flag_reason
         else:
             test = self.tests[best]
             reason = (f"not flagged; nearest test {test.key}: {sums[best] * QUANTUM:.0f} of "
                       f"{test.evidence.flag_sum * QUANTUM:.0f} nats over "
                       f"{fills[best]} units")
-        exposure = None
-        if self.exposure is not None and self.exposure.name in state.detector_state:
-            exposure = self.exposure.exposure(state.detector_state[self.exposure.name])
-        prada = None
-        if state.prada is not None:
-            prada = {"flagged": state.prada.flag_at is not None, "flag_at": state.prada.flag_at,
-                     "score": state.prada.score}
-        return Verdict(
-            client_id=client_id, n_queries=state.n_queries, score=state.score,
-            peak_score=state.peak_score, threshold=self.threshold,
-            flagged=state.flagged, flag_at=state.flag_at, reason=reason,
-            flag_detector=state.flag_test.split(".")[0] if state.flag_test else None,
-            detectors=detectors, n_distinct=state.n_distinct, n_units=state.n_units,
-            query_score=state.query_score, peak_query_score=state.peak_query_score,
-            exposure=exposure, exposure_exceeded=state.exposure_at is not None,
-            exposure_at=state.exposure_at, history=state.history.tolist(), prada=prada,
-            row_scores=scored.row_scores if scored is not None else np.zeros(0),
-        )
+        return {"detectors": detectors, "reason": reason, "history": history.tolist()}
 
     def verdict(self, client_id: str) -> Verdict:
         """The client's current verdict (an all-clear verdict for an unseen client)."""

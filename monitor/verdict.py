@@ -16,7 +16,8 @@ these two, so a verdict looks the same wherever it appears.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,10 @@ SUMMARY_FIELDS = ("client_id", "n_queries", "score", "peak_score", "threshold", 
                   "flag_at", "flag_detector", "reason", "peak_query_score", "exposure", "exposure_exceeded",
                   "detectors")
 """Fields of :meth:`Verdict.summary`."""
+
+DEFERRED_FIELDS = ("detectors", "reason", "history")
+"""The explanation of a verdict: built on first read by :meth:`Verdict.deferred` verdicts (a
+served request reads whether its client is flagged, rarely why)."""
 
 GROUP_COLUMNS = ("group_id", "flagged", "flag_at", "peak_score", "exposure")
 """Group fields a verdict row carries (as ``group_id``, ``group_flagged``, ...) when the monitor
@@ -77,6 +82,50 @@ class Verdict:
     group: dict[str, Any] | None = None
     row_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
+    @classmethod
+    def deferred(cls, explain: Callable[[], dict[str, Any]], **values: Any) -> Verdict:
+        """A verdict whose :data:`DEFERRED_FIELDS` ``explain()`` builds when first read.
+
+        ``explain`` must capture what it needs at call time (the monitor hands it a snapshot
+        of the client's windows), so the explanation is the one of this verdict even when it
+        is read after later queries.
+
+        >>> v = Verdict.deferred(lambda: {"detectors": {}, "reason": "not flagged", "history": []},
+        ...                      client_id="c", n_queries=1, score=0.0, peak_score=0.0,
+        ...                      threshold=2.0, flagged=False, flag_at=None)
+        >>> "reason" in v.__dict__, v.reason, "reason" in v.__dict__
+        (False, 'not flagged', True)
+        """
+        verdict = cls.__new__(cls)
+        for spec in fields(cls):
+            if spec.name in DEFERRED_FIELDS:
+                continue
+            if spec.name in values:
+                value = values.pop(spec.name)
+            elif spec.default_factory is not MISSING:
+                value = spec.default_factory()
+            else:
+                value = spec.default
+            verdict.__dict__[spec.name] = value
+        if values:
+            raise TypeError(f"Verdict has no field(s) {sorted(values)}")
+        verdict.__dict__["_explain"] = explain
+        return verdict
+
+    def __getattr__(self, name: str) -> Any:  # only called for attributes not yet set
+        explain = self.__dict__.get("_explain")
+        if name in DEFERRED_FIELDS and explain is not None:
+            self.__dict__.update(explain())
+            self.__dict__.pop("_explain", None)
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled (to a Dask worker, say) explained
+        return {spec.name: getattr(self, spec.name) for spec in fields(self)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     def summary(self) -> dict[str, Any]:
         """The fields worth logging, alerting and listing (no raw rows, no history)."""
         return {name: getattr(self, name) for name in SUMMARY_FIELDS}
@@ -110,9 +159,10 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field (row scores as a list)."""
-        out = {k: v for k, v in self.__dict__.items() if k != "row_scores"}
+        out = {spec.name: getattr(self, spec.name) for spec in fields(self)
+               if spec.name != "row_scores"}
         out["row_scores"] = [float(s) for s in self.row_scores]
         return out
 
 
-__all__ = ["GROUP_COLUMNS", "ROW_COLUMNS", "SUMMARY_FIELDS", "Verdict"]
+__all__ = ["DEFERRED_FIELDS", "GROUP_COLUMNS", "ROW_COLUMNS", "SUMMARY_FIELDS", "Verdict"]

@@ -29,7 +29,9 @@ ValueError: stored client state is corrupt: not an extraction-monitor state reco
 from __future__ import annotations
 
 import json
+import math
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -37,6 +39,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -48,6 +51,10 @@ MAX_RECORD_BYTES = 16 * 2**20
 MAX_CLIENT_ID_LENGTH = 512
 _HEADER = struct.Struct("<7sBI")  # magic, format version, JSON header length
 _SAFE_KINDS = set("biufU")
+_NATIVE_LITTLE = sys.byteorder == "little"
+_LAYOUTS_CACHED = 256
+"""Record headers kept parsed (a client's record changes layout only while its bounded
+buffers fill, so a deployment sees a few hundred layouts at most)."""
 
 
 class StoreUnavailable(RuntimeError):
@@ -62,15 +69,16 @@ class StoreWriteError(RuntimeError):
 # --------------------------------------------------------------------------- records
 def encode_state(arrays: Mapping[str, np.ndarray]) -> bytes:
     """Serialise named numpy arrays (no pickle): magic + version + JSON header + raw bytes."""
-    specs, chunks = [], []
+    layout, chunks = [], []
     for name, value in arrays.items():
         arr = np.ascontiguousarray(value)
         if arr.dtype.kind not in _SAFE_KINDS:
             raise TypeError(f"state array {name!r} has unsupported dtype {arr.dtype}")
-        arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-        specs.append([str(name), arr.dtype.str, list(arr.shape)])
+        if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not _NATIVE_LITTLE):
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        layout.append((str(name), arr.dtype.str, arr.shape))
         chunks.append(arr.tobytes())
-    header = json.dumps({"arrays": specs}, separators=(",", ":")).encode()
+    header = _encoded_header(tuple(layout))
     blob = _HEADER.pack(MAGIC, RECORD_FORMAT_VERSION, len(header)) + header + b"".join(chunks)
     if len(blob) > MAX_RECORD_BYTES:
         raise ValueError(f"client state record of {len(blob)} bytes exceeds "
@@ -78,48 +86,76 @@ def encode_state(arrays: Mapping[str, np.ndarray]) -> bytes:
     return blob
 
 
+@lru_cache(maxsize=_LAYOUTS_CACHED)
+def _encoded_header(layout: tuple[tuple[str, str, tuple[int, ...]], ...]) -> bytes:
+    """The JSON header of a record layout (clients' records share a few layouts)."""
+    specs = [[name, dtype, list(shape)] for name, dtype, shape in layout]
+    return json.dumps({"arrays": specs}, separators=(",", ":")).encode()
+
+
 def decode_state(blob: bytes) -> dict[str, np.ndarray]:
     """Arrays from :func:`encode_state`; ``ValueError`` with a one-line reason on bad input."""
-    def corrupt(why: str) -> ValueError:
-        return ValueError(f"stored client state is corrupt: {why}")
-
     blob = bytes(blob)
     if len(blob) < _HEADER.size or not blob.startswith(MAGIC):
-        raise corrupt("not an extraction-monitor state record")
+        raise _corrupt("not an extraction-monitor state record")
     if len(blob) > MAX_RECORD_BYTES:
-        raise corrupt(f"record of {len(blob)} bytes exceeds {MAX_RECORD_BYTES} bytes")
+        raise _corrupt(f"record of {len(blob)} bytes exceeds {MAX_RECORD_BYTES} bytes")
     _, version, header_len = _HEADER.unpack_from(blob)
     if version != RECORD_FORMAT_VERSION:
         raise ValueError(f"stored client state has record format version {version}; this "
                          f"release reads version {RECORD_FORMAT_VERSION} (the client will be reset)")
     start = _HEADER.size + header_len
+    layout = _decoded_header(blob[_HEADER.size:start])
+    end = start + layout.size
+    if end > len(blob):
+        raise _corrupt("record is truncated")
+    if end != len(blob):
+        raise _corrupt(f"{len(blob) - end} unexpected trailing bytes")
+    buffer = bytearray(blob)  # one writable copy; every array is a view of its own slice
+    return {name: np.frombuffer(buffer, dtype, count=count, offset=start + offset
+                                ).reshape(shape)
+            for name, dtype, shape, offset, count in layout.arrays}
+
+
+def _corrupt(why: str) -> ValueError:
+    return ValueError(f"stored client state is corrupt: {why}")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A record header, read and checked: each array's name, dtype, shape, byte offset after
+    the header and element count; ``size`` is the bytes they take."""
+
+    arrays: tuple[tuple[str, np.dtype, tuple[int, ...], int, int], ...]
+    size: int
+
+
+@lru_cache(maxsize=_LAYOUTS_CACHED)
+def _decoded_header(header: bytes) -> _Layout:
+    """The checked layout of a record header (cached: clients' records share a few)."""
     try:
-        specs = json.loads(blob[_HEADER.size:start])["arrays"]
+        specs = json.loads(header)["arrays"]
     except (ValueError, KeyError, TypeError):
-        raise corrupt("unreadable header") from None
-    out: dict[str, np.ndarray] = {}
-    offset = start
+        raise _corrupt("unreadable header") from None
+    arrays, offset = [], 0
     try:
         for name, dtype_str, shape in specs:
             dtype = np.dtype(dtype_str)
             if dtype.kind not in _SAFE_KINDS or dtype.hasobject:
-                raise corrupt(f"array {name!r} has unsupported dtype {dtype_str}")
+                raise _corrupt(f"array {name!r} has unsupported dtype {dtype_str}")
             shape = tuple(int(s) for s in shape)
             if any(s < 0 for s in shape):
-                raise corrupt(f"array {name!r} has a negative dimension")
-            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            if offset + size > len(blob):
-                raise corrupt("record is truncated")
-            out[str(name)] = np.frombuffer(blob, dtype, count=size // max(dtype.itemsize, 1),
-                                           offset=offset).reshape(shape).copy()
-            offset += size
+                raise _corrupt(f"array {name!r} has a negative dimension")
+            count = math.prod(shape)
+            if count * dtype.itemsize > MAX_RECORD_BYTES:
+                raise _corrupt("record is truncated")
+            arrays.append((str(name), dtype, shape, offset, count))
+            offset += count * dtype.itemsize
     except ValueError:
         raise
     except (TypeError, OverflowError):
-        raise corrupt("malformed array description") from None
-    if offset != len(blob):
-        raise corrupt(f"{len(blob) - offset} unexpected trailing bytes")
-    return out
+        raise _corrupt("malformed array description") from None
+    return _Layout(tuple(arrays), offset)
 
 
 def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
