@@ -225,18 +225,29 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def write_results(name: str, result: dict) -> None:
-    """Write ``results/<name>.json`` and a small ``results/<name>.md``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def results_dir() -> Path:
+    """Where results go: ``benchmarks/results``, or ``$EXTRACTION_MONITOR_BENCH_RESULTS``
+    (run_all.py points it at ``benchmarks/results/quick`` so that quick runs never replace
+    the committed full-size figures)."""
+    return Path(os.environ.get("EXTRACTION_MONITOR_BENCH_RESULTS") or RESULTS)
+
+
+def write_results(name: str, result: dict, lines: list[str] | None = None) -> None:
+    """Write ``results/<name>.json`` and a small ``results/<name>.md`` (``lines``, e.g. a
+    Markdown table, go above the JSON)."""
+    out = results_dir()
+    out.mkdir(parents=True, exist_ok=True)
     try:  # other work on the machine inflates absolute timings; ratios are side by side
         result["loadavg_1_5_15_min"] = Path("/proc/loadavg").read_text().split()[:3]
         result["cpu_count"] = os.cpu_count()
     except OSError:
         pass
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
-    lines = [f"# {name}", "", f"Command: `.venv/bin/python {result['command']}`", "", "```",
-             json.dumps(result, indent=2, default=float), "```", ""]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines))
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    md = [f"# {name}", "", f"Command: `.venv/bin/python {result['command']}`", ""]
+    if lines:
+        md += [*lines, ""]
+    md += ["```", json.dumps(result, indent=2, default=float), "```", ""]
+    (out / f"{name}.md").write_text("\n".join(md))
 
 
 if __name__ == "__main__":

@@ -1,111 +1,179 @@
-"""Throughput and p50/p99 latency of POST /predict with and without the monitor.
+"""Throughput and p50/p99 latency of POST /predict: plain server against monitored variants.
 
-Starts two servers as subprocesses on 127.0.0.1 (`extraction-monitor serve --victim V` and the
-same with `--no-monitor`), drives both with the same asyncio/httpx load generator on loopback,
-alternating rounds, and prints per-variant figures and the monitored/plain ratios.
+Starts, as subprocesses on 127.0.0.1, ``extraction-monitor serve --victim V --no-monitor``
+(the plain server) and one monitored ``serve`` per variant:
 
-    .venv/bin/python benchmarks/serving_latency.py [--victim wine-tree] [--requests 2000]
+* ``memory``          ``--state memory://``
+* ``sqlite``          ``--state sqlite:///TMP/state.db`` (SQLite is the store ``serve`` uses
+                      by default; a fresh database in a temp folder, not the user's)
+* ``sqlite+shadow``   the same with ``[serving] shadow = true`` (``--config`` TOML): the
+                      answer is sent first and the monitor observes afterwards
+
+and drives them all with the same requests (``--rows`` rows per request, keys
+``client-0..client-{clients-1}``, ``--concurrency`` keep-alive connections; benchmarks/loadgen.py),
+in alternating rounds in one run (the order rotates each round). After each round the
+script waits until the server's CPU use is quiet, so a shadow server's remaining observes
+never run during another variant's round (that wait is reported as ``drain_s``). Figures
+are medians over rounds; ratios are monitored / plain. Targets (issue 14): throughput
+>= 0.85x plain, p99 <= 1.5x plain.
+
+    .venv/bin/python benchmarks/serving_latency.py                      (a few minutes)
+    .venv/bin/python benchmarks/serving_latency.py --quick              (300 requests, 1 round)
+    .venv/bin/python benchmarks/serving_latency.py --state sqlite --shadow   (sqlite, sqlite+shadow)
+Writes benchmarks/results/serving_latency.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import socket
-import subprocess
+import shutil
 import sys
-import time
+import tempfile
+from pathlib import Path
 
-import httpx
 import numpy as np
+from loadgen import (Server, command_line, drive, free_port, loadavg, median_of_rounds,
+                     post_request, server_env, start_all)
+from offline_throughput import write_results
 
-from victims import load_victim
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(victim: str, monitored: bool) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "monitor.cli", "serve", "--victim", victim, "--port", str(port),
-           "--log-level", "error"]
-    if not monitored:
-        cmd.append("--no-monitor")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base}/openapi.json", timeout=1)
-            return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"server {cmd} did not start")
+TARGET_RPS_RATIO = 0.85
+TARGET_P99_RATIO = 1.5
+DEFAULT_VARIANTS = ("memory", "sqlite", "sqlite+shadow")
 
 
-async def load(base: str, rows: np.ndarray, concurrency: int, n_clients: int) -> dict:
-    latencies: list[float] = []
-    queue = list(range(len(rows)))
+def variants_of(states: list[str] | None, shadow: bool) -> list[str]:
+    """The monitored variants: the default three, or each ``--state`` (and its shadow twin
+    with ``--shadow``).
 
-    async def worker(c: httpx.AsyncClient) -> None:
-        while queue:
-            i = queue.pop()
-            t0 = time.perf_counter()
-            r = await c.post("/predict", json={"instances": [rows[i].tolist()]},
-                             headers={"X-API-Key": f"client-{i % n_clients}"})
-            latencies.append(time.perf_counter() - t0)
-            if r.status_code != 200:
-                raise RuntimeError(f"unexpected status {r.status_code}: {r.text}")
-
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as c:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(c) for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
-    lat = np.asarray(latencies) * 1000
-    return {"rps": len(lat) / wall, "p50_ms": float(np.percentile(lat, 50)),
-            "p99_ms": float(np.percentile(lat, 99))}
+    >>> variants_of(None, False)
+    ['memory', 'sqlite', 'sqlite+shadow']
+    >>> variants_of(["sqlite"], True), variants_of(["memory"], False)
+    (['sqlite', 'sqlite+shadow'], ['memory'])
+    >>> variants_of(None, True)
+    ['memory', 'memory+shadow', 'sqlite', 'sqlite+shadow']
+    """
+    if states is None and not shadow:
+        return list(DEFAULT_VARIANTS)
+    out = []
+    for state in dict.fromkeys(states or ["memory", "sqlite"]):
+        out += [state, f"{state}+shadow"] if shadow else [state]
+    return out
 
 
-def main() -> int:
+def serve_command(victim: str, port: int, variant: str | None, tmp: Path) -> list[str]:
+    """``serve`` for the plain server (``variant`` None) or a monitored variant."""
+    cmd = [sys.executable, "-m", "monitor.cli", "serve", "--victim", victim, "--port",
+           str(port), "--log-level", "error", "--quiet"]
+    if variant is None:
+        return [*cmd, "--no-monitor"]
+    state, _, shadow = variant.partition("+")
+    name = variant.replace("+", "-")
+    cmd += ["--state", "memory://" if state == "memory" else f"sqlite://{tmp}/{name}.db"]
+    if shadow:
+        config = tmp / f"{name}.toml"
+        config.write_text("[serving]\nshadow = true\n")
+        cmd += ["--config", str(config)]
+    return cmd
+
+
+def verdict(ratios: dict) -> dict:
+    return {"throughput": "met" if ratios["rps"] >= TARGET_RPS_RATIO else "MISSED",
+            "p99": "met" if ratios["p99_ms"] <= TARGET_P99_RATIO else "MISSED"}
+
+
+def table(summary: dict, variants: list[str]) -> list[str]:
+    lines = ["| server | rps | p50 ms | p99 ms | rps / plain | p99 / plain | drain s | "
+             "throughput >= 0.85x | p99 <= 1.5x |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in ["plain", *variants]:
+        s = summary[name]
+        r = summary["ratios"].get(name)
+        row = f"| {name} | {s['rps']:,.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
+        if r is None:
+            row += "1 | 1 | - | | |"
+        else:
+            v = summary["targets"][name]
+            row += (f"{r['rps']:.2f}x | {r['p99_ms']:.2f}x | {s['drain_s']:.2f} | "
+                    f"{v['throughput']} | {v['p99']} |")
+        lines.append(row)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--victim", default="wine-tree")
-    parser.add_argument("--requests", type=int, default=2000, help="per variant and round")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--victim", default="digits-mlp")
+    parser.add_argument("--state", action="append", choices=("memory", "sqlite"), default=None,
+                        help="monitored variant(s) to measure (repeatable; default: memory, "
+                             "sqlite and sqlite+shadow)")
+    parser.add_argument("--shadow", action="store_true",
+                        help="also measure each --state with [serving] shadow = true")
+    parser.add_argument("--quick", action="store_true", help="300 requests, 1 round")
+    parser.add_argument("--requests", type=int, default=None, help="per variant and round")
+    parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--clients", type=int, default=50)
-    args = parser.parse_args()
+    parser.add_argument("--clients", type=int, default=50, help="distinct API keys")
+    parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    n_requests = args.requests or (300 if args.quick else 2000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    warm = 100 if args.quick else 300
+    variants = variants_of(args.state, args.shadow)
+
+    from victims import load_victim
+
     v = load_victim(args.victim)
     rng = np.random.default_rng(0)
-    rows = v.X_public[rng.integers(0, len(v.X_public), args.requests)]
-    servers = {"plain": start(args.victim, False), "monitored": start(args.victim, True)}
-    results: dict[str, list[dict]] = {"plain": [], "monitored": []}
+    rows = v.X_public[rng.integers(0, len(v.X_public), (n_requests + warm, args.rows))]
+    tmp = Path(tempfile.mkdtemp(prefix="em-serving-bench-"))
+    servers: dict[str, Server] = {}
+    for name in ["plain", *variants]:
+        port = free_port()
+        servers[name] = Server(name, serve_command(args.victim, port,
+                                                   None if name == "plain" else name, tmp),
+                               port, env=server_env())
+    results: dict[str, list[dict]] = {name: [] for name in servers}
     try:
-        for _proc, base in servers.values():  # warm-up
-            asyncio.run(load(base, rows[:200], args.concurrency, args.clients))
-        for _ in range(args.rounds):
-            for name, (_, base) in servers.items():
-                results[name].append(asyncio.run(
-                    load(base, rows, args.concurrency, args.clients)))
+        start_all(list(servers.values()))
+        for name, server in servers.items():
+            reqs = [post_request(server.port, "/predict",
+                                 {"instances": rows[i].tolist()}, f"client-{i % args.clients}")
+                    for i in range(n_requests + warm)]
+            server.requests = reqs
+            drive(server.port, reqs[n_requests:], args.concurrency)  # warm-up
+            server.wait_quiet()
+        names = list(servers)
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                server = servers[name]
+                run = drive(server.port, server.requests[:n_requests], args.concurrency)
+                run["drain_s"] = server.wait_quiet()
+                results[name].append(run)
+                print(f"round {r + 1}/{rounds} {name:<14} {run['rps']:7,.0f} rps  p50 "
+                      f"{run['p50_ms']:6.2f} ms  p99 {run['p99_ms']:6.2f} ms  drain "
+                      f"{run['drain_s']:.2f} s", flush=True)
     finally:
-        for proc, _ in servers.values():
-            proc.terminate()
-            proc.wait(10)
-    summary = {name: {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
-               for name, runs in results.items()}
-    summary["ratio_monitored_over_plain"] = {
-        k: summary["monitored"][k] / summary["plain"][k] for k in summary["plain"]}
-    summary["setup"] = {"victim": args.victim, "requests": args.requests, "rounds": args.rounds,
-                        "concurrency": args.concurrency, "clients": args.clients,
-                        "rows_per_request": 1}
-    print(json.dumps(summary, indent=2))
-    return 0
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    summary: dict = {name: median_of_rounds(runs) for name, runs in results.items()}
+    summary["ratios"] = {name: {k: summary[name][k] / summary["plain"][k]
+                                for k in ("rps", "p50_ms", "p99_ms")} for name in variants}
+    summary["targets"] = {name: verdict(summary["ratios"][name]) for name in variants}
+    lines = table(summary, variants)
+    print("\n".join(lines))
+    result = {
+        "command": command_line(), "victim": args.victim, "variants": variants,
+        "requests_per_round": n_requests, "rounds": rounds, "warm_up_requests": warm,
+        "concurrency": args.concurrency, "clients": args.clients, "rows_per_request": args.rows,
+        "load_generator": "benchmarks/loadgen.py (asyncio keep-alive HTTP/1.1, same machine)",
+        "target_rps_ratio_min": TARGET_RPS_RATIO, "target_p99_ratio_max": TARGET_P99_RATIO,
+        "summary": summary, "rounds_raw": results, "loadavg_end": loadavg(),
+    }
+    if not args.no_write:
+        write_results("serving_latency", result, lines)
+    return result
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

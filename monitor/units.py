@@ -123,35 +123,38 @@ class UnitTracker:
         the next query). The result equals assigning the queries one call at a time.
         """
         # as stored (half precision; coordinates beyond its range saturate, never overflow)
-        Z = np.clip(np.asarray(Z, dtype=np.float64), -F16_MAX, F16_MAX).astype(
+        Z = np.minimum(np.maximum(np.asarray(Z, dtype=np.float64), -F16_MAX), F16_MAX).astype(
             np.float16).astype(np.float64)
         m = len(Z)
         new = np.zeros(m, dtype=bool)
-        nearest2 = np.full(m, np.inf)
+        nearest2 = np.empty(m)
         # each query's evidence in the stored precision: -log10 of its smallest p-value
-        score = np.zeros(m) if pvalues is None else np.asarray(
-            -np.log10(np.maximum(pvalues, 1e-300)), dtype=np.float16).astype(np.float64)
+        score = [0.0] * m if pvalues is None else (-np.log10(np.maximum(
+            pvalues, 1e-300))).astype(np.float16).tolist()
         old = state["leaders"].astype(np.float64)
         n_old = len(old)
-        leader_scores = list(state["leader_scores"].astype(np.float64))
+        leader_scores = state["leader_scores"].tolist()
         to_old = _squared_distances(Z, old)  # (m, n_old), oldest leader first
-        old_best = to_old.min(axis=1) if n_old else np.full(m, np.inf)
-        old_arg = to_old.argmin(axis=1) if n_old else np.zeros(m, dtype=np.int64)
+        if n_old:
+            old_arg = to_old.argmin(axis=1)
+            old_best = to_old[np.arange(m), old_arg].tolist()
+            old_arg = old_arg.tolist()
         escalate = -np.log10(ESCALATION)
         created: list[int] = []  # rows of Z that became leaders, in order
         roots = state["roots"].astype(np.float64)
-        root_ids = state["root_ids"].astype(np.int64)
-        root_variants = state["root_variants"].astype(np.int64)
-        variants = [int(v) for v in state["variants"]]
+        root_ids = state["root_ids"]
+        root_variants = state["root_variants"].tolist()
+        variants = state["variants"].tolist()
+        new_roots: list[int] = []  # rows of Z that became roots, in order
         counter = int(state["counter"][0])
         r2 = self.radius ** 2
         for i in range(m):  # sequential by nature: a query may become the next one's leader
             evicted = max(0, n_old + len(created) - self.n_leaders)  # oldest leaders dropped
-            if evicted == 0:
-                best, owner = old_best[i], int(old_arg[i])
+            if evicted == 0 and n_old:
+                best, owner = old_best[i], old_arg[i]
             elif evicted < n_old:
                 j = int(to_old[i, evicted:].argmin())
-                best, owner = to_old[i, evicted + j], evicted + j
+                best, owner = float(to_old[i, evicted + j]), evicted + j
             else:
                 best, owner = np.inf, -1
             if created:
@@ -159,7 +162,7 @@ class UnitTracker:
                 d2 = _squared_distances(Z[i:i + 1], Z[recent])[0]
                 j = int(d2.argmin())
                 if d2[j] < best:
-                    best, owner = d2[j], n_old + len(created) - len(recent) + j
+                    best, owner = float(d2[j]), n_old + len(created) - len(recent) + j
             nearest2[i] = best
             if best <= r2:
                 if score[i] <= leader_scores[owner] + escalate:
@@ -173,6 +176,9 @@ class UnitTracker:
                 created.append(i)
                 leader_scores.append(score[i])
                 continue
+            if new_roots:  # roots made by this call join the stored ones
+                roots = np.concatenate([roots, Z[new_roots]])[-self.n_roots:]
+                new_roots = []
             variant = self._variant_of(Z[i], roots, root_ids)
             if variant is not None:
                 root, key = variant
@@ -181,20 +187,23 @@ class UnitTracker:
                 variants = (variants + [key])[-self.n_variants:]
                 root_variants[root] += 1
             else:
-                roots = np.vstack([roots, Z[i:i + 1]])[-self.n_roots:]
+                new_roots.append(i)
                 root_ids = np.append(root_ids, counter)[-self.n_roots:]
-                root_variants = np.append(root_variants, 0)[-self.n_roots:]
+                root_variants = (root_variants + [0])[-self.n_roots:]
             counter += 1
             new[i] = True
             created.append(i)
             leader_scores.append(score[i])
-        leaders = np.vstack([old, Z[created]])[-self.n_leaders:] if created else old
-        state["leaders"] = leaders.astype(np.float16)
-        state["leader_scores"] = np.asarray(leader_scores[-self.n_leaders:], dtype=np.float16)
-        state["roots"] = roots.astype(np.float16)
-        state["root_ids"] = root_ids
-        state["root_variants"] = root_variants.astype(np.int16)
-        state["variants"] = np.asarray(variants, dtype=np.uint64)
+        if new_roots:
+            roots = np.concatenate([roots, Z[new_roots]])[-self.n_roots:]
+        if created:
+            state["leaders"] = np.concatenate([old, Z[created]])[-self.n_leaders:].astype(
+                np.float16)
+            state["roots"] = roots.astype(np.float16)
+        state["leader_scores"] = np.array(leader_scores[-self.n_leaders:], dtype=np.float16)
+        state["root_ids"] = np.asarray(root_ids, dtype=np.int64)
+        state["root_variants"] = np.array(root_variants, dtype=np.int16)
+        state["variants"] = np.array(variants, dtype=np.uint64)
         state["counter"] = np.array([counter], dtype=np.int64)
         return UnitAssignment(new_unit=new, nearest_leader=np.sqrt(nearest2))
 
@@ -226,6 +235,9 @@ class UnitTracker:
 def _squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Exact squared distances between the rows of ``A`` and of ``B`` (per-pair differences,
     so a pair's value never depends on the other rows), in blocks that bound memory."""
+    if len(A) == 1 and len(B):  # the online path: one query (the same sums as the blocks)
+        diff = B - A[0]
+        return np.einsum("ij,ij->i", diff, diff)[None, :]
     out = np.empty((len(A), len(B)))
     if not len(A) or not len(B):
         return out
