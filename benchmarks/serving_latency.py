@@ -32,8 +32,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from loadgen import (Server, command_line, drive, free_port, loadavg, median_of_rounds,
-                     post_request, server_env, start_all)
+from loadgen import (
+    Server,
+    command_line,
+    drive,
+    free_port,
+    loadavg,
+    median_of_rounds,
+    post_request,
+    server_env,
+    start_all,
+)
 from offline_throughput import write_results
 
 TARGET_RPS_RATIO = 0.85
@@ -134,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict[str, list[dict]] = {name: [] for name in servers}
     try:
         start_all(list(servers.values()))
-        for name, server in servers.items():
+        for server in servers.values():
             reqs = [post_request(server.port, "/predict",
                                  {"instances": rows[i].tolist()}, f"client-{i % args.clients}")
                     for i in range(n_requests + warm)]
