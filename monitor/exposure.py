@@ -106,10 +106,21 @@ class ExposureTracker:
         a regressor's values, NaN unknown) into the client's shadow copy."""
         answers = np.asarray(answers)
         known = np.isfinite(answers) if self.regression else answers >= 0
+        kind = np.float32 if self.regression else np.int16
+        if len(answers) == 1:  # the online path: one query, no blocks
+            if not known[0]:
+                return
+            diff = self.points - np.asarray(Z, dtype=np.float32)[0]  # the blocks' sums exactly
+            nearest = np.minimum(np.sqrt(np.einsum("ij,ij->i", diff, diff)),
+                                 F16_MAX).astype(np.float16)
+            closer = nearest < state["nearest"]
+            if closer.any():
+                state["nearest"] = np.where(closer, nearest, state["nearest"])
+                state["answer"] = np.where(closer, answers.astype(kind), state["answer"])
+            return
         if not known.any():
             return
-        kind = np.float32 if self.regression else np.int16
-        Z, answers = np.asarray(Z, dtype=np.float32)[known], np.asarray(answers)[known]
+        Z, answers = np.asarray(Z, dtype=np.float32)[known], answers[known]
         for start in range(0, len(Z), BLOCK_ROWS):
             block = Z[start:start + BLOCK_ROWS]
             # exact per-pair differences, rounded to the stored precision: the first query

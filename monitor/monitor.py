@@ -136,6 +136,7 @@ class Monitor:
         order = np.argsort(self.profile.classes_, kind="stable")
         self._sorted_classes = np.asarray(self.profile.classes_)[order]
         self._class_codes = order  # class index of each sorted class
+        self._code_of = {_plain(c): i for i, c in enumerate(self.profile.classes_)}
         self._per_query = [d for d in self.detectors
                            if not d.stateful and not getattr(d, "needs_stream", False)]
         """Detectors scored on every distinct query (before units are formed)."""
@@ -513,8 +514,13 @@ class Monitor:
 
     def _answer_codes(self, labels) -> np.ndarray:
         """Class index of each answer label (-1 for labels the victim does not have)."""
-        classes = self._sorted_classes
         labels = np.asarray(labels)
+        if len(labels) == 1:  # the online path: one label
+            try:
+                return np.array([self._code_of.get(_plain(labels[0]), -1)], dtype=np.int16)
+            except TypeError:  # an unhashable label
+                return np.full(1, -1, dtype=np.int16)
+        classes = self._sorted_classes
         try:
             at = np.clip(np.searchsorted(classes, labels), 0, len(classes) - 1)
             known = classes[at] == labels
@@ -642,6 +648,11 @@ class Monitor:
             return None if arrays is None else self._load_state(client_id, arrays)
         with self._lock:
             return self._states.get(client_id)
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds (for dict lookups)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _call(method, rows: Rows):

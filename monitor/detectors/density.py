@@ -65,7 +65,8 @@ class DensityDetector(StatelessDetector):
         return f"lie farther from the training data than {100 * (1 - level):g}% of real inputs"
 
     def statistic(self, batch: Batch, exact: bool = False) -> np.ndarray:
-        return self.index.neighbours(batch, exact)[0].mean(axis=1)
+        distances = self.index.neighbours(batch, exact)[0]
+        return distances.sum(axis=1) / distances.shape[1]  # the mean, without its overhead
 
     def pvalues(self, batch: Batch, state: DetectorState | None = None) -> np.ndarray:
         return tail_pvalues(self.statistic(batch), self.calibration, self.tail)
