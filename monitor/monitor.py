@@ -27,6 +27,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import reduce
 
 import numpy as np
 
@@ -450,22 +451,30 @@ class Monitor:
         mapped to evidence units, and each new unit's p-values enter the window tests."""
         n = len(X)
         duplicate = duplicate_mask(hashes, state.hashes)
-        distinct = np.flatnonzero(~duplicate)
+        if duplicate.any():
+            distinct = np.flatnonzero(~duplicate)
+            X, known = X[distinct], answers.take(distinct)
+        else:  # the usual case: no retries, no copies
+            distinct, known = np.arange(n), answers
         m = len(distinct)
-        Z = self.profile.transform(X[distinct])
-        known = answers.take(distinct)
+        Z = self.profile.transform(X)
         labels = answers.labels
-        queries = Batch(X=X[distinct], Z=Z, proba=known.proba, decision=known.decision)
+        queries = Batch(X=X, Z=Z, proba=known.proba, decision=known.decision)
         # per-query detectors first: their p-values also tell the units which queries escalate
         per_query = self._pvalues(self._per_query, queries, state, precomputed, distinct)
-        smallest = np.min(list(per_query.values()), axis=0) if per_query and m else None
+        smallest = reduce(np.minimum, per_query.values()) if per_query and m else None
         assigned = self.units.assign(Z, state.detector_state[self.units.name], smallest)
-        starts = np.flatnonzero(assigned.new_unit)  # positions among the distinct rows
-        units = distinct[starts]  # rows of this call that start a new unit
-        batch = queries.take(starts)
-        batch = Batch(batch.X, batch.Z, batch.proba, assigned.nearest_leader[starts],
-                      batch.decision)
-        pvalues = {name: p[starts] for name, p in per_query.items()}
+        if assigned.new_unit.all():  # every distinct query starts a unit (the usual case)
+            starts, units = np.arange(m), distinct
+            batch = Batch(X, Z, known.proba, assigned.nearest_leader, known.decision)
+            pvalues = dict(per_query)
+        else:
+            starts = np.flatnonzero(assigned.new_unit)  # positions among the distinct rows
+            units = distinct[starts]  # rows of this call that start a new unit
+            batch = queries.take(starts)
+            batch = Batch(batch.X, batch.Z, batch.proba, assigned.nearest_leader[starts],
+                          batch.decision)
+            pvalues = {name: p[starts] for name, p in per_query.items()}
         pvalues.update(self._pvalues(self._per_unit, batch, state))
         new_unit = np.zeros(n, dtype=bool)
         new_unit[units] = True
@@ -503,10 +512,12 @@ class Monitor:
         """The latest unit's per-query score, and which detectors have had evidence."""
         if len(batch.X) == 0:
             return
-        smallest = np.min([p for p in pvalues.values()], axis=0) if pvalues else np.ones(1)
+        smallest = reduce(np.minimum, pvalues.values()) if pvalues else np.ones(1)
         scores = -np.log10(np.maximum(smallest, MIN_PVALUE))
         state.query_score = float(scores[-1])
         state.peak_query_score = max(state.peak_query_score, float(scores.max()))
+        if state.evidence_seen == (1 << len(self.detectors)) - 1:
+            return  # every detector has had evidence already
         for i, detector in enumerate(self.detectors):
             has = getattr(detector, "has_evidence", None)
             if has is None or has(batch):
