@@ -12,7 +12,8 @@ attack runs once; after its first ``n`` answered queries (checkpoints) we record
 Reported: the Pearson correlation over all (victim, attack, checkpoint) points, and the
 absolute error at the first checkpoint where the real fidelity reaches 0.9.
 
-Run:  .venv/bin/python benchmarks/exposure_fidelity.py       (a few minutes)
+Run:  .venv/bin/python benchmarks/exposure_fidelity.py          (about 1.5 minutes)
+      .venv/bin/python benchmarks/exposure_fidelity.py --quick  (3 victims, about 30 s)
 Writes benchmarks/results/exposure_fidelity.{json,md}.
 """
 
@@ -25,23 +26,28 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import json  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from loadgen import results_dir  # noqa: E402
 
 ATTACKS = ("in-distribution-thief", "in-distribution-thief-jitter", "copycat-pd")
 CHECKPOINTS = (2, 5, 10, 20, 50, 100, 200, 500)
-RESULTS = Path(__file__).parent / "results"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="digits-mlp, cancer-logreg and wine-tree only")
+    args = parser.parse_args(argv)
     from attacks.bench import ALL_VICTIMS, fidelity_after, victim_and_profile
     from attacks.registry import run_attack
     from monitor import Monitor
 
     warnings.filterwarnings("ignore")
     points = []
-    for name in ALL_VICTIMS:
+    for name in ALL_VICTIMS[:3] if args.quick else ALL_VICTIMS:
         victim, profile = victim_and_profile(name)
         for attack in ATTACKS:
             result = run_attack(attack, victim, budget=max(CHECKPOINTS), seed=0)
@@ -69,11 +75,13 @@ def main() -> int:
                           "fidelity": first["fidelity"], "exposure": first["exposure"],
                           "error": abs(first["exposure"] - first["fidelity"])})
     at_90.sort(key=lambda r: (r["victim"], r["attack"]))
-    summary = {"command": "benchmarks/exposure_fidelity.py", "correlation": correlation,
+    summary = {"command": "benchmarks/exposure_fidelity.py" + (" --quick" if args.quick else ""),
+               "correlation": correlation,
                "mean_abs_error": float(np.mean(np.abs(exposure - fidelity))),
                "median_error_at_90": float(np.median([r["error"] for r in at_90]))
                if at_90 else None, "at_90": at_90, "points": points}
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS = results_dir()
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "exposure_fidelity.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = ["# Exposure against the attacker's real surrogate fidelity", "",
              f"Command: `{summary['command']}`", "",

@@ -46,9 +46,9 @@ from loadgen import (
     free_port,
     loadavg,
     post_request,
+    results_dir,
     server_env,
 )
-from offline_throughput import results_dir
 
 PACKAGES = (  # own time by package: the first pattern a leaf frame's file matches
     ("monitor (the product)", r"(^|/)monitor/"),

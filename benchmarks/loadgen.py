@@ -29,6 +29,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def results_dir() -> Path:
+    """Where results go: ``benchmarks/results``, or ``$EXTRACTION_MONITOR_BENCH_RESULTS``
+    (run_all.py points it at ``benchmarks/results/quick`` so that quick runs never replace
+    the committed full-size figures)."""
+    return Path(os.environ.get("EXTRACTION_MONITOR_BENCH_RESULTS")
+                or ROOT / "benchmarks" / "results")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

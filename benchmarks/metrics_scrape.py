@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from loadgen import results_dir
 
 from monitor import Monitor, Profile
 from monitor.serving.admin import AdminAPI
@@ -83,7 +84,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--victim", default="cancer-logreg")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=results_dir())
     args = parser.parse_args()
 
     victim = load_victim(args.victim)
@@ -118,7 +119,10 @@ def main() -> None:
                              if line.startswith("extraction_monitor_flagged_clients ")),
     }
     print(json.dumps(result, indent=2))
-    args.out.mkdir(exist_ok=True)
+    print(f"{args.clients:,} clients: scrape {1000 * med['scrape_after']:.2f} ms (was "
+          f"{med['scrape_before']:.3f} s, {result['scrape_ratio_before_over_after']:,.0f}x), "
+          f"first page {1000 * med['page_after']:.2f} ms (was {med['page_before']:.3f} s)")
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics_scrape.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "metrics_scrape.md").write_text(
         f"# /monitor/metrics and /monitor/clients at {args.clients:,} clients (SQLite)\n\n"

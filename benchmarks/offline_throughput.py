@@ -34,6 +34,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from loadgen import results_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -223,13 +224,6 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_write:
         write_results("offline_throughput", result)
     return result
-
-
-def results_dir() -> Path:
-    """Where results go: ``benchmarks/results``, or ``$EXTRACTION_MONITOR_BENCH_RESULTS``
-    (run_all.py points it at ``benchmarks/results/quick`` so that quick runs never replace
-    the committed full-size figures)."""
-    return Path(os.environ.get("EXTRACTION_MONITOR_BENCH_RESULTS") or RESULTS)
 
 
 def write_results(name: str, result: dict, lines: list[str] | None = None) -> None:

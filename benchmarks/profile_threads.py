@@ -11,6 +11,8 @@ thread settings for ``Profile.fit`` (cross-fitting refits the model once per fol
 Target: ``default`` within 1.5x of ``one``. The results agree in every setting (checked, to 1e-12).
 
     python benchmarks/profile_threads.py --rows 4000 --features 40 --rounds 1
+    python benchmarks/profile_threads.py --quick     (2,000 x 20, 2 folds: about half the time)
+Writes benchmarks/results/profile_threads.{json,md}.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-RESULTS = Path(__file__).parent / "results"
+from loadgen import loadavg, results_dir
 
 
 def _burn(stop) -> None:
@@ -51,12 +52,19 @@ def main(argv=None) -> int:
     from monitor.threads import available_cpus, default_threads
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=4000)
-    parser.add_argument("--features", type=int, default=40)
-    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="defaults of 2,000 rows, 20 features, 2 folds")
+    parser.add_argument("--rows", type=int, default=None, help="default 4000")
+    parser.add_argument("--features", type=int, default=None, help="default 40")
+    parser.add_argument("--folds", type=int, default=None, help="default 3")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=RESULTS / "profile_threads.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/results/profile_threads.json")
     args = parser.parse_args(argv)
+    args.rows = args.rows or (2000 if args.quick else 4000)
+    args.features = args.features or (20 if args.quick else 40)
+    args.folds = args.folds or (2 if args.quick else 3)
+    args.out = args.out or results_dir() / "profile_threads.json"
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(args.rows, args.features))
@@ -87,14 +95,16 @@ def main(argv=None) -> int:
               "rounds": args.rounds, "load_processes": len(burners),
               "median_seconds": medians, "identical_results": same,
               "default_over_one": medians["default"] / medians["one"],
-              "unlimited_over_one": medians["unlimited"] / medians["one"]}
+              "unlimited_over_one": medians["unlimited"] / medians["one"],
+              "loadavg_1_5_15_min": loadavg()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         "# Profile fitting of HistGradientBoosting under load (thread limits)", "",
         f"{result['cpus']} cores, each busy with one other process; medians of "
         f"{args.rounds} round(s), one run (`benchmarks/profile_threads.py --rows {args.rows} "
-        f"--features {args.features} --rounds {args.rounds}`).", "",
+        f"--features {args.features} --folds {args.folds} --rounds {args.rounds}`; load "
+        f"average {' '.join(result['loadavg_1_5_15_min'])}).", "",
         "| threads | seconds | / one thread |", "|---|---|---|"]
     for name in settings:
         lines.append(f"| {name} ({settings[name] or 'all'}) | {medians[name]:.1f} | "

@@ -162,6 +162,12 @@ def main(argv: list[str] | None = None) -> dict:
         f"{c['rows']} row(s) at concurrency {c['concurrency']}: "
         f"{c['monitoring_p50_added_ms']:+.2f} ms" for c in cells_out) + "."]
     print("\n".join(table))
+    first = cells_out[0]
+    print(f"proxy, {first['rows']} row(s) at concurrency {first['concurrency']}: p50 added "
+          f"{first['proxy']['p50_added_ms']:+.2f} ms ({first['proxy']['p50_target']}), p99 "
+          f"{first['proxy']['p99_ratio']:.2f}x ({first['proxy']['p99_target']}), rps "
+          f"{first['proxy']['rps_ratio']:.2f}x; of which proxying alone (no route watched) "
+          f"{first['proxy-off']['p50_added_ms']:+.2f} ms")
     if checks.strip():
         print(f"proxy log (errors only):\n{checks[-2000:]}", file=sys.stderr)
     result = {

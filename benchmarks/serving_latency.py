@@ -171,6 +171,10 @@ def main(argv: list[str] | None = None) -> dict:
     summary["targets"] = {name: verdict(summary["ratios"][name]) for name in variants}
     lines = table(summary, variants)
     print("\n".join(lines))
+    print("monitored / plain: " + "; ".join(
+        f"{n} rps {summary['ratios'][n]['rps']:.2f}x ({summary['targets'][n]['throughput']}), "
+        f"p99 {summary['ratios'][n]['p99_ms']:.2f}x ({summary['targets'][n]['p99']})"
+        for n in variants))
     result = {
         "command": command_line(), "victim": args.victim, "variants": variants,
         "requests_per_round": n_requests, "rounds": rounds, "warm_up_requests": warm,

@@ -8,6 +8,7 @@ per-call time of each variant, the time added over ``memory://``, the ratios to 
 and the encoded record size.
 
     .venv/bin/python benchmarks/store_latency.py [--victim cancer-logreg] [--queries 400]
+Writes benchmarks/results/store_latency.{json,md}.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from loadgen import command_line
+from offline_throughput import write_results
 
 from monitor import Monitor, Profile
 from monitor.stores import open_store
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=400, help="per variant and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
 
     victim = load_victim(args.victim)
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     median = {n: float(np.median(np.concatenate(t))) for n, t in times.items()}
     summary = {
-        "victim": args.victim, "queries_per_variant": args.queries * args.rounds,
+        "command": command_line(), "victim": args.victim, "queries_per_variant": args.queries * args.rounds,
         "record_bytes": len(record),
         "median_us": {n: round(v * 1e6, 1) for n, v in median.items()},
         "p99_us": {n: round(float(np.quantile(np.concatenate(t), 0.99)) * 1e6, 1)
@@ -120,6 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_to_memory": {n: round(v / median["memory"], 3) for n, v in median.items()},
     }
     print(json.dumps(summary, indent=2))
+    print("median observe: " + ", ".join(
+        f"{n} {summary['median_us'][n]:,.0f} us ({summary['ratio_to_memory'][n]}x memory://)"
+        for n in uris))
+    if not args.no_write:
+        lines = ["| store | median us | p99 us | added over memory:// us | / memory:// |",
+                 "|---|---|---|---|---|"]
+        lines += [f"| {n} | {summary['median_us'][n]:,.1f} | {summary['p99_us'][n]:,.1f} | "
+                  f"{summary['added_over_memory_us'][n]:+,.1f} | {summary['ratio_to_memory'][n]}x |"
+                  for n in uris]
+        write_results("store_latency", summary, lines)
     return 0
 
 
