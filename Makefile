@@ -4,6 +4,8 @@
 #               their committed outputs checked)
 #   make test-real-servers  the proxy in front of real MLflow and KServe (installs them once)
 #   make notebooks  re-executes the notebooks in place (commit them with their outputs)
+#   make bench  every benchmark in quick mode, one after another (under 10 minutes on 2 cores);
+#               results in benchmarks/results/quick/, a one-line summary per script and the total
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -36,7 +38,7 @@ notebooks: $(STAMP)
 	$(BIN)/python notebooks/execute.py
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/per_query_cost.py
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
