@@ -151,7 +151,7 @@ class ExposureTracker:
             return max(0.0, 1.0 - error / variance)
         if not (answer != UNANSWERED).any():
             return None
-        return float(np.mean(answer == self.labels))
+        return int(np.count_nonzero(answer == self.labels)) / len(answer)  # the mean, exactly
 
 
 __all__ = ["DEFAULT_POINTS", "UNANSWERED", "ExposureTracker"]

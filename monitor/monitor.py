@@ -27,7 +27,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import reduce
+from functools import cached_property, reduce
 
 import numpy as np
 
@@ -42,7 +42,8 @@ from monitor.hashing import duplicate_mask, row_hashes
 from monitor.profile import Profile
 from monitor.scoring import FILL, SUM, UNUSUAL, ScoredRows, Windows, score_rows
 from monitor.settings import MonitorConfig
-from monitor.state import ClientState
+from monitor.state import FLAG_ARRAYS, ClientState
+from monitor.stores.base import check_client_id, decode_state
 from monitor.tails import MIN_PVALUE
 from monitor.units import UnitTracker, variant_limit
 from monitor.verdict import Verdict
@@ -201,8 +202,21 @@ class Monitor:
             store=self.store.stats() if self.store is not None else {})
 
     def flag_status(self, client_id: str) -> FlagStatus | None:
-        """Whether ``client_id`` is flagged, read from its (stored) state; ``None`` if unknown."""
-        state = self.state(client_id)
+        """Whether ``client_id`` is flagged, read from its (stored) state; ``None`` if unknown.
+
+        From a store only the record's flag arrays are decoded (serving asks on every
+        request); an unreadable record takes the full path, which counts and logs it."""
+        state = None
+        if self.store is not None:
+            blob = self.store.get_blob(check_client_id(client_id))
+            if blob is None:
+                return None
+            try:
+                state = ClientState.flag_only(decode_state(blob, only=FLAG_ARRAYS))
+            except (ValueError, KeyError, IndexError, TypeError):
+                state = None
+        if state is None:
+            state = self.state(client_id)
         if state is None:
             return None
         return FlagStatus(state.flagged, float(state.peak_score), state.flag_at,
@@ -384,16 +398,21 @@ class Monitor:
         """Whether a stored state's evidence was written by these tests and detectors."""
         if not Windows(state.windows, state.window_meta).matches(self.tests):
             return False
-        for part in self._stateful_parts():
-            stored = state.detector_state.get(part.name, {})
-            fresh = part.initial_state()
-            if set(stored) != set(fresh) or any(
-                    stored[k].shape[1:] != fresh[k].shape[1:] for k in fresh):
+        for name, expected in self._evidence_layout.items():
+            stored = state.detector_state.get(name, {})
+            if stored.keys() != expected.keys() or any(
+                    stored[k].shape[1:] != shape for k, shape in expected.items()):
                 return False
         if self.exposure is not None and state.detector_state[self.exposure.name][
                 "answer"].shape != fresh_exposure_shape(self.exposure):
             return False
         return True
+
+    @cached_property
+    def _evidence_layout(self) -> dict[str, dict[str, tuple[int, ...]]]:
+        """Each stateful part's arrays and their shapes after the first axis (which grows)."""
+        return {part.name: {k: a.shape[1:] for k, a in part.initial_state().items()}
+                for part in self._stateful_parts()}
 
     def _load_state(self, client_id: str, arrays) -> ClientState:
         """A client's state from stored arrays (or a callable returning them).

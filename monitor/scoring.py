@@ -117,8 +117,9 @@ def score_rows(windows: Windows, pvalues: Mapping[str, np.ndarray], new_unit: np
     if u == 1:  # the online path: a few scalar operations per test
         meta = windows.meta.tolist()
         totals, scores = [], []
-        for t, test in enumerate(tests):
-            y = int(quantised[(test.detector, test.truncation)][0])
+        evidence = [int(quantised[pair][0]) for pair in _plan(tests).pairs]
+        for t, (test, pair) in enumerate(zip(tests, _plan(tests).pair_of_test, strict=True)):
+            y = evidence[pair]
             ring = rings[test.key] if in_place else rings[test.key].copy()
             rings[test.key] = ring
             head, fill, total, unusual = meta[t]
@@ -174,20 +175,39 @@ def score_rows(windows: Windows, pvalues: Mapping[str, np.ndarray], new_unit: np
                       flag=flag)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How one call's p-values become the tests' evidence: the distinct (detector, truncation)
+    pairs of ``tests``, and each test's pair."""
+
+    tests: Sequence[WindowTest]
+    pairs: tuple[tuple[str, float], ...]
+    truncations: np.ndarray
+    pair_of_test: tuple[int, ...]
+
+
+_PLANS: dict[int, _Plan] = {}
+
+
+def _plan(tests: Sequence[WindowTest]) -> _Plan:
+    plan = _PLANS.get(id(tests))
+    if plan is None or plan.tests is not tests:
+        pairs = tuple(dict.fromkeys((t.detector, t.truncation) for t in tests))
+        plan = _Plan(tests, pairs, np.array([[level] for _, level in pairs]),
+                     tuple(pairs.index((t.detector, t.truncation)) for t in tests))
+        if len(_PLANS) > 64:  # monitors come and go in tests; keep the cache small
+            _PLANS.clear()
+        _PLANS[id(tests)] = plan
+    return plan
+
+
 def _quantise(pvalues: Mapping[str, np.ndarray], tests: Sequence[WindowTest]
               ) -> dict[tuple[str, float], np.ndarray]:
-    """Each (detector, truncation)'s quantised unit evidence, one vectorised call per level."""
-    out: dict[tuple[str, float], np.ndarray] = {}
-    levels: dict[float, list[str]] = {}
-    for test in tests:
-        names = levels.setdefault(test.truncation, [])
-        if test.detector not in names:
-            names.append(test.detector)
-    for truncation, names in levels.items():
-        stacked = quantise(np.array([pvalues[name] for name in names], dtype=np.float64),
-                           truncation)
-        out.update({(name, truncation): stacked[i] for i, name in enumerate(names)})
-    return out
+    """Each (detector, truncation)'s quantised unit evidence, in one vectorised call."""
+    plan = _plan(tests)
+    stacked = quantise(np.array([pvalues[name] for name, _ in plan.pairs], dtype=np.float64),
+                       plan.truncations)
+    return {pair: stacked[i] for i, pair in enumerate(plan.pairs)}
 
 
 __all__ = ["FILL", "HEAD", "SUM", "UNUSUAL", "FlagEvent", "ScoredRows", "Windows", "score_rows"]

@@ -376,6 +376,11 @@ class ServingConfig(_Section):
     """Observe after the answer is sent: the request that raises a flag (and any the client
     sends while that observe runs) is answered in full, and the answer no longer waits for
     the monitor. Trades those answers for latency."""
+    inline_rows: Whole = Field(64, ge=0)
+    """Requests of at most this many rows are observed on the event loop when the store is
+    local (memory, SQLite): no worker-thread hop, no GIL hand-over between the loop and a
+    thread. Larger requests, and every request on Redis, are observed in a worker thread so
+    the loop stays free. 0: always in a thread."""
     fail_mode: Literal["open", "closed"] = "open"
     # actions
     degrade_mode: Literal["label", "round", "flatten"] = "flatten"

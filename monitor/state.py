@@ -114,18 +114,6 @@ class ClientState:
     @classmethod
     def from_arrays(cls, arrays) -> ClientState:
         """Read :meth:`to_arrays` output (version 1 records are converted)."""
-        version = int(arrays["version"][0])
-        if version not in (1, STATE_VERSION):
-            raise ValueError(f"client state has version {version}, expected {STATE_VERSION}")
-        counters = [int(v) for v in arrays["counters"]]
-        n_queries, n_distinct, flag_at = counters[:3]
-        exposure_at = counters[3] if len(counters) > 3 else -1
-        n_units = counters[4] if len(counters) > 4 else n_distinct  # older: one unit per query
-        evidence_seen = counters[5] if len(counters) > 5 else 0
-        scores = [float(v) for v in arrays["scores"]] + [0.0, 0.0]
-        score, peak, query_score, peak_query = scores[:4]
-        reason = str(arrays["flag_reason"][0])
-        flag_test = str(arrays["flag_test"][0]) if "flag_test" in arrays else ""
         windows: dict[str, np.ndarray] = {}
         detector_state: dict[str, dict[str, np.ndarray]] = {}
         for name, value in arrays.items():
@@ -136,14 +124,40 @@ class ClientState:
                 detector_state.setdefault(detector, {})[key] = np.asarray(value)
         # version 1's count windows mean nothing to 0.2's tests: only its safety state is read
         return cls(
-            n_queries=n_queries, n_distinct=n_distinct, n_units=n_units,
-            hashes=np.asarray(arrays["hashes"]),
-            windows=windows, detector_state=detector_state, score=score, peak_score=peak,
+            hashes=np.asarray(arrays["hashes"]), windows=windows, detector_state=detector_state,
             window_meta=np.asarray(arrays["window_meta"]) if "window_meta" in arrays
             else np.zeros((0, 4), dtype=np.int64),
-            query_score=query_score, peak_query_score=peak_query,
-            flag_at=None if flag_at < 0 else flag_at, flag_reason=reason or None,
-            flag_test=flag_test or None,
-            exposure_at=None if exposure_at < 0 else exposure_at, evidence_seen=evidence_seen,
-            history=np.asarray(arrays["history"]),
-        )
+            history=np.asarray(arrays["history"]), **_scalars(arrays))
+
+    @classmethod
+    def flag_only(cls, arrays) -> ClientState:
+        """A state with only the counters, scores and flag of a record (its
+        :data:`FLAG_ARRAYS`, decoded without the evidence): what enforcement reads on every
+        request."""
+        return cls(**_scalars(arrays))
+
+
+def _scalars(arrays) -> dict:
+    """The counters, scores and flag fields of a record's arrays."""
+    version = int(arrays["version"][0])
+    if version not in (1, STATE_VERSION):
+        raise ValueError(f"client state has version {version}, expected {STATE_VERSION}")
+    counters = [int(v) for v in arrays["counters"]]
+    n_queries, n_distinct, flag_at = counters[:3]
+    exposure_at = counters[3] if len(counters) > 3 else -1
+    n_units = counters[4] if len(counters) > 4 else n_distinct  # older: one unit per query
+    evidence_seen = counters[5] if len(counters) > 5 else 0
+    scores = [float(v) for v in arrays["scores"]] + [0.0, 0.0]
+    score, peak, query_score, peak_query = scores[:4]
+    reason = str(arrays["flag_reason"][0])
+    flag_test = str(arrays["flag_test"][0]) if "flag_test" in arrays else ""
+    return {"n_queries": n_queries, "n_distinct": n_distinct, "n_units": n_units,
+            "score": score, "peak_score": peak, "query_score": query_score,
+            "peak_query_score": peak_query, "flag_at": None if flag_at < 0 else flag_at,
+            "flag_reason": reason or None, "flag_test": flag_test or None,
+            "exposure_at": None if exposure_at < 0 else exposure_at,
+            "evidence_seen": evidence_seen}
+
+
+FLAG_ARRAYS = ("version", "counters", "scores", "flag_reason", "flag_test")
+"""The arrays of a record :meth:`ClientState.flag_only` reads."""

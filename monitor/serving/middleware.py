@@ -149,6 +149,10 @@ class ExtractionMonitorMiddleware:
                                self.config.webhook_backoff, self.config.webhook_timeout,
                                self.config.alerts_size, self.metrics)
         self.policy = EnforcementPolicy(self.config, limiter=self.store.take)
+        self.inline = bool(getattr(self.store, "quick_calls", False))
+        """Whether the store's calls are local and short enough to make on the event loop
+        (memory, SQLite): small requests then skip the worker-thread hop (Redis: never)."""
+        self._in_threads = 0  # requests' store calls now running in worker threads
         self.flags = FlagCache()
         self.health = StoreHealth(self.metrics)
         self.silence = Silence(self.config.silence_seconds, self.metrics)
@@ -193,13 +197,25 @@ class ExtractionMonitorMiddleware:
         else:
             await MonitoredRequest(self, scope, receive, send, route, method).run()
 
+    async def call(self, inline: bool, fn, *args):
+        """``fn(*args)`` on the event loop when ``inline`` and no request's call is running
+        in a worker thread (the loop must never wait for a client lock a thread holds),
+        else in a worker thread."""
+        if inline and not self._in_threads:
+            return fn(*args)
+        self._in_threads += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, *args)
+        finally:
+            self._in_threads -= 1
+
     # ------------------------------------------------------------------ flags
     async def flag_status(self, client_id: str):
         """The client's flag: from the store, or this worker's cache when the store cannot
         answer (raises StoreUnavailable only when neither knows)."""
         self._maybe_refresh()
         try:
-            status = await anyio.to_thread.run_sync(self.monitor.flag_status, client_id)
+            status = await self.call(self.inline, self.monitor.flag_status, client_id)
         except StoreUnavailable:
             cached = self.flags.get(client_id)
             if cached is not None:
@@ -393,7 +409,8 @@ class MonitoredRequest:
             await self._observe_in_shadow(ex, outputs)
             return
         try:
-            verdict = await anyio.to_thread.run_sync(self._observe, ex.observed, outputs)
+            verdict, decision = await mw.call(self._inline(ex.n_rows), self._observe_and_decide,
+                                              ex.observed, outputs, ex.n_rows)
         except InvalidInput as exc:
             await self.reject(422, "invalid_outputs", str(exc))
             return
@@ -420,7 +437,7 @@ class MonitoredRequest:
             mw.health.failed("state store unreachable; updates buffered in this worker")
         else:
             mw.health.ok()
-        decision = await self._act_on(verdict, ex.n_rows)
+        self._act_on(verdict, decision, ex.n_rows)
         await self._answer(decision, captured, ex.extractor, response_payload, outputs)
         mw.metrics.added_latency.observe(max(0.0, time.perf_counter() - self.started - app_time))
 
@@ -429,7 +446,8 @@ class MonitoredRequest:
         verdict acts from this client's next request. Nothing is sent from here."""
         mw = self.mw
         try:
-            verdict = await anyio.to_thread.run_sync(self._observe, ex.observed, outputs)
+            verdict, decision = await mw.call(self._inline(ex.n_rows), self._observe_and_decide,
+                                              ex.observed, outputs, ex.n_rows)
         except (InvalidInput, StoreUnavailable, StoreWriteError) as exc:
             if isinstance(exc, StoreWriteError):
                 mw.health.failed("state store writes failing", lost=1)
@@ -440,18 +458,22 @@ class MonitoredRequest:
             logger.exception("monitor.observe failed for client %s", self.client_id)
             mw.metrics.observe_errors.inc()
             return
-        await self._act_on(verdict, ex.n_rows)
+        self._act_on(verdict, decision, ex.n_rows)
 
-    async def _act_on(self, verdict, n_rows: int) -> Decision:
-        """The policy's decision on ``verdict``; flags cached, metrics, log and alert."""
+    def _inline(self, n_rows: int) -> bool:
+        """Whether this request's observe runs on the event loop: a few rows on a local
+        store take well under a millisecond, less than a worker-thread hop and the GIL
+        hand-over it costs; larger requests leave the loop free (``[serving] inline_rows``)."""
+        return self.mw.inline and n_rows <= self.mw.config.inline_rows
+
+    def _act_on(self, verdict, decision: Decision, n_rows: int) -> None:
+        """What follows the policy's decision on ``verdict``: flags cached, metrics, log and
+        alert."""
         mw = self.mw
         mw.silence.observed()
-        decision = await anyio.to_thread.run_sync(mw.policy.after_verdict, self.client_id,
-                                                  verdict, n_rows)
         if verdict.flagged or getattr(verdict, "exposure_exceeded", False):
             mw.flags.put(self.client_id, _status_of(verdict))
         mw.record(self.client_id, verdict, n_rows, decision)
-        return decision
 
     async def _unrecognised(self, exc: Unrecognised, body: bytes, early: Decision) -> None:
         """A body no extractor understands: per ``unparseable`` (flagged clients refused)."""
@@ -535,8 +557,15 @@ class MonitoredRequest:
             self.mw.warn_labels_only()
         return payload, outputs
 
+    def _observe_and_decide(self, X, outputs: np.ndarray | None, n_rows: int
+                            ) -> tuple[object, Decision]:
+        """The verdict on these rows and the policy's decision on it, in one call (a
+        decision that starts a throttle writes to the store)."""
+        verdict = self._observe(X, outputs)
+        return verdict, self.mw.policy.after_verdict(self.client_id, verdict, n_rows)
+
     def _observe(self, X, outputs: np.ndarray | None):
-        """``monitor.observe`` (in a worker thread); unusable outputs fall back to ``None``."""
+        """``monitor.observe``; unusable outputs fall back to ``None``."""
         monitor = self.mw.monitor
         if outputs is not None:
             try:

@@ -36,7 +36,7 @@ import threading
 import time
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -93,8 +93,9 @@ def _encoded_header(layout: tuple[tuple[str, str, tuple[int, ...]], ...]) -> byt
     return json.dumps({"arrays": specs}, separators=(",", ":")).encode()
 
 
-def decode_state(blob: bytes) -> dict[str, np.ndarray]:
-    """Arrays from :func:`encode_state`; ``ValueError`` with a one-line reason on bad input."""
+def decode_state(blob: bytes, only: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    """Arrays from :func:`encode_state` (``only``: just those named, when present);
+    ``ValueError`` with a one-line reason on bad input."""
     blob = bytes(blob)
     if len(blob) < _HEADER.size or not blob.startswith(MAGIC):
         raise _corrupt("not an extraction-monitor state record")
@@ -111,6 +112,10 @@ def decode_state(blob: bytes) -> dict[str, np.ndarray]:
         raise _corrupt("record is truncated")
     if end != len(blob):
         raise _corrupt(f"{len(blob) - end} unexpected trailing bytes")
+    if only is not None:  # a few arrays: a copy of each
+        return {name: np.frombuffer(blob, dtype, count=count, offset=start + offset
+                                    ).reshape(shape).copy()
+                for name, dtype, shape, offset, count in layout.arrays if name in only}
     buffer = bytearray(blob)  # one writable copy; every array is a view of its own slice
     return {name: np.frombuffer(buffer, dtype, count=count, offset=start + offset
                                 ).reshape(shape)
@@ -315,6 +320,9 @@ class StateStore(ABC):
     """
 
     scheme = ""
+    quick_calls = False
+    """Whether every call is local and short (no network round trip), so that serving may
+    make it on the event loop for a small request (``[serving] inline_rows``)."""
 
     def __init__(self, ttl_seconds: float | None = None,
                  flag_ttl_seconds: float | None = None) -> None:

@@ -37,6 +37,7 @@ class MemoryStore(StateStore):
     """
 
     scheme = "memory"
+    quick_calls = True  # in-process
 
     def __init__(self, ttl_seconds: float | None = None, clock=time.monotonic,
                  flag_ttl_seconds: float | None = None) -> None:

@@ -123,6 +123,7 @@ class SQLiteStore(StateStore):
     """
 
     scheme = "sqlite"
+    quick_calls = True  # a local file in WAL mode: commits do not wait for the disk
 
     def __init__(self, path: str | os.PathLike, ttl_seconds: float | None = None,
                  busy_timeout: float = 30.0, clock=time.time,
