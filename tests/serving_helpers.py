@@ -46,8 +46,12 @@ def serve_process(args: list[str], token: str, salt: str, startup_timeout: float
     env = {**os.environ, "EXTRACTION_MONITOR_SALT": salt,
            "EXTRACTION_MONITOR_ADMIN_TOKEN": token}
     extra = []
+    scratch = None
     if config is not None:
-        path = Path(workdir or ".") / f"serve-{port}.toml"
+        if workdir is None:  # never leave the config behind in the current folder
+            scratch = tempfile.TemporaryDirectory(prefix="serve-config-")
+            workdir = Path(scratch.name)
+        path = Path(workdir) / f"serve-{port}.toml"
         path.write_text(config)
         extra = ["--config", str(path)]
     log = tempfile.TemporaryFile()  # never a pipe nobody drains
@@ -81,6 +85,8 @@ def serve_process(args: list[str], token: str, salt: str, startup_timeout: float
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
         log.close()
+        if scratch is not None:
+            scratch.cleanup()
 
 
 def raw_request(base: str, method: str, path: str, body: bytes,
