@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from loadgen import (
+    ROOT,
     Server,
     code_state,
     command_line,
@@ -249,7 +250,8 @@ def main(argv: list[str] | None = None) -> dict:
     md.write_text("\n".join(lines) + "\n")
     (out / "flame_served.json").write_text(json.dumps(result, indent=2) + "\n")
     print("\n".join(lines))
-    print(f"\nwrote {svg} and {md}")
+    shown = [os.path.relpath(f, ROOT) if f.is_relative_to(ROOT) else str(f) for f in (svg, md)]
+    print(f"\nwrote {shown[0]} and {shown[1]}")
     return result
 
 

@@ -212,15 +212,15 @@ def main(argv: list[str] | None = None) -> dict:
         "victim": VICTIM, "features": 64, "cpu_threads": 1, "ours": ours,
         "prada_subsample": prada,
         "speedup_vs_prada": ours["queries_per_s_per_core"] / prada["queries_per_s"],
-        "target_queries_per_s_per_core": 50_000,
+        "target_queries_per_s_per_core": 60_000,
     }
     print(f"ours : {ours['queries_per_s_per_core']:,.0f} queries/s per core "
           f"({rows:,} queries, {clients:,} clients, {ours_s:.1f} s incl. partitioning and "
           f"process start; peak RSS {ours['peak_rss_mib']:,.0f} MiB)")
     print(f"PRADA: {prada['queries_per_s']:,.0f} queries/s per core "
           f"(per-query loop on {prada['queries']:,} queries of {prada_clients} clients)")
-    print(f"ratio ours/PRADA: {result['speedup_vs_prada']:.1f}x; target 50,000 q/s/core: "
-          f"{'met' if ours['queries_per_s_per_core'] >= 50_000 else 'MISSED'}")
+    print(f"ratio ours/PRADA: {result['speedup_vs_prada']:.1f}x; target 60,000 q/s/core (issue 14): "
+          f"{'met' if ours['queries_per_s_per_core'] >= 60_000 else 'MISSED'}")
     if not args.no_write:
         write_results("offline_throughput", result)
     return result
