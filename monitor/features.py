@@ -310,6 +310,9 @@ class FeatureSchema:
         except (TypeError, ValueError):
             raise InvalidInput(f"{what} must be numbers (the model's features are numeric); "
                                "send rows of numbers in the profile's column order") from None
+        except OverflowError:  # an integer literal past float64's range
+            raise InvalidInput(f"{what} hold a number too large for a 64-bit float; send "
+                               "values within +-1.8e308") from None
         if X.ndim == 1:
             X = X[None, :]
         self._check_shape(X, what)

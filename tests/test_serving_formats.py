@@ -28,6 +28,7 @@ from monitor.serving import (
     build_proxy_app,
     extractor,
 )
+from monitor.serving.extractors import PredictionsExtractor
 from victims import load_victim
 from victims.app import build_victim_app, build_victim_monitor
 
@@ -148,6 +149,41 @@ def test_an_apps_own_schema_and_metrics_survive_and_the_hook_reads_the_schema(vi
         merged = c.get("/metrics").text  # merged into the app's registry
         assert "app_predictions_total 1.0" in merged
         assert "extraction_monitor_queries_total 2.0" in merged
+
+
+class BrokenRecords(PredictionsExtractor):
+    """A class-based extractor with a bug: its own code raises, not the request's."""
+
+    name = "broken"
+
+    def matches(self, payload):
+        return isinstance(payload, dict) and "records" in payload
+
+    def parse_request(self, payload, feature_names):
+        raise KeyError("a bug in the user's extractor")
+
+
+def test_an_extractor_that_raises_passes_the_request_to_the_app(victim, caplog):
+    X = victim.X_public[:2]
+    body = {"records": [dict(zip(victim.feature_names, r, strict=True)) for r in X.tolist()]}
+    app = records_app(CollectorRegistry(), extractors=(BrokenRecords(), *DEFAULT_EXTRACTORS),
+                      victim=victim, monitor=build_victim_monitor(victim))
+    with running(app) as base, client(base, "buggy") as c:
+        r = c.post("/predict", json=body)
+        assert r.status_code == 200 and np.allclose(r.json()["predictions"], victim.answer(X))
+        text = c.get("/monitor/metrics", headers=ADMIN).text
+        assert 'unobserved_requests_total{reason="extractor_failed"} 1.0' in text
+        assert "extraction_monitor_observe_errors_total 1.0" in text
+    assert any("reading a request on /predict failed" in m.message for m in caplog.records)
+
+
+def test_a_number_past_float64_is_a_422_saying_so(victim):
+    row = ", ".join(["0"] * (victim.X_public.shape[1] - 1) + ["9" * 400])
+    with running(build_victim_app(victim, build_victim_monitor(victim), ServingConfig(
+            salt=SALT), admin_token=TOKEN)) as base, client(base, "big") as c:
+        r = c.post("/predict", content=f'{{"instances": [[{row}]]}}',
+                   headers={"content-type": "application/json"})
+        assert r.status_code == 422 and "too large" in r.text
 
 
 def test_unreadable_bodies_per_policy(victim, caplog):

@@ -386,6 +386,13 @@ class MonitoredRequest:
         except ExtractionError as exc:
             await self.reject(exc.status, exc.reason, str(exc))
             return
+        except Exception as exc:  # an extractor bug must not break the app: read as unreadable
+            logger.exception("reading a request on %s failed", self.route)
+            mw.metrics.observe_errors.inc()
+            await self._unrecognised(Unrecognised(f"the monitor could not read this request "
+                                                  f"({type(exc).__name__})",
+                                                  reason="extractor_failed"), body, early)
+            return
 
         if early.outcome == "throttle":
             admitted = await anyio.to_thread.run_sync(mw.policy.admit, self.client_id,
