@@ -51,3 +51,84 @@ def test_upstream_down_gives_502():
         assert r.status_code == 502
         assert "unreachable" in r.json()["error"]
         assert c.get("/anything").status_code == 502
+
+
+def echo_upstream(delay: float = 0.0):
+    """A raw ASGI upstream that answers what it received (method, raw path, query, headers,
+    body) as JSON over three streamed chunks, after ``delay`` seconds; ``/gzip`` answers a
+    gzip-encoded body with its Content-Encoding."""
+    import asyncio
+    import gzip
+    import json
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await asyncio.sleep(delay)
+        if scope["path"] == "/gzip":
+            packed = gzip.compress(b'{"predictions": [1]}')
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"application/json"), (b"content-encoding", b"gzip"),
+                (b"content-length", str(len(packed)).encode())]})
+            await send({"type": "http.response.body", "body": packed})
+            return
+        seen = json.dumps({
+            "method": scope["method"], "raw_path": scope["raw_path"].decode("latin-1"),
+            "query": scope["query_string"].decode("latin-1"), "body": body.decode("latin-1"),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")]
+                        for k, v in scope["headers"]]}).encode()
+        await send({"type": "http.response.start", "status": 207,
+                    "headers": [(b"content-type", b"application/json"), (b"x-upstream", b"1")]})
+        third = len(seen) // 3
+        for part in (seen[:third], seen[third:2 * third]):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": seen[2 * third:]})
+
+    return app
+
+
+def test_the_proxy_forwards_paths_bodies_and_answers_byte_for_byte():
+    import httpx
+
+    v = load_victim("wine-tree")
+    with running(echo_upstream()) as upstream:
+        app = build_proxy_app(upstream, build_victim_monitor(v), ServingConfig(salt="p"))
+        with running(app) as base, httpx.Client(base_url=base, timeout=30) as c:
+            def chunks():
+                yield b"first,"
+                yield b"second"
+
+            r = c.request("PUT", "/odd%2Fpath/x?q=1&q=2%20&empty=", content=chunks(),
+                          headers={"X-Custom": "kept"})
+            assert r.status_code == 207 and r.headers["x-upstream"] == "1"
+            seen = r.json()
+            assert seen["method"] == "PUT" and seen["raw_path"] == "/odd%2Fpath/x"
+            assert seen["query"] == "q=1&q=2%20&empty=" and seen["body"] == "first,second"
+            names = [k for k, _ in seen["headers"]]
+            assert ["x-custom", "kept"] in seen["headers"]
+            assert "x-forwarded-for" in names and names.count("host") == 1
+            # nothing the proxy's HTTP client would add of its own (an unwatched GET:
+            # only what httpx sent, which includes its own user-agent and accept)
+            sent = {k.lower() for k in c.build_request("PUT", "/").headers}
+            assert set(names) <= sent | {"x-custom", "x-forwarded-for", "transfer-encoding",
+                                         "content-length"}
+            raw = c.get("/gzip", headers={"Accept-Encoding": "gzip"})  # forwarded, not inflated
+            assert raw.headers["content-encoding"] == "gzip"
+            assert raw.json() == {"predictions": [1]}  # httpx inflated what the proxy kept
+
+
+def test_a_slow_upstream_gives_504():
+    v = load_victim("wine-tree")
+    with running(echo_upstream(delay=3.0)) as upstream:
+        app = build_proxy_app(upstream, build_victim_monitor(v), ServingConfig(salt="p"),
+                              timeout=0.5)
+        with running(app) as base, client(base, "k") as c:
+            r = c.get("/anything")
+            assert r.status_code == 504 and "did not answer within 0.5 s" in r.json()["error"]
+            assert upstream.split(":")[-1] not in r.text  # names no host or port
