@@ -14,8 +14,9 @@ and drives them all with the same requests (``--rows`` rows per request, keys
 in alternating rounds in one run (the order rotates each round). After each round the
 script waits until the server's CPU use is quiet, so a shadow server's remaining observes
 never run during another variant's round (that wait is reported as ``drain_s``). Figures
-are medians over rounds; ratios are monitored / plain. Targets (issue 14): throughput
->= 0.85x plain, p99 <= 1.5x plain.
+are medians over rounds; ratios are monitored / plain. Each row also gives the server
+process's CPU time per request (``/proc``), the figure least moved by other load. Targets
+(issue 14): throughput >= 0.85x plain, p99 <= 1.5x plain.
 
     .venv/bin/python benchmarks/serving_latency.py                      (a few minutes)
     .venv/bin/python benchmarks/serving_latency.py --quick              (300 requests, 1 round)
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from loadgen import (
     Server,
+    code_state,
     command_line,
     drive,
     free_port,
@@ -91,17 +93,20 @@ def verdict(ratios: dict) -> dict:
 
 
 def table(summary: dict, variants: list[str]) -> list[str]:
-    lines = ["| server | rps | p50 ms | p99 ms | rps / plain | p99 / plain | drain s | "
-             "throughput >= 0.85x | p99 <= 1.5x |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| server | rps | p50 ms | p99 ms | CPU ms / request | rps / plain | p99 / plain | "
+             "CPU / plain | drain s | throughput >= 0.85x | p99 <= 1.5x |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in ["plain", *variants]:
         s = summary[name]
         r = summary["ratios"].get(name)
-        row = f"| {name} | {s['rps']:,.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
+        row = (f"| {name} | {s['rps']:,.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
+               f"{s['cpu_ms']:.2f} | ")
         if r is None:
-            row += "1 | 1 | - | | |"
+            row += "1 | 1 | 1 | - | | |"
         else:
             v = summary["targets"][name]
-            row += (f"{r['rps']:.2f}x | {r['p99_ms']:.2f}x | {s['drain_s']:.2f} | "
+            row += (f"{r['rps']:.2f}x | {r['p99_ms']:.2f}x | {r['cpu_ms']:.2f}x | "
+                    f"{s['drain_s']:.2f} | "
                     f"{v['throughput']} | {v['p99']} |")
         lines.append(row)
     return lines
@@ -154,12 +159,17 @@ def main(argv: list[str] | None = None) -> dict:
         for r in range(rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
                 server = servers[name]
+                cpu_before = server.cpu_seconds()
                 run = drive(server.port, server.requests[:n_requests], args.concurrency)
                 run["drain_s"] = server.wait_quiet()
+                # the server's own CPU per answer (shadow observes included): unlike rps,
+                # hardly moved by what else the machine runs
+                run["cpu_ms"] = (server.cpu_seconds() - cpu_before) / n_requests * 1e3
                 results[name].append(run)
                 print(f"round {r + 1}/{rounds} {name:<14} {run['rps']:7,.0f} rps  p50 "
                       f"{run['p50_ms']:6.2f} ms  p99 {run['p99_ms']:6.2f} ms  drain "
-                      f"{run['drain_s']:.2f} s", flush=True)
+                      f"{run['drain_s']:.2f} s  server CPU {run['cpu_ms']:.2f} ms/request",
+                      flush=True)
     finally:
         for server in servers.values():
             server.stop()
@@ -167,7 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     summary: dict = {name: median_of_rounds(runs) for name, runs in results.items()}
     summary["ratios"] = {name: {k: summary[name][k] / summary["plain"][k]
-                                for k in ("rps", "p50_ms", "p99_ms")} for name in variants}
+                                for k in ("rps", "p50_ms", "p99_ms", "cpu_ms")}
+                          for name in variants}
     summary["targets"] = {name: verdict(summary["ratios"][name]) for name in variants}
     lines = table(summary, variants)
     print("\n".join(lines))
@@ -176,7 +187,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"p99 {summary['ratios'][n]['p99_ms']:.2f}x ({summary['targets'][n]['p99']})"
         for n in variants))
     result = {
-        "command": command_line(), "victim": args.victim, "variants": variants,
+        "command": command_line(), "code": code_state(), "victim": args.victim,
+        "variants": variants,
         "requests_per_round": n_requests, "rounds": rounds, "warm_up_requests": warm,
         "concurrency": args.concurrency, "clients": args.clients, "rows_per_request": args.rows,
         "load_generator": "benchmarks/loadgen.py (asyncio keep-alive HTTP/1.1, same machine)",
