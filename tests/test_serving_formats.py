@@ -276,3 +276,29 @@ def test_route_option_on_proxy_and_serve(victim, tmp_path):
             r = c.post("/predict", json={"features": victim.X_public[0].tolist()})
             assert r.status_code == 200  # /predict is no longer watched
         assert admin.get("/monitor/clients").json()["total"] == 0
+
+
+def test_the_app_gets_the_rows_the_middleware_read(victim):
+    seen = []
+    app = FastAPI()
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        ex = getattr(request.state, "extraction_monitor_rows", None)
+        seen.append(None if ex is None else ex.X.copy())
+        X = ex.X if ex is not None else np.asarray((await request.json())["instances"])
+        return JSONResponse({"predictions": victim.answer(X).tolist()})
+
+    app.add_middleware(ExtractionMonitorMiddleware, monitor=build_victim_monitor(victim),
+                       config=ServingConfig(salt=SALT), admin_token=TOKEN,
+                       feature_names=list(victim.feature_names))
+    X = victim.X_public[:3]
+    with running(app) as base, client(base, "parsed-once") as c:
+        r = c.post("/predict", json={"instances": X.tolist()})
+        assert r.status_code == 200 and np.allclose(r.json()["predictions"], victim.answer(X))
+        r = c.post("/predict", json={"dataframe_records": [
+            dict(zip(victim.feature_names[::-1], row[::-1], strict=True)) for row in X.tolist()]})
+        assert r.status_code == 200
+    assert len(seen) == 2 and all(s is not None for s in seen)
+    np.testing.assert_array_equal(seen[0], X)
+    np.testing.assert_array_equal(seen[1], X)  # named columns in the profile's order

@@ -12,7 +12,12 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from monitor.serving.extractors import DEFAULT_EXTRACTORS, ExtractionError, extract_rows
+from monitor.serving.extractors import (
+    DEFAULT_EXTRACTORS,
+    REQUEST_ROWS_KEY,
+    ExtractionError,
+    extract_rows,
+)
 from monitor.serving.middleware import BodyTooLarge, ExtractionMonitorMiddleware, read_body
 from monitor.serving.responses import json_bytes
 from monitor.settings import ServingConfig
@@ -72,14 +77,19 @@ def build_victim_app(victim, monitor=None, config: ServingConfig | None = None,
         responses={400: _ERROR, 403: _ERROR, 413: _ERROR, 422: _ERROR, 429: _ERROR})
     async def predict(request: Request) -> JSONResponse:
         """Predict for one or many rows, in the request's own format."""
-        try:
-            body = await read_body(request.scope, request.receive, config.max_body_bytes)
-        except BodyTooLarge:
-            return _error(413, f"request body exceeds {config.max_body_bytes} bytes")
-        try:
-            payload, extractor, X = extract_rows(body or b"", n_features, names, extractors)
-        except ExtractionError as exc:
-            return _error(exc.status, str(exc))
+        read = request.scope.get("state", {}).get(REQUEST_ROWS_KEY)
+        if read is not None and read.rows is None:  # the monitor's parse, as plain numbers
+            payload, extractor, X = read.payload, read.extractor, read.X
+        else:
+            try:
+                body = await read_body(request.scope, request.receive, config.max_body_bytes)
+            except BodyTooLarge:
+                return _error(413, f"request body exceeds {config.max_body_bytes} bytes")
+            try:
+                payload, extractor, X = extract_rows(body or b"", n_features, names,
+                                                     extractors)
+            except ExtractionError as exc:
+                return _error(exc.status, str(exc))
         outputs = np.asarray(victim.answer(X))
         answer = extractor.render_response(outputs, payload, victim.name)
         return _raw(200, answer)

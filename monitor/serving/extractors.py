@@ -38,6 +38,15 @@ does.
 An extractor is any object with ``name``, ``matches(payload)``, ``parse_request(payload,
 feature_names)``, ``parse_response(payload)``, ``rewrite_response(payload, outputs)`` and
 ``render_response(outputs, request_payload, model_name)``; pass your list to the middleware.
+
+**Parsed once.** The middleware hands the app the rows it read: the request's ASGI
+``scope["state"]`` holds the :class:`Extraction` under :data:`REQUEST_ROWS_KEY`, so a
+FastAPI or Starlette app can skip parsing the body again::
+
+    ex = getattr(request.state, "extraction_monitor_rows", None)
+    X = ex.X if ex is not None else parse(await request.body())
+
+``X`` is in the profile's feature order (named columns reordered, values as float64).
 """
 
 from __future__ import annotations
@@ -624,6 +633,11 @@ def find_extractor(payload: Any, extractors=DEFAULT_EXTRACTORS):
         raise Unrecognised("unrecognised request format: expected a JSON object with "
                            f"{', '.join(FORMAT_KEYS)}")
     return found[0]
+
+
+REQUEST_ROWS_KEY = "extraction_monitor_rows"
+"""The key of the monitored request's :class:`Extraction` in the app's ``scope["state"]``
+(``request.state.extraction_monitor_rows`` in FastAPI)."""
 
 
 @dataclass(frozen=True)

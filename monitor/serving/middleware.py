@@ -62,6 +62,8 @@ from monitor.serving.admin import AdminAPI
 from monitor.serving.alerts import Alerter
 from monitor.serving.extractors import (
     DEFAULT_EXTRACTORS,
+    REQUEST_ROWS_KEY,
+    Extraction,
     ExtractionError,
     Unrecognised,
     extract,
@@ -403,7 +405,8 @@ class MonitoredRequest:
 
         captured = Captured()
         app_started = time.perf_counter()
-        await mw.app(identity_encoded(self.scope), replay(body, self.receive), captured.send)
+        await mw.app(identity_encoded(self.scope, ex), replay(body, self.receive),
+                     captured.send)
         app_time = time.perf_counter() - app_started
         if not 200 <= captured.status < 300:  # unanswered queries leak nothing
             await captured.replay(self.send)
@@ -602,11 +605,16 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
-def identity_encoded(scope):
-    """``scope`` asking the app for an uncompressed answer (the monitor must read it)."""
+def identity_encoded(scope, extraction: Extraction | None = None):
+    """``scope`` asking the app for an uncompressed answer (the monitor must read it), with
+    the rows already read in its ``state`` (:data:`~monitor.serving.extractors.REQUEST_ROWS_KEY`)
+    so the app need not parse the body again."""
     headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"accept-encoding"]
     headers.append((b"accept-encoding", b"identity"))
-    return {**scope, "headers": headers}
+    out = {**scope, "headers": headers}
+    if extraction is not None:
+        out["state"] = {**scope.get("state", {}), REQUEST_ROWS_KEY: extraction}
+    return out
 
 
 def decode_request(body: bytes, encoding: bytes | None, limit: int) -> bytes:
