@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from monitor.logs import CLIENT_COLUMN, LogError, _read_json_array, is_json_array, log_format
@@ -48,6 +49,8 @@ DEFAULT_BUFFER_ROWS = 200_000
 TARGET_PARTITION_ROWS = 125_000
 """Rows per partition aimed at by :func:`suggest_partitions`."""
 _TEXT_BYTES_PER_PARTITION = 64 * 2**20
+DEFAULT_COMPRESSION = "snappy"
+"""Parquet codec of partition files that are kept (``extraction-monitor partition``)."""
 
 
 @dataclass
@@ -61,24 +64,52 @@ class PartitionResult:
     rows_per_file: list[int] = field(default_factory=list)
 
 
-def client_partitions(client_ids: np.ndarray, n_partitions: int) -> np.ndarray:
+def client_partitions(client_ids, n_partitions: int) -> np.ndarray:
     """Partition index of each client id: ``blake2b-64(utf-8 id) mod n_partitions``.
 
     Hashes each distinct id once (the loop is over distinct clients, not rows); a missing id
-    (None/NaN) is hashed as ``""``.
+    (None/NaN) is hashed as ``""``. ``client_ids`` is an array or an Arrow (chunked) array; an
+    Arrow string column is dictionary-encoded in Arrow, so no Python string is made per row.
 
     >>> client_partitions(np.array(["alice", "bob", "alice"], dtype=object), 4).tolist()
     [1, 0, 1]
+    >>> client_partitions(pa.array(["alice", None, "bob", "alice"]), 4).tolist()
+    [1, 0, 0, 1]
     """
     if n_partitions < 1:
         raise LogError(f"n_partitions must be at least 1, got {n_partitions}")
+    if isinstance(client_ids, pa.ChunkedArray | pa.Array):
+        if _is_arrow_text(client_ids.type):
+            return _arrow_partitions(client_ids, n_partitions)
+        client_ids = client_ids.to_numpy(zero_copy_only=False)
     codes, uniques = pd.factorize(pd.Series(client_ids, dtype=object), use_na_sentinel=False)
-    digests = np.array([
-        int.from_bytes(hashlib.blake2b(_id_text(u).encode("utf-8"), digest_size=8).digest(),
-                       "little") % n_partitions
-        for u in uniques
-    ], dtype=np.int64)
+    digests = _digests([_id_text(u) for u in uniques], n_partitions)
     return digests[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+
+
+def _is_arrow_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _arrow_partitions(ids: pa.ChunkedArray | pa.Array, n_partitions: int) -> np.ndarray:
+    """:func:`client_partitions` of an Arrow string column: the same numbers, hashing the
+    dictionary (distinct ids) and indexing it with the codes; a null hashes as ``""``."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks() if ids.num_chunks != 1 else ids.chunk(0)
+    if not len(ids):
+        return np.zeros(0, dtype=np.int64)
+    encoded = pc.dictionary_encode(ids, null_encoding="encode")
+    uniques = encoded.dictionary.to_pylist()
+    digests = _digests(["" if u is None else u for u in uniques], n_partitions)
+    return digests[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _digests(texts, n_partitions: int) -> np.ndarray:
+    return np.array([
+        int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(),
+                       "little") % n_partitions
+        for t in texts
+    ], dtype=np.int64)
 
 
 def _id_text(value) -> str:
@@ -177,6 +208,7 @@ def partition_log(
     buffer_rows: int = DEFAULT_BUFFER_ROWS,
     client_column: str | None = None,
     on_progress=None,
+    compression: str = DEFAULT_COMPRESSION,
 ) -> PartitionResult:
     """Hash-partition the log at ``path`` by client into ``out_dir`` (see the module doc).
 
@@ -184,7 +216,9 @@ def partition_log(
     before writing, so memory does not depend on the log size. ``n_partitions`` defaults to
     :func:`suggest_partitions`. ``out_dir`` must be empty or not exist. ``client_column``
     names the client column (default ``client_id``); ``on_progress(rows_done, None)`` is
-    called after each chunk read.
+    called after each chunk read. ``compression`` is the Parquet codec of the files
+    (``"none"`` for files read once and deleted, as ``analyze --out-of-core`` does: float
+    features barely compress and the codec costs more than the bytes it saves).
     """
     client = client_column or CLIENT_COLUMN
     path = Path(path)
@@ -213,7 +247,7 @@ def partition_log(
             if part not in writers:
                 writers[part] = pq.ParquetWriter(  # no dictionaries for float features
                     out_dir / PART_NAME.format(part), schema, use_dictionary=[client],
-                    write_statistics=[client])
+                    write_statistics=[client], compression=compression)
             writers[part].write_table(pa.concat_tables(tables))
         pending.clear()
         n_pending = 0
@@ -228,8 +262,9 @@ def partition_log(
             if on_progress is not None:
                 on_progress(done, None)
             schema = table.schema if schema is None else schema
-            ids = table[client].to_numpy(zero_copy_only=False)
-            part = client_partitions(ids, n)
+            part = client_partitions(table[client], n)
+            if n <= np.iinfo(np.uint16).max:  # a stable sort of 16-bit keys is a radix sort
+                part = part.astype(np.uint16)
             order = np.argsort(part, kind="stable")  # stable: per-client order is kept
             sorted_part = part[order]
             table = table.take(pa.array(order))

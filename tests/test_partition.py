@@ -174,3 +174,33 @@ def test_cli_partition_then_analyze_folder_equals_file(tmp_path, victim, profile
     assert main(["analyze", str(tmp_path / "parts"), *common, "--workers", "0",
                  "--out", str(tmp_path / "x.csv")]) == 2
     assert "--dask-workers must be at least 1" in capsys.readouterr().err
+
+
+def test_arrow_client_column_hashes_like_the_python_ids():
+    import pyarrow as pa
+
+    ids = ["alice", "bob", "", None, "ünï", "alice", None]
+    expected = client_partitions(np.array(ids, dtype=object), 7).tolist()
+    assert client_partitions(pa.array(ids), 7).tolist() == expected
+    assert client_partitions(pa.array(ids, pa.large_string()), 7).tolist() == expected
+    chunked = pa.chunked_array([ids[:3], ids[3:]])
+    assert client_partitions(chunked, 7).tolist() == expected
+    assert client_partitions(pa.array([42, None]), 7).tolist() == \
+        client_partitions(pa.array([42, None]).to_numpy(zero_copy_only=False), 7).tolist()
+    assert client_partitions(pa.array([], pa.string()), 7).tolist() == []
+
+
+def test_uncompressed_partitions_hold_the_same_rows(tmp_path, victim):
+    frame = scale_log(victim, seed=4)
+    write(frame, tmp_path / "log.parquet")
+    snappy = partition_log(tmp_path / "log.parquet", tmp_path / "a", n_partitions=3)
+    plain = partition_log(tmp_path / "log.parquet", tmp_path / "b", n_partitions=3,
+                          compression="none")
+    assert [f.name for f in snappy.files] == [f.name for f in plain.files]
+    for a, b in zip(snappy.files, plain.files, strict=True):
+        pd.testing.assert_frame_equal(pd.read_parquet(a), pd.read_parquet(b))
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(plain.files[0]).metadata.row_group(0)
+    assert {meta.column(j).compression for j in range(meta.num_columns)} == {"UNCOMPRESSED"}
+
