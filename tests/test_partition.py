@@ -204,3 +204,25 @@ def test_uncompressed_partitions_hold_the_same_rows(tmp_path, victim):
     meta = pq.ParquetFile(plain.files[0]).metadata.row_group(0)
     assert {meta.column(j).compression for j in range(meta.num_columns)} == {"UNCOMPRESSED"}
 
+
+def test_a_log_of_one_partition_is_analyzed_without_copying_it(tmp_path, victim, profile,
+                                                               monkeypatch):
+    frame = scale_log(victim, seed=5)
+    write(frame, tmp_path / "log.parquet")
+    expected = analyze_log(read_log(tmp_path / "log.parquet", profile.feature_names_,
+                                    len(profile.classes_)), Monitor(profile))
+    import monitor.engines.partitioned as engine
+
+    def no_partitioning(*args, **kwargs):
+        raise AssertionError("partitioned a one-partition log")
+
+    monkeypatch.setattr(engine, "partition_log", no_partitioning)
+    result = analyze_partitioned(tmp_path / "log.parquet", profile)
+    pd.testing.assert_frame_equal(result.table, expected)
+    assert result.n_partitions == 1 and result.n_skipped == 3
+    result = analyze_partitioned(tmp_path / "log.parquet", profile, n_partitions=1)
+    pd.testing.assert_frame_equal(result.table, expected)
+    monkeypatch.undo()
+    result = analyze_partitioned(tmp_path / "log.parquet", profile, n_partitions=2)
+    pd.testing.assert_frame_equal(result.table, expected)
+    assert result.n_partitions == 2

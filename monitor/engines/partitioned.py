@@ -41,8 +41,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from monitor.analyze import analyze_log
-from monitor.logs import DEFAULT_CHUNK_ROWS, LogError, read_log
-from monitor.partition import partition_files, partition_log
+from monitor.logs import DEFAULT_CHUNK_ROWS, LogError, log_format, read_log
+from monitor.partition import partition_files, partition_log, suggest_partitions
 
 
 def peak_rss_bytes() -> int:
@@ -159,14 +159,24 @@ def analyze_partitions(source: str | Path, executor: Executor,
     ``n_partitions`` (file input only) defaults to
     :func:`monitor.partition.suggest_partitions`; ``on_progress(rows_done, rows_total)`` is
     called after each partition.
+
+    A Parquet log that would make one partition (at most about
+    :data:`~monitor.partition.TARGET_PARTITION_ROWS` rows, or ``n_partitions=1``) is analyzed
+    as it is, without being copied: one partition would hold exactly its rows in their
+    order, so the verdicts are the same and memory is bounded as for any one partition.
+    Temporary partitions are written uncompressed (they are read once, then deleted).
     """
     start = time.perf_counter()
     source = Path(source)
     if source.is_dir():
         return _run(partition_files(source), executor, on_progress, start)
+    if log_format(source) == "parquet" and source.is_file():
+        n = suggest_partitions(source) if n_partitions is None else int(n_partitions)
+        if n == 1:
+            return _run([source], executor, on_progress, start)
     with tempfile.TemporaryDirectory(prefix="em-partitions-", dir=tmp_dir) as tmp:
         parts = partition_log(source, Path(tmp) / "parts", n_partitions,
-                              client_column=client_column)
+                              client_column=client_column, compression="none")
         return _run(parts.files, executor, on_progress, start)
 
 
