@@ -427,3 +427,38 @@ def test_the_index_pages_and_counts_without_decoding(store):
     store.delete("c04")
     assert store.counts() == {"clients": 11, "flagged": 2} and sorted(store.flagged()) == [
         "c00", "c08"]
+
+
+def test_sqlite_checkpoints_in_the_background_and_keeps_the_wal_small(tmp_path):
+    """Commits leave the WAL to a background thread (no request pays for a checkpoint):
+    after each burst of writes it copies the WAL back, so the WAL is reused instead of
+    growing with every write, and an idle store does no checkpoint work."""
+    from monitor.stores.sqlite import AUTOCHECKPOINT_PAGES
+
+    db = tmp_path / "state.db"
+    store = SQLiteStore(db, checkpoint_seconds=0.05)
+    wal = db.with_name(db.name + "-wal")
+    padding = np.zeros(3000)  # about 24 KB per record: six WAL pages per write
+    burst_bytes = 0
+    for burst in range(4):
+        before = store.checkpoints
+        for i in range(150):
+            with store.transaction(f"c{i % 30}") as tx:
+                tx.save({**client_record(burst * 150 + i), "padding": padding})
+        if burst == 0:
+            burst_bytes = wal.stat().st_size  # one burst's frames, nothing checkpointed yet
+        deadline = time.monotonic() + 10
+        while store.checkpoints == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.checkpoints > before
+    # four bursts went through a WAL about one burst long (it restarts once checkpointed)
+    assert wal.stat().st_size < 2 * burst_bytes
+    idle = store.checkpoints
+    time.sleep(0.3)
+    assert store.checkpoints == idle  # nothing written: nothing to do
+    conn = store._connection()
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == AUTOCHECKPOINT_PAGES
+    thread = store._checkpointer
+    store.close()
+    assert thread is not None and not thread.is_alive()
+    assert SQLiteStore(db).get("c0")["counters"][0] == 570  # the last write, kept
