@@ -123,6 +123,7 @@ class ServingMetrics:
         self.store_gauges = {key: Gauge(f"{PREFIX}_store_{key}", doc, registry=r, **summed)
                              for key, doc in STORE_GAUGES.items()}
         self._seen: dict[str, float] = {}
+        self._detector_children: dict[str, object] = {}
         self._sync_lock = threading.Lock()
 
     def sync(self, counters) -> None:
@@ -130,8 +131,11 @@ class ServingMetrics:
         (cheap; call often)."""
         with self._sync_lock:
             for name, value in counters.detector_errors.items():
-                self._advance(f"detector:{name}", self.detector_errors.labels(detector=name),
-                              value)
+                child = self._detector_children.get(name)
+                if child is None:  # the labelled series exists (at 0) from the first sync
+                    child = self._detector_children[name] = self.detector_errors.labels(
+                        detector=name)
+                self._advance(f"detector:{name}", child, value)
             self._advance("corrupt_records", self.corrupt_records, counters.corrupt_records)
             self._advance("evidence_resets", self.evidence_resets, counters.evidence_resets)
             for key, value in counters.store.items():
