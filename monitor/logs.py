@@ -675,8 +675,11 @@ def concat_logs(chunks: Sequence[QueryLog]) -> QueryLog:
     """Join chunks and sort the rows stably by ``(client_id, order)``."""
     if sum(c.n_rows + c.n_skipped_nonfinite for c in chunks) == 0:
         raise LogError("log has no rows; nothing to analyze")
-    ids = np.concatenate([c.client_ids for c in chunks])
-    order = np.concatenate([c.order for c in chunks])
+    def whole(arrays: list[np.ndarray]) -> np.ndarray:  # one chunk: no copy to join it
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+    ids = whole([c.client_ids for c in chunks])
+    order = whole([c.order for c in chunks])
     codes, _ = pd.factorize(ids, sort=True)
     idx = np.lexsort((order, codes))  # lexsort is stable: ties keep file order
     first = chunks[0]
@@ -684,7 +687,7 @@ def concat_logs(chunks: Sequence[QueryLog]) -> QueryLog:
     def joined(name: str):
         if getattr(first, name) is None:
             return None
-        return np.concatenate([getattr(c, name) for c in chunks])[idx]
+        return whole([getattr(c, name) for c in chunks])[idx]
 
     skipped: dict[str, int] = {}
     for c in chunks:
@@ -695,14 +698,14 @@ def concat_logs(chunks: Sequence[QueryLog]) -> QueryLog:
         client_ids=ids[idx],
         order=order[idx],
         order_column=first.order_column,
-        X=np.concatenate([c.X for c in chunks])[idx],
+        X=whole([c.X for c in chunks])[idx],
         proba=joined("proba"),
         labels=joined("labels"),
         feature_columns=first.feature_columns,
         output_columns=first.output_columns,
         n_skipped_nonfinite=sum(c.n_skipped_nonfinite for c in chunks),
         skipped_per_client=dict(sorted(skipped.items())),
-        extra={c: np.concatenate([chunk.extra[c] for chunk in chunks])[idx]
+        extra={c: whole([chunk.extra[c] for chunk in chunks])[idx]
                for c in first.extra},
         time=joined("time"),
         time_column=first.time_column,

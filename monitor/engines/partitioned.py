@@ -106,12 +106,23 @@ class Executor(Protocol):
     def n_workers(self) -> int: ...
 
 
+ONE_READ_ROWS = 262_144
+"""A Parquet partition of at most this many rows is read in one chunk: no chunks to join,
+so one copy of its rows fewer (each copy of a large array is freshly mapped memory, whose
+page faults cost as much as the copy)."""
+
+
 def analyze_file(path: str | Path, profile, config=None, model=None,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS, columns=None) -> tuple[pd.DataFrame, int]:
     """Verdict table of one partition (or any log file) and its number of skipped rows;
-    ``columns`` is the log's :class:`~monitor.logs.LogColumns`."""
+    ``columns`` is the log's :class:`~monitor.logs.LogColumns`. A Parquet file of at most
+    :data:`ONE_READ_ROWS` rows is read in one chunk, larger ones ``chunk_rows`` at a time."""
     from monitor import Monitor
 
+    if log_format(path) == "parquet" and Path(path).is_file():
+        rows = pq.ParquetFile(path).metadata.num_rows
+        if rows <= ONE_READ_ROWS:
+            chunk_rows = max(chunk_rows, rows)
     log = read_log(path, profile.schema_, len(profile.classes_), chunk_rows,
                    columns=columns)
     table = analyze_log(log, Monitor(profile, config=config, model=model))
@@ -210,6 +221,6 @@ def analyze_partitioned(source: str | Path, profile, config=None, model=None,
                               client_column=None if columns is None else columns.client)
 
 
-__all__ = ["EngineResult", "Executor", "InProcess", "PartitionResult", "analyze_file",
-           "analyze_partitioned", "analyze_partitions", "combine_tables", "partition_rows",
+__all__ = ["ONE_READ_ROWS", "EngineResult", "Executor", "InProcess", "PartitionResult",
+           "analyze_file", "analyze_partitioned", "analyze_partitions", "combine_tables", "partition_rows",
            "peak_rss_bytes"]
