@@ -61,15 +61,12 @@ def echo_upstream(delay: float = 0.0):
     import gzip
     import json
 
+    from monitor.serving.middleware import read_body
+
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(scope, receive, 2**20) or b""
         await asyncio.sleep(delay)
         if scope["path"] == "/gzip":
             packed = gzip.compress(b'{"predictions": [1]}')
