@@ -68,6 +68,11 @@ def echo_upstream(delay: float = 0.0):
             return
         body = await read_body(scope, receive, 2**20) or b""
         await asyncio.sleep(delay)
+        if scope["path"] == "/login":  # a session cookie for whoever logs in
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"set-cookie", b"session=alice-secret; Path=/")]})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
         if scope["path"] == "/gzip":
             packed = gzip.compress(b'{"predictions": [1]}')
             await send({"type": "http.response.start", "status": 200, "headers": [
@@ -118,6 +123,21 @@ def test_the_proxy_forwards_paths_bodies_and_answers_byte_for_byte():
             raw = c.get("/gzip", headers={"Accept-Encoding": "gzip"})  # forwarded, not inflated
             assert raw.headers["content-encoding"] == "gzip"
             assert raw.json() == {"predictions": [1]}  # httpx inflated what the proxy kept
+
+
+def test_the_proxy_keeps_no_cookies_between_clients():
+    import httpx
+
+    v = load_victim("wine-tree")
+    with running(echo_upstream()) as upstream:
+        named = upstream.replace("127.0.0.1", "localhost")  # cookie jars skip bare IPs
+        app = build_proxy_app(named, build_victim_monitor(v), ServingConfig(salt="p"))
+        with running(app) as base:
+            with httpx.Client(base_url=base, timeout=30) as alice:
+                assert alice.get("/login").headers["set-cookie"].startswith("session=alice")
+            with httpx.Client(base_url=base, timeout=30) as bob:  # no cookies of his own
+                seen = bob.get("/whoami").json()
+            assert not [v for k, v in seen["headers"] if k == "cookie"]
 
 
 def test_a_slow_upstream_gives_504():

@@ -64,6 +64,8 @@ class ReverseProxy:
                 # streamed answer that keeps coming is not cut off
                 timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout,
                                               sock_read=self.timeout),
+                # no cookie jar: one client's Set-Cookie must never ride on another's request
+                cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,  # forward the upstream's bytes as they are
                 skip_auto_headers=_AUTO_HEADERS)  # forward the client's headers only
         return self._session
