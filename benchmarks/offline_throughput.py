@@ -12,6 +12,8 @@ whole log would take far longer and its per-query cost does not depend on other 
 
 Run:  .venv/bin/python benchmarks/offline_throughput.py            (about 5-10 minutes)
       .venv/bin/python benchmarks/offline_throughput.py --quick    (CI-sized, < 1 minute)
+      .venv/bin/python benchmarks/offline_throughput.py --anchor /tmp/base --repeat 2
+           (the same log also analyzed by the code of checkout /tmp/base, alternating)
       .venv/bin/python benchmarks/offline_throughput.py --rss-rows 4000000   (peak RSS of the
            two out-of-core stages, each in a fresh process; writes offline_rss.{json,md})
 Writes benchmarks/results/offline_throughput.{json,md}.
@@ -74,16 +76,37 @@ def make_log(victim, n_rows: int, n_clients: int, seed: int = 0) -> pd.DataFrame
     return frame
 
 
-def run_cli_analyze(log: Path, profile_dir: Path, out: Path, extra: list[str]) -> tuple[float, str]:
-    """Time `extraction-monitor analyze` in a fresh process; return (seconds, stdout)."""
+def run_cli_analyze(log: Path, profile_dir: Path, out: Path, extra: list[str],
+                    tree: Path = ROOT) -> tuple[float, str]:
+    """Time `extraction-monitor analyze` in a fresh process; return (seconds, stdout).
+    ``tree``: the checkout whose code runs (another one, e.g. a git worktree of the previous
+    commit, to measure an anchor side by side)."""
     cmd = [sys.executable, "-m", "monitor.cli", "analyze", str(log), "--profile",
            str(profile_dir), "--out", str(out), *extra]
+    env = dict(os.environ, PYTHONPATH=str(tree)) if tree != ROOT else None
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tree, check=False, env=env)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"analyze failed: {done.stderr.strip()}")
     return seconds, done.stdout.strip()
+
+
+def child_cpu_seconds() -> float:
+    """User + system CPU seconds of the finished child processes so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_analyze(log: Path, profile_dir: Path, out: Path, tree: Path = ROOT) -> dict:
+    """One end-to-end ``analyze --out-of-core`` run: seconds, CPU seconds, peak RSS."""
+    cpu = child_cpu_seconds()
+    seconds, stdout = run_cli_analyze(log, profile_dir, out, ["--out-of-core"], tree)
+    rss = stdout.rsplit("peak RSS ", 1)[1].split(" MiB")[0].replace(",", "")
+    return {"seconds": seconds, "cpu_seconds": child_cpu_seconds() - cpu,
+            "peak_rss_mib": float(rss), "summary": stdout}
 
 
 def prada_rate(victim, profile, frame: pd.DataFrame, n_clients: int, seed: int = 0) -> dict:
@@ -174,6 +197,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clients", type=int, default=None)
     parser.add_argument("--prada-clients", type=int, default=None)
     parser.add_argument("--no-write", action="store_true", help="do not write results/")
+    parser.add_argument("--anchor", type=Path, default=None, metavar="TREE",
+                        help="also time the same run with the code of checkout TREE (e.g. "
+                             "`git worktree add /tmp/base HEAD~1`), alternating with ours")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="end-to-end runs of ours (and of the anchor); the fastest counts")
     parser.add_argument("--rss-rows", type=int, default=None,
                         help="only measure peak RSS of partitioning an N-row log and "
                              "analyzing its largest partition (written to offline_rss.*)")
@@ -200,23 +228,51 @@ def main(argv: list[str] | None = None) -> dict:
         profile.save(tmp / "profile")
         frame = make_log(victim, rows, clients)
         frame.to_parquet(tmp / "log.parquet", index=False, row_group_size=131_072)
-        ours_s, ours_out = run_cli_analyze(tmp / "log.parquet", tmp / "profile",
-                                           tmp / "verdicts.parquet", ["--out-of-core"])
+        runs, anchor_runs = [], []
+        loadavg_start = Path("/proc/loadavg").read_text().split()[:3] \
+            if Path("/proc/loadavg").exists() else None
+        for _ in range(max(1, args.repeat)):
+            runs.append(timed_analyze(tmp / "log.parquet", tmp / "profile",
+                                      tmp / "verdicts.parquet"))
+            if args.anchor is not None:
+                anchor_runs.append(timed_analyze(tmp / "log.parquet", tmp / "profile",
+                                                 tmp / "anchor.parquet", args.anchor.resolve()))
+        if args.anchor is not None:
+            pd.testing.assert_frame_equal(pd.read_parquet(tmp / "anchor.parquet"),
+                                          pd.read_parquet(tmp / "verdicts.parquet"))
         prada = prada_rate(victim, profile, frame, prada_clients)
-    rss = ours_out.rsplit("peak RSS ", 1)[1].split(" MiB")[0].replace(",", "")
-    ours = {"queries": rows, "clients": clients, "seconds": ours_s,
-            "queries_per_s_per_core": rows / ours_s, "peak_rss_mib": float(rss),
-            "summary": ours_out}
+    best = min(runs, key=lambda r: r["seconds"])
+    ours = {"queries": rows, "clients": clients, "seconds": best["seconds"],
+            "queries_per_s_per_core": rows / best["seconds"],
+            "cpu_seconds": best["cpu_seconds"], "peak_rss_mib": best["peak_rss_mib"],
+            "summary": best["summary"], "all_seconds": [r["seconds"] for r in runs]}
     result = {
         "command": "benchmarks/offline_throughput.py" + (" --quick" if args.quick else ""),
         "victim": VICTIM, "features": 64, "cpu_threads": 1, "ours": ours,
         "prada_subsample": prada,
         "speedup_vs_prada": ours["queries_per_s_per_core"] / prada["queries_per_s"],
         "target_queries_per_s_per_core": 60_000,
+        "loadavg_start": loadavg_start,
     }
+    if anchor_runs:
+        fast = min(anchor_runs, key=lambda r: r["seconds"])
+        result["anchor"] = {"tree": str(args.anchor), "commit": _commit(args.anchor),
+                            "seconds": fast["seconds"],
+                            "queries_per_s_per_core": rows / fast["seconds"],
+                            "cpu_seconds": fast["cpu_seconds"],
+                            "peak_rss_mib": fast["peak_rss_mib"],
+                            "all_seconds": [r["seconds"] for r in anchor_runs],
+                            "verdicts_identical": True}
+        result["speedup_vs_anchor"] = fast["seconds"] / best["seconds"]
+    result["commit"] = _commit(ROOT)
     print(f"ours : {ours['queries_per_s_per_core']:,.0f} queries/s per core "
-          f"({rows:,} queries, {clients:,} clients, {ours_s:.1f} s incl. partitioning and "
+          f"({rows:,} queries, {clients:,} clients, {ours['seconds']:.1f} s incl. partitioning and "
           f"process start; peak RSS {ours['peak_rss_mib']:,.0f} MiB)")
+    if anchor_runs:
+        anchor = result["anchor"]
+        print(f"anchor ({anchor['commit']}): {anchor['queries_per_s_per_core']:,.0f} queries/s "
+              f"per core ({anchor['seconds']:.1f} s, peak RSS {anchor['peak_rss_mib']:,.0f} MiB)"
+              f"; ours/anchor {result['speedup_vs_anchor']:.2f}x, verdicts identical")
     print(f"PRADA: {prada['queries_per_s']:,.0f} queries/s per core "
           f"(per-query loop on {prada['queries']:,} queries of {prada_clients} clients)")
     print(f"ratio ours/PRADA: {result['speedup_vs_prada']:.1f}x; target 60,000 q/s/core (issue 14): "
@@ -224,6 +280,12 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_write:
         write_results("offline_throughput", result)
     return result
+
+
+def _commit(tree: Path) -> str | None:
+    done = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=False)
+    return done.stdout.strip() or None
 
 
 def write_results(name: str, result: dict, lines: list[str] | None = None) -> None:
