@@ -21,7 +21,9 @@ process's CPU time per request (``/proc``), the figure least moved by other load
     .venv/bin/python benchmarks/serving_latency.py                      (a few minutes)
     .venv/bin/python benchmarks/serving_latency.py --quick              (300 requests, 1 round)
     .venv/bin/python benchmarks/serving_latency.py --state sqlite --shadow   (sqlite, sqlite+shadow)
-Writes benchmarks/results/serving_latency.{json,md}.
+    .venv/bin/python benchmarks/serving_latency.py --victim digits-svm   (a costlier model)
+Writes benchmarks/results/serving_latency.{json,md} (serving_latency-VICTIM.* for another
+victim).
 """
 
 from __future__ import annotations
@@ -196,7 +198,9 @@ def main(argv: list[str] | None = None) -> dict:
         "summary": summary, "rounds_raw": results, "loadavg_end": loadavg(),
     }
     if not args.no_write:
-        write_results("serving_latency", result, lines)
+        # another victim's figures go beside the default ones, not over them
+        name = "serving_latency" + ("" if args.victim == "digits-mlp" else f"-{args.victim}")
+        write_results(name, result, lines)
     return result
 
 
