@@ -120,6 +120,8 @@ def test_the_proxy_forwards_paths_bodies_and_answers_byte_for_byte():
             sent = {k.lower() for k in c.build_request("PUT", "/").headers}
             assert set(names) <= sent | {"x-custom", "x-forwarded-for", "transfer-encoding",
                                          "content-length"}
+            seen = c.request("GET", "/with-body", content=chunks()).json()  # chunked GET
+            assert seen["method"] == "GET" and seen["body"] == "first,second"
             raw = c.get("/gzip", headers={"Accept-Encoding": "gzip"})  # forwarded, not inflated
             assert raw.headers["content-encoding"] == "gzip"
             assert raw.json() == {"predictions": [1]}  # httpx inflated what the proxy kept

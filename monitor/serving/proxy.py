@@ -99,7 +99,8 @@ class ReverseProxy:
 
         method = str(scope["method"])
         has_body = method.upper() not in ("GET", "HEAD", "OPTIONS", "TRACE") or any(
-            k.lower() in ("content-length", "transfer-encoding") for k, _ in headers)
+            k.lower() in (b"content-length", b"transfer-encoding")  # as the client sent them
+            for k, _ in scope.get("headers", []))
         try:
             response = await self.session.request(
                 method, URL(target, encoded=True), headers=headers,
