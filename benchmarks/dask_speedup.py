@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
     rows = args.rows or (20_000 if args.quick else 200_000)
     clients = args.clients or (200 if args.quick else 2_000)
     victim, profile = digits_profile()
-    result = {"command": "benchmarks/dask_speedup.py" + (" --quick" if args.quick else ""),
+    command = "benchmarks/dask_speedup.py" + (" --quick" if args.quick else "") + (
+        f" --wait-idle {args.wait_idle:g}" if args.wait_idle else "")
+    result = {"command": command,
               "queries": rows, "clients": clients, "partitions": args.partitions,
               "cpu_count": os.cpu_count(), "loadavg_start": loadavg()}
     with tempfile.TemporaryDirectory(prefix="em-bench-") as tmp:

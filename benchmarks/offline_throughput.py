@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-write", action="store_true", help="do not write results/")
     parser.add_argument("--anchor", type=Path, default=None, metavar="TREE",
                         help="also time the same run with the code of checkout TREE (e.g. "
-                             "`git worktree add /tmp/base HEAD~1`), alternating with ours")
+                             "`git worktree add /tmp/base HEAD~1`), in the order ours, "
+                             "anchor, anchor, ours, ...")
     parser.add_argument("--repeat", type=int, default=1,
                         help="end-to-end runs of ours (and of the anchor); the fastest counts")
     parser.add_argument("--rss-rows", type=int, default=None,
@@ -231,12 +232,13 @@ def main(argv: list[str] | None = None) -> dict:
         runs, anchor_runs = [], []
         loadavg_start = Path("/proc/loadavg").read_text().split()[:3] \
             if Path("/proc/loadavg").exists() else None
-        for _ in range(max(1, args.repeat)):
-            runs.append(timed_analyze(tmp / "log.parquet", tmp / "profile",
-                                      tmp / "verdicts.parquet"))
-            if args.anchor is not None:
-                anchor_runs.append(timed_analyze(tmp / "log.parquet", tmp / "profile",
-                                                 tmp / "anchor.parquet", args.anchor.resolve()))
+        for i in range(max(1, args.repeat)):  # ours, anchor, anchor, ours, ...: no order bias
+            pair = [("ours", ROOT), ("anchor", args.anchor)] if args.anchor is not None \
+                else [("ours", ROOT)]
+            for who, tree in (pair if i % 2 == 0 else pair[::-1]):
+                out = tmp / ("verdicts.parquet" if who == "ours" else "anchor.parquet")
+                (runs if who == "ours" else anchor_runs).append(
+                    timed_analyze(tmp / "log.parquet", tmp / "profile", out, tree.resolve()))
         if args.anchor is not None:
             pd.testing.assert_frame_equal(pd.read_parquet(tmp / "anchor.parquet"),
                                           pd.read_parquet(tmp / "verdicts.parquet"))
@@ -247,7 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
             "cpu_seconds": best["cpu_seconds"], "peak_rss_mib": best["peak_rss_mib"],
             "summary": best["summary"], "all_seconds": [r["seconds"] for r in runs]}
     result = {
-        "command": "benchmarks/offline_throughput.py" + (" --quick" if args.quick else ""),
+        "command": " ".join(["benchmarks/offline_throughput.py", *(argv if argv is not None
+                                                                    else sys.argv[1:])]),
         "victim": VICTIM, "features": 64, "cpu_threads": 1, "ours": ours,
         "prada_subsample": prada,
         "speedup_vs_prada": ours["queries_per_s_per_core"] / prada["queries_per_s"],
