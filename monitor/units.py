@@ -141,11 +141,13 @@ class UnitTracker:
             old_arg = old_arg.tolist()
         escalate = -np.log10(ESCALATION)
         created: list[int] = []  # rows of Z that became leaders, in order
-        roots = state["roots"].astype(np.float64)
-        root_ids = state["root_ids"]
+        created_rows = np.empty_like(Z)  # their coordinates, in order (views, no copies)
+        stored_roots = state["roots"].astype(np.float64)
+        root_rows = np.concatenate([stored_roots, np.empty_like(Z)])  # stored, then new
+        n_root_rows = len(stored_roots)
+        root_ids = state["root_ids"].tolist()
         root_variants = state["root_variants"].tolist()
         variants = state["variants"].tolist()
-        new_roots: list[int] = []  # rows of Z that became roots, in order
         counter = int(state["counter"][0])
         r2 = self.radius ** 2
         for i in range(m):  # sequential by nature: a query may become the next one's leader
@@ -158,11 +160,12 @@ class UnitTracker:
             else:
                 best, owner = np.inf, -1
             if created:
-                recent = created[-self.n_leaders:]
-                d2 = _squared_distances(Z[i:i + 1], Z[recent])[0]
+                n_recent = min(len(created), self.n_leaders)
+                d2 = _squared_distances(Z[i:i + 1], created_rows[len(created) - n_recent:
+                                                                 len(created)])[0]
                 j = int(d2.argmin())
                 if d2[j] < best:
-                    best, owner = float(d2[j]), n_old + len(created) - len(recent) + j
+                    best, owner = float(d2[j]), n_old + len(created) - n_recent + j
             nearest2[i] = best
             if best <= r2:
                 if score[i] <= leader_scores[owner] + escalate:
@@ -173,12 +176,11 @@ class UnitTracker:
                 leader_scores[owner] = score[i]
                 counter += 1
                 new[i] = True
+                created_rows[len(created)] = Z[i]
                 created.append(i)
                 leader_scores.append(score[i])
                 continue
-            if new_roots:  # roots made by this call join the stored ones
-                roots = np.concatenate([roots, Z[new_roots]])[-self.n_roots:]
-                new_roots = []
+            roots = root_rows[max(0, n_root_rows - self.n_roots):n_root_rows]  # the recent
             variant = self._variant_of(Z[i], roots, root_ids)
             if variant is not None:
                 root, key = variant
@@ -187,27 +189,28 @@ class UnitTracker:
                 variants = (variants + [key])[-self.n_variants:]
                 root_variants[root] += 1
             else:
-                new_roots.append(i)
-                root_ids = np.append(root_ids, counter)[-self.n_roots:]
+                root_rows[n_root_rows] = Z[i]
+                n_root_rows += 1
+                root_ids = (root_ids + [counter])[-self.n_roots:]
                 root_variants = (root_variants + [0])[-self.n_roots:]
             counter += 1
             new[i] = True
+            created_rows[len(created)] = Z[i]
             created.append(i)
             leader_scores.append(score[i])
-        if new_roots:
-            roots = np.concatenate([roots, Z[new_roots]])[-self.n_roots:]
         if created:
             state["leaders"] = np.concatenate([old, Z[created]])[-self.n_leaders:].astype(
                 np.float16)
-            state["roots"] = roots.astype(np.float16)
+            state["roots"] = root_rows[max(0, n_root_rows - self.n_roots):n_root_rows].astype(
+                np.float16)
         state["leader_scores"] = np.array(leader_scores[-self.n_leaders:], dtype=np.float16)
-        state["root_ids"] = np.asarray(root_ids, dtype=np.int64)
+        state["root_ids"] = np.array(root_ids, dtype=np.int64)
         state["root_variants"] = np.array(root_variants, dtype=np.int16)
         state["variants"] = np.array(variants, dtype=np.uint64)
         state["counter"] = np.array([counter], dtype=np.int64)
         return UnitAssignment(new_unit=new, nearest_leader=np.sqrt(nearest2))
 
-    def _variant_of(self, z: np.ndarray, roots: np.ndarray, root_ids: np.ndarray
+    def _variant_of(self, z: np.ndarray, roots: np.ndarray, root_ids: list[int]
                     ) -> tuple[int, int] | None:
         """``(root position, hash of (root id, changed features))`` if ``z`` varies at most
         ``max_changed`` features of a recent root, else ``None``."""
@@ -218,7 +221,9 @@ class UnitTracker:
         tolerance = VARIANT_TOLERANCE * self.radius
         # the residual after the k largest deviations are forgiven
         total = np.einsum("ij,ij->i", deviation, deviation)
-        top = -np.partition(-deviation, k - 1, axis=1)[:, :k]
+        negated = -deviation
+        negated.partition(k - 1, axis=1)  # in place: the k largest deviations first
+        top = negated[:, :k]  # negated: the same squares
         residual = total - np.einsum("ij,ij->i", top, top)
         j = int(np.argmin(residual))
         if residual[j] > tolerance ** 2:
