@@ -462,3 +462,26 @@ def test_sqlite_checkpoints_in_the_background_and_keeps_the_wal_small(tmp_path):
     store.close()
     assert thread is not None and not thread.is_alive()
     assert SQLiteStore(db).get("c0")["counters"][0] == 570  # the last write, kept
+
+
+def test_sqlite_keeps_one_index_on_update_time_and_expiry_uses_it(tmp_path):
+    """Every index is one more B-tree update per write: the composite (flagged, updated_at)
+    index serves expiry and the flag listing, and an older database's index on updated_at
+    alone is dropped when it is opened."""
+    db = tmp_path / "state.db"
+    SQLiteStore(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE INDEX client_state_updated_at ON client_state (updated_at)")  # as before
+    conn.close()
+    store = SQLiteStore(db, ttl_seconds=60)
+    c = store._connection()
+    names = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "client_state_updated_at" not in names and "client_state_flagged" in names
+    plan = " ".join(r[-1] for r in c.execute(
+        "EXPLAIN QUERY PLAN DELETE FROM client_state WHERE (flagged = 0 AND updated_at < 1) "
+        "OR (flagged = 1 AND updated_at < 2)"))
+    assert "client_state_flagged" in plan and "SCAN" not in plan
+    with store.transaction("old") as tx:
+        tx.save(client_record(1))
+    store._clock = lambda: time.time() + 120  # past the TTL
+    assert store.expire() == 1 and store.get("old") is None
