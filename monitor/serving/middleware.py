@@ -405,7 +405,7 @@ class MonitoredRequest:
 
         captured = Captured()
         app_started = time.perf_counter()
-        await mw.app(identity_encoded(self.scope, ex), replay(body, self.receive),
+        await mw.app(with_rows(identity_encoded(self.scope), ex), replay(body, self.receive),
                      captured.send)
         app_time = time.perf_counter() - app_started
         if not 200 <= captured.status < 300:  # unanswered queries leak nothing
@@ -605,16 +605,17 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
-def identity_encoded(scope, extraction: Extraction | None = None):
-    """``scope`` asking the app for an uncompressed answer (the monitor must read it), with
-    the rows already read in its ``state`` (:data:`~monitor.serving.extractors.REQUEST_ROWS_KEY`)
-    so the app need not parse the body again."""
+def identity_encoded(scope):
+    """``scope`` asking the app for an uncompressed answer (the monitor must read it)."""
     headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"accept-encoding"]
     headers.append((b"accept-encoding", b"identity"))
-    out = {**scope, "headers": headers}
-    if extraction is not None:
-        out["state"] = {**scope.get("state", {}), REQUEST_ROWS_KEY: extraction}
-    return out
+    return {**scope, "headers": headers}
+
+
+def with_rows(scope, extraction: Extraction):
+    """``scope`` with the rows the middleware read in its ``state``
+    (:data:`~monitor.serving.extractors.REQUEST_ROWS_KEY`): the app need not parse again."""
+    return {**scope, "state": {**scope.get("state", {}), REQUEST_ROWS_KEY: extraction}}
 
 
 def decode_request(body: bytes, encoding: bytes | None, limit: int) -> bytes:
