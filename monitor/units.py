@@ -140,8 +140,8 @@ class UnitTracker:
             old_best = to_old[np.arange(m), old_arg].tolist()
             old_arg = old_arg.tolist()
         escalate = -np.log10(ESCALATION)
-        created: list[int] = []  # rows of Z that became leaders, in order
-        created_rows = np.empty_like(Z)  # their coordinates, in order (views, no copies)
+        created = np.empty_like(Z)  # the queries that became leaders, in order
+        n_created = 0
         stored_roots = state["roots"].astype(np.float64)
         root_rows = np.concatenate([stored_roots, np.empty_like(Z)])  # stored, then new
         n_root_rows = len(stored_roots)
@@ -151,7 +151,7 @@ class UnitTracker:
         counter = int(state["counter"][0])
         r2 = self.radius ** 2
         for i in range(m):  # sequential by nature: a query may become the next one's leader
-            evicted = max(0, n_old + len(created) - self.n_leaders)  # oldest leaders dropped
+            evicted = max(0, n_old + n_created - self.n_leaders)  # oldest leaders dropped
             if evicted == 0 and n_old:
                 best, owner = old_best[i], old_arg[i]
             elif evicted < n_old:
@@ -159,13 +159,12 @@ class UnitTracker:
                 best, owner = float(to_old[i, evicted + j]), evicted + j
             else:
                 best, owner = np.inf, -1
-            if created:
-                n_recent = min(len(created), self.n_leaders)
-                d2 = _squared_distances(Z[i:i + 1], created_rows[len(created) - n_recent:
-                                                                 len(created)])[0]
+            if n_created:
+                n_recent = min(n_created, self.n_leaders)
+                d2 = _squared_distances(Z[i:i + 1], created[n_created - n_recent:n_created])[0]
                 j = int(d2.argmin())
                 if d2[j] < best:
-                    best, owner = float(d2[j]), n_old + len(created) - n_recent + j
+                    best, owner = float(d2[j]), n_old + n_created - n_recent + j
             nearest2[i] = best
             if best <= r2:
                 if score[i] <= leader_scores[owner] + escalate:
@@ -176,8 +175,8 @@ class UnitTracker:
                 leader_scores[owner] = score[i]
                 counter += 1
                 new[i] = True
-                created_rows[len(created)] = Z[i]
-                created.append(i)
+                created[n_created] = Z[i]
+                n_created += 1
                 leader_scores.append(score[i])
                 continue
             roots = root_rows[max(0, n_root_rows - self.n_roots):n_root_rows]  # the recent
@@ -195,12 +194,12 @@ class UnitTracker:
                 root_variants = (root_variants + [0])[-self.n_roots:]
             counter += 1
             new[i] = True
-            created_rows[len(created)] = Z[i]
-            created.append(i)
+            created[n_created] = Z[i]
+            n_created += 1
             leader_scores.append(score[i])
-        if created:
-            state["leaders"] = np.concatenate([old, Z[created]])[-self.n_leaders:].astype(
-                np.float16)
+        if n_created:
+            state["leaders"] = np.concatenate([old, created[:n_created]])[
+                -self.n_leaders:].astype(np.float16)
             state["roots"] = root_rows[max(0, n_root_rows - self.n_roots):n_root_rows].astype(
                 np.float16)
         state["leader_scores"] = np.array(leader_scores[-self.n_leaders:], dtype=np.float16)
