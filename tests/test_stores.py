@@ -349,6 +349,50 @@ def test_a_write_whose_reply_was_lost_is_not_counted_twice(redis_server):
     assert open_store(redis_server.url).get("c")["counters"][0] == 3
 
 
+def test_a_landed_write_whose_reply_was_lost_is_counted_once_after_another_worker_wrote(
+        redis_server):
+    """As above, but another worker writes on top of the landed write before this one is
+    back: Redis' copy no longer equals either record this process knows, so only the lock
+    tells that the write landed (its commit script deleted it). Every query counted once;
+    a write that did not land leaves this process' lock, which recovery releases."""
+    import redis
+
+    ours, theirs = open_store(redis_server.url), open_store(redis_server.url)
+    ours.retry_seconds = 0.0
+    with ours.transaction("c") as tx:
+        tx.save(client_record(1))
+    real = ours._commit_script
+
+    def lands_then_times_out(**kwargs):
+        real(**kwargs)
+        raise redis.exceptions.TimeoutError("reply lost")
+
+    ours._commit_script = lands_then_times_out
+    with ours.transaction("c") as tx:
+        tx.save(client_record(2))  # landed: Redis counts 2
+    ours._commit_script = real
+    with theirs.transaction("c") as tx:  # another worker: one more query on top, 3
+        tx.save(client_record(int(tx.load()["counters"][0]) + 1))
+    with ours.transaction("c") as tx:  # back: Redis' 3 plus nothing new from us
+        assert tx.load()["counters"][0] == 3
+        tx.save(client_record(4))
+    assert theirs.get("c")["counters"][0] == 4 and ours.unsettled == 0
+
+    def never_runs(**kwargs):
+        raise redis.exceptions.TimeoutError("request lost")
+
+    ours._commit_script = never_runs
+    with ours.transaction("c") as tx:
+        tx.save(client_record(5))  # did not land; our lock stays in Redis
+    ours._commit_script = real
+    started = time.monotonic()
+    with ours.transaction("c") as tx:  # no wait for the stale lock; our 5th query kept
+        assert tx.load()["counters"][0] == 5
+        tx.save(client_record(6))
+    assert time.monotonic() - started < 1.0
+    assert theirs.get("c")["counters"][0] == 6 and ours.unsettled == 0
+
+
 def test_redis_outage_fails_closed_when_configured(redis_server):
     store = open_store(redis_server.url + "?on_error=closed&timeout=0.2")
     with store.transaction("c") as tx:

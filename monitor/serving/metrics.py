@@ -27,8 +27,10 @@ STORE_COUNTERS = {
     "missed_updates": "Updates kept only in a worker's local buffer during a store outage.",
     "outages": "State store outages this worker entered.",
     "flushed": "Buffered client states written back to the store after an outage.",
-    "conflicts": "Buffered client states dropped after an outage (another worker won).",
+    "conflicts": "Buffered client states merged after an outage into a copy another worker "
+                 "changed meanwhile (counts and flags kept).",
     "lost_locks": "Updates lost because a store lock expired before the write.",
+    "unsettled": "Writes whose reply was lost, not known to have landed (counted twice if so).",
     "evicted": "Buffered updates lost because the outage buffer was full.",
     "optimistic_retries": "SQLite updates recomputed because another writer won the race.",
 }

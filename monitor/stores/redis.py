@@ -25,7 +25,11 @@ is unchanged since this process last saw it (or missing, e.g. Redis lost it or i
 expired); if another process changed it meanwhile (several workers through one outage),
 the two are merged (:func:`~monitor.stores.base.merge_records`): Redis' evidence is kept,
 the queries this process counted are added, and a flag either raised is kept; counted in
-``conflicts``. Buffered clients are flushed eagerly on recovery, and lazily by their next
+``conflicts``. A write whose reply was lost (a timeout) may or may not have landed; the
+writer's lock tells which (the commit script deletes it only when it writes), so the
+buffered updates are merged onto that write if it landed, and it is never counted twice
+while the outage is shorter than ``lock_seconds`` (longer ones are counted in
+``unsettled``). Buffered clients are flushed eagerly on recovery, and lazily by their next
 transaction. Updates lost because the buffer overflowed are counted in ``evicted``.
 
 **Index.** Each commit also updates sorted sets by score, query count and client id, the
@@ -44,7 +48,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from monitor.stores.base import (
     RecordSummary,
@@ -104,6 +108,10 @@ class _Buffered:
     unconfirmed: bytes | None = None
     """A write whose reply was lost (a timeout): Redis may hold it. If it does, it is the base
     the buffered updates are merged onto, so that write is not counted twice."""
+    token: str | None = None
+    """The lock token of the unconfirmed write: its commit script deletes that lock."""
+    lock_expires: float = 0.0
+    """``time.monotonic()`` before which that lock, had the script not run, still exists."""
 
 
 class RedisStore(StateStore):
@@ -169,6 +177,10 @@ class RedisStore(StateStore):
         self.evicted = 0
         """Buffered updates lost because the local buffer was full (``buffer_size``)."""
         self._next_sweep = 0.0
+        self.unsettled = 0
+        """Writes whose reply was lost and that could not be told landed or not (the outage
+        outlived ``lock_seconds``); if one landed and another worker wrote after it, its
+        queries are counted twice (never lost)."""
         self.lost_locks = 0
         """Updates not written because the per-client lock expired first (holder too slow)."""
 
@@ -251,6 +263,35 @@ class RedisStore(StateStore):
                     self.flushed - flushed_before, self.conflicts)
         return not self.down
 
+    def _settle(self, client_id: str) -> None:
+        """Find out whether a write whose reply was lost landed, from its lock.
+
+        The commit script deletes the writer's lock when (and only when) it writes, and the
+        lock otherwise lives ``lock_seconds``. So while that time has not passed, our lock
+        still in Redis means the write never ran (and the lock is released, so nobody waits
+        for it to expire), and our lock gone means it landed: Redis' copy then descends from
+        it even if other workers wrote since, and the buffered updates are merged onto it
+        rather than onto the older base (which would count the landed write twice). Later
+        than that, the two cannot be told apart and the record's bytes decide, as before:
+        a landed write another worker overwrote is then counted twice, never lost
+        (``unsettled``)."""
+        entry = self._buffered(client_id)
+        if entry is None or entry.unconfirmed is None or entry.token is None:
+            return
+        holder = self.redis.get(self._lock_key(client_id))  # an error: the caller fails over
+        if holder is not None and holder.decode() == entry.token:
+            self._release(client_id, entry.token)
+            settled = replace(entry, unconfirmed=None, token=None)
+        elif time.monotonic() < entry.lock_expires:
+            settled = replace(entry, base=entry.unconfirmed, unconfirmed=None, token=None)
+        else:
+            with self._guard:
+                self.unsettled += 1
+            settled = replace(entry, token=None)
+        with self._guard:
+            if self._buffer.get(client_id) is entry:
+                self._buffer[client_id] = settled
+
     def _merged(self, client_id: str, blob: bytes | None) -> tuple[bytes | None, bool]:
         """Redis' record merged with a buffered one; (record, needs_write)."""
         entry = self._buffered(client_id)
@@ -301,6 +342,8 @@ class RedisStore(StateStore):
             token = os.urandom(16).hex()
             if online:
                 try:
+                    self._settle(client_id)
+                    lock_expires = time.monotonic() + 0.9 * self.lock_ms / 1000
                     redis_blob = self._acquire(client_id, token)
                 except self._errors as exc:
                     self._fail(exc)
@@ -312,9 +355,8 @@ class RedisStore(StateStore):
                 if tx.saved is not None:
                     with self._guard:
                         self.missed_updates += 1
-                    self._remember(client_id, _Buffered(
-                        tx.saved, None if entry is None else entry.base, dirty=True,
-                        unconfirmed=None if entry is None else entry.unconfirmed))
+                    self._remember(client_id, _Buffered(tx.saved, None, dirty=True) if entry is None
+                                   else replace(entry, blob=tx.saved, dirty=True))
                 return
             blob, must_write = self._merged(client_id, redis_blob)
             tx = Transaction(client_id, blob)
@@ -338,9 +380,9 @@ class RedisStore(StateStore):
                 self._fail(exc)
                 with self._guard:
                     self.missed_updates += saved is not None
-                self._remember(client_id, _Buffered(saved or blob, redis_blob,
-                                                    dirty=saved is not None,
-                                                    unconfirmed=saved))
+                self._remember(client_id, _Buffered(
+                    saved or blob, redis_blob, dirty=saved is not None, unconfirmed=saved,
+                    token=None if saved is None else token, lock_expires=lock_expires))
                 return
             if not ok:
                 with self._guard:
@@ -538,7 +580,7 @@ class RedisStore(StateStore):
             buffered = sum(e.dirty for e in self._buffer.values())
         return {"missed_updates": self.missed_updates, "outages": self.outages,
                 "flushed": self.flushed, "conflicts": self.conflicts,
-                "lost_locks": self.lost_locks, "evicted": self.evicted,
+                "lost_locks": self.lost_locks, "unsettled": self.unsettled, "evicted": self.evicted,
                 "buffered_clients": buffered, "down": int(self.down)}
 
     def close(self) -> None:
