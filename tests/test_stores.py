@@ -351,16 +351,22 @@ def test_a_write_whose_reply_was_lost_is_not_counted_twice(redis_server):
 
 def test_a_landed_write_whose_reply_was_lost_is_counted_once_after_another_worker_wrote(
         redis_server):
-    """As above, but another worker writes on top of the landed write before this one is
-    back: Redis' copy no longer equals either record this process knows, so only the lock
-    tells that the write landed (its commit script deleted it). Every query counted once;
-    a write that did not land leaves this process' lock, which recovery releases."""
+    """As above, but Redis goes down with the write applied, and another worker, back
+    first, writes on top: Redis' copy no longer equals either record this process knows,
+    so only the write's token, listed by its commit script, tells that it landed. Every
+    query counted once; a write that did not land leaves this process' lock, which
+    recovery releases; past ``RECENT_WRITES`` later writes it cannot be told (counted
+    twice, never lost)."""
     import redis
 
+    from monitor.stores.redis import RECENT_WRITES
+
     ours, theirs = open_store(redis_server.url), open_store(redis_server.url)
-    ours.retry_seconds = 0.0
+    ours.retry_seconds = theirs.retry_seconds = 0.0
     with ours.transaction("c") as tx:
         tx.save(client_record(1))
+    with theirs.transaction("c"):
+        pass  # theirs sees 1
     real = ours._commit_script
 
     def lands_then_times_out(**kwargs):
@@ -371,26 +377,40 @@ def test_a_landed_write_whose_reply_was_lost_is_counted_once_after_another_worke
     with ours.transaction("c") as tx:
         tx.save(client_record(2))  # landed: Redis counts 2
     ours._commit_script = real
-    with theirs.transaction("c") as tx:  # another worker: one more query on top, 3
-        tx.save(client_record(int(tx.load()["counters"][0]) + 1))
-    with ours.transaction("c") as tx:  # back: Redis' 3 plus nothing new from us
-        assert tx.load()["counters"][0] == 3
-        tx.save(client_record(4))
-    assert theirs.get("c")["counters"][0] == 4 and ours.unsettled == 0
+    redis_server.stop()
+    with ours.transaction("c") as tx:
+        tx.save(client_record(3))  # buffered: one more query of ours
+    with theirs.transaction("c") as tx:
+        tx.save(client_record(3))  # theirs last saw 1: two queries of theirs, buffered
+    redis_server.start()
+    with theirs.transaction("c") as tx:  # back first: 2 (landed) + 2 (theirs) = 4
+        assert tx.load()["counters"][0] == 4
+    with ours.transaction("c") as tx:  # then ours: + 1 = 5, not 6
+        assert tx.load()["counters"][0] == 5
+    assert theirs.get("c")["counters"][0] == 5 and ours.unsettled == 0
 
     def never_runs(**kwargs):
         raise redis.exceptions.TimeoutError("request lost")
 
     ours._commit_script = never_runs
     with ours.transaction("c") as tx:
-        tx.save(client_record(5))  # did not land; our lock stays in Redis
+        tx.save(client_record(6))  # did not land; our lock stays in Redis
     ours._commit_script = real
     started = time.monotonic()
-    with ours.transaction("c") as tx:  # no wait for the stale lock; our 5th query kept
-        assert tx.load()["counters"][0] == 5
-        tx.save(client_record(6))
-    assert time.monotonic() - started < 1.0
-    assert theirs.get("c")["counters"][0] == 6 and ours.unsettled == 0
+    with ours.transaction("c") as tx:  # no wait for the stale lock; our 6th query kept
+        assert tx.load()["counters"][0] == 6
+    assert time.monotonic() - started < 1.0 and ours.unsettled == 0
+
+    ours._commit_script = lands_then_times_out
+    with ours.transaction("c") as tx:
+        tx.save(client_record(7))  # landed, reply lost
+    ours._commit_script = real
+    for n in range(8, 8 + RECENT_WRITES):  # then more writes than the list keeps
+        with theirs.transaction("c") as tx:
+            tx.save(client_record(n))
+    with ours.transaction("c") as tx:  # cannot tell: counted twice, never lost
+        assert tx.load()["counters"][0] > 7 + RECENT_WRITES
+    assert ours.unsettled == 1 and ours.stats()["unsettled"] == 1
 
 
 def test_redis_outage_fails_closed_when_configured(redis_server):

@@ -2,8 +2,9 @@
 
 Atomic read-modify-write: a per-client lock (``SET lock token NX PX``, pipelined with the
 ``GET`` of the record) and a Lua script that writes the new record and releases the lock
-only if the token still matches. Keys are ``<prefix>state:<client>`` and
-``<prefix>lock:<client>`` (prefix ``extraction-monitor:``); idle clients expire through
+only if the token still matches. Keys are ``<prefix>state:<client>``,
+``<prefix>lock:<client>`` and ``<prefix>writes:<client>`` (the tokens of its last writes;
+prefix ``extraction-monitor:``; Redis 6.0.6 or newer); idle clients expire through
 the record's PX time-to-live.
 
 This uses redis-py's *synchronous* client on purpose: the Monitor calls the store from
@@ -25,11 +26,11 @@ is unchanged since this process last saw it (or missing, e.g. Redis lost it or i
 expired); if another process changed it meanwhile (several workers through one outage),
 the two are merged (:func:`~monitor.stores.base.merge_records`): Redis' evidence is kept,
 the queries this process counted are added, and a flag either raised is kept; counted in
-``conflicts``. A write whose reply was lost (a timeout) may or may not have landed; the
-writer's lock tells which (the commit script deletes it only when it writes), so the
-buffered updates are merged onto that write if it landed, and it is never counted twice
-while the outage is shorter than ``lock_seconds`` (longer ones are counted in
-``unsettled``). Buffered clients are flushed eagerly on recovery, and lazily by their next
+``conflicts``. A write whose reply was lost (a timeout) may or may not have landed; each
+commit lists its token among the client's last ``RECENT_WRITES`` writes
+(``<prefix>writes:<client>``), so on recovery the buffered updates are merged onto that
+write if it landed, and it is never counted twice (unless more writes than that followed it
+before this process was back: ``unsettled``). Buffered clients are flushed eagerly on recovery, and lazily by their next
 transaction. Updates lost because the buffer overflowed are counted in ``evicted``.
 
 **Index.** Each commit also updates sorted sets by score, query count and client id, the
@@ -77,6 +78,10 @@ if ARGV[2] ~= '' then
   local t = redis.call('TIME')
   redis.call('ZADD', KEYS[6], tonumber(t[1]) + tonumber(t[2]) / 1e6, id)
   if ARGV[7] == '1' then redis.call('SADD', KEYS[7], id) else redis.call('SREM', KEYS[7], id) end
+  redis.call('LPUSH', KEYS[8], ARGV[1])
+  redis.call('LTRIM', KEYS[8], 0, tonumber(ARGV[8]) - 1)
+  if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[8], ARGV[3])
+  else redis.call('PERSIST', KEYS[8]) end
 end
 redis.call('DEL', KEYS[2])
 return 1
@@ -94,6 +99,9 @@ if new - now > tolerance + 1e-9 then wait = new - now - tolerance else tat = new
 redis.call('SET', KEYS[1], string.format('%.6f', tat), 'PX', math.ceil((tat - now + tolerance) * 1000) + 1000)
 return tostring(wait)
 """
+RECENT_WRITES = 64
+"""Tokens of a client's last writes kept in Redis (``<prefix>writes:<client>``, ~3 KiB), so
+that a writer whose reply was lost can tell whether its write landed."""
 RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -109,9 +117,8 @@ class _Buffered:
     """A write whose reply was lost (a timeout): Redis may hold it. If it does, it is the base
     the buffered updates are merged onto, so that write is not counted twice."""
     token: str | None = None
-    """The lock token of the unconfirmed write: its commit script deletes that lock."""
-    lock_expires: float = 0.0
-    """``time.monotonic()`` before which that lock, had the script not run, still exists."""
+    """The unconfirmed write's token: its commit script, if it ran, listed it in the
+    client's recent writes and deleted the lock it names."""
 
 
 class RedisStore(StateStore):
@@ -178,9 +185,9 @@ class RedisStore(StateStore):
         """Buffered updates lost because the local buffer was full (``buffer_size``)."""
         self._next_sweep = 0.0
         self.unsettled = 0
-        """Writes whose reply was lost and that could not be told landed or not (the outage
-        outlived ``lock_seconds``); if one landed and another worker wrote after it, its
-        queries are counted twice (never lost)."""
+        """Writes whose reply was lost and that could not be told landed or not (more than
+        ``RECENT_WRITES`` writes followed); if one landed, its queries are counted twice
+        (never lost)."""
         self.lost_locks = 0
         """Updates not written because the per-client lock expired first (holder too slow)."""
 
@@ -190,6 +197,9 @@ class RedisStore(StateStore):
 
     def _lock_key(self, client_id: str) -> str:
         return f"{self.prefix}lock:{client_id}"
+
+    def _writes_key(self, client_id: str) -> str:
+        return f"{self.prefix}writes:{client_id}"
 
     def _index_keys(self) -> list[str]:
         """score, n_queries and client-id sorted sets, last-write times, the flagged set."""
@@ -264,30 +274,34 @@ class RedisStore(StateStore):
         return not self.down
 
     def _settle(self, client_id: str) -> None:
-        """Find out whether a write whose reply was lost landed, from its lock.
+        """Find out whether a write whose reply was lost landed.
 
-        The commit script deletes the writer's lock when (and only when) it writes, and the
-        lock otherwise lives ``lock_seconds``. So while that time has not passed, our lock
-        still in Redis means the write never ran (and the lock is released, so nobody waits
-        for it to expire), and our lock gone means it landed: Redis' copy then descends from
-        it even if other workers wrote since, and the buffered updates are merged onto it
-        rather than onto the older base (which would count the landed write twice). Later
-        than that, the two cannot be told apart and the record's bytes decide, as before:
-        a landed write another worker overwrote is then counted twice, never lost
+        Every commit lists its token in the client's last ``RECENT_WRITES`` writes. If the
+        lost write's token is there, it landed: Redis' copy descends from it even if other
+        workers wrote since, and the buffered updates are merged onto it rather than onto
+        the older base (which would count the landed write twice). If not, it never ran
+        (its lock, if still ours, is released, so nobody waits for it to expire). Only when
+        more writes than that followed it can the two not be told apart: the record's
+        bytes decide, as before, and a landed write is then counted twice, never lost
         (``unsettled``)."""
         entry = self._buffered(client_id)
         if entry is None or entry.unconfirmed is None or entry.token is None:
             return
-        holder = self.redis.get(self._lock_key(client_id))  # an error: the caller fails over
-        if holder is not None and holder.decode() == entry.token:
-            self._release(client_id, entry.token)
-            settled = replace(entry, unconfirmed=None, token=None)
-        elif time.monotonic() < entry.lock_expires:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self._lock_key(client_id))
+        pipe.lpos(self._writes_key(client_id), entry.token)
+        pipe.llen(self._writes_key(client_id))
+        holder, position, listed = pipe.execute()  # an error: the caller fails over
+        if position is not None:
             settled = replace(entry, base=entry.unconfirmed, unconfirmed=None, token=None)
+        elif listed < RECENT_WRITES:
+            settled = replace(entry, unconfirmed=None, token=None)
         else:
             with self._guard:
                 self.unsettled += 1
             settled = replace(entry, token=None)
+        if holder is not None and holder.decode() == entry.token:
+            self._release(client_id, entry.token)
         with self._guard:
             if self._buffer.get(client_id) is entry:
                 self._buffer[client_id] = settled
@@ -343,7 +357,6 @@ class RedisStore(StateStore):
             if online:
                 try:
                     self._settle(client_id)
-                    lock_expires = time.monotonic() + 0.9 * self.lock_ms / 1000
                     redis_blob = self._acquire(client_id, token)
                 except self._errors as exc:
                     self._fail(exc)
@@ -373,16 +386,16 @@ class RedisStore(StateStore):
             try:
                 ok = self._commit_script(
                     keys=[self._state_key(client_id), self._lock_key(client_id),
-                          *self._index_keys()],
+                          *self._index_keys(), self._writes_key(client_id)],
                     args=[token, saved or b"", ttl_ms, client_id, summary.score,
-                          summary.n_queries, int(summary.flagged)])
+                          summary.n_queries, int(summary.flagged), RECENT_WRITES])
             except self._errors as exc:
                 self._fail(exc)
                 with self._guard:
                     self.missed_updates += saved is not None
                 self._remember(client_id, _Buffered(
                     saved or blob, redis_blob, dirty=saved is not None, unconfirmed=saved,
-                    token=None if saved is None else token, lock_expires=lock_expires))
+                    token=None if saved is None else token))
                 return
             if not ok:
                 with self._guard:
@@ -446,7 +459,8 @@ class RedisStore(StateStore):
                 self._buffer.pop(client_id, None)
             try:
                 pipe = self.redis.pipeline()
-                pipe.delete(self._state_key(client_id), self._throttle_key(client_id))
+                pipe.delete(self._state_key(client_id), self._throttle_key(client_id),
+                            self._writes_key(client_id))
                 for key in self._index_keys()[:-1]:
                     pipe.zrem(key, client_id)
                 pipe.srem(self._index_keys()[-1], client_id)
