@@ -43,6 +43,7 @@ from monitor.profile import Profile
 from monitor.scoring import FILL, SUM, UNUSUAL, ScoredRows, Windows, score_rows
 from monitor.settings import MonitorConfig
 from monitor.state import FLAG_ARRAYS, ClientState
+from monitor.state_cache import DecodedStates
 from monitor.stores.base import check_client_id, decode_state
 from monitor.tails import MIN_PVALUE
 from monitor.units import UnitTracker, variant_limit
@@ -93,6 +94,12 @@ class MonitorCounters:
     was reset; the flag kept)."""
     store: dict[str, int] = field(default_factory=dict)
     """The state store's own counters (:meth:`monitor.stores.StateStore.stats`)."""
+    reused_states: int = 0
+    """With a store: observes that continued from the state this process wrote last, since the
+    store returned that very record (``decoded_states``; no decode)."""
+    decoded_states: int = 0
+    """With a store: observes that decoded the stored record (another worker wrote it, it was
+    evicted from ``decoded_states``, or the client is new)."""
 
 
 class Monitor:
@@ -147,6 +154,8 @@ class Monitor:
         self._corrupt_records = 0
         self._evidence_resets = 0
         self._states: dict[str, ClientState] = {}
+        self._decoded = DecodedStates(self.config.decoded_states if store is not None else 0)
+        """With a store: the states this process wrote last, kept decoded."""
         self._lock = threading.RLock()
 
     # ----------------------------------------------------------------- what serving reads
@@ -199,7 +208,8 @@ class Monitor:
         return MonitorCounters(
             detector_errors=dict(self.detector_errors), corrupt_records=self._corrupt_records,
             evidence_resets=self._evidence_resets,
-            store=self.store.stats() if self.store is not None else {})
+            store=self.store.stats() if self.store is not None else {},
+            reused_states=self._decoded.hits, decoded_states=self._decoded.misses)
 
     def flag_status(self, client_id: str) -> FlagStatus | None:
         """Whether ``client_id`` is flagged, read from its (stored) state; ``None`` if unknown.
@@ -360,13 +370,16 @@ class Monitor:
         if self.store is not None:
             done = []
 
-            def compute(arrays):  # the store may rerun it (optimistic stores): no side effects
-                state = self._load_state(key, arrays)
+            def compute(record):  # the store may rerun it (optimistic stores): no side effects
+                state = self._decoded.take(key, record) or self._load_state(key, record)
                 done[:] = [state, self._update(state, X, answers, hashes, precomputed)]
                 return state.to_arrays()
 
-            self.store.update(key, compute)  # detectors outside the store's write lock
-            return self._verdict(key, *done)
+            written = self.store.update(key, compute)  # detectors outside the store's lock
+            verdict = self._verdict(key, *done)
+            if written is not None and done[0].prada is None:  # PRADA's sets are not stored
+                self._decoded.put(key, written, done[0])
+            return verdict
         with self._lock:
             state = self._states.get(key)
             if state is None:

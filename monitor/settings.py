@@ -215,6 +215,11 @@ class MonitorConfig(_Section):
     """PRADA alarm threshold on the Shapiro-Wilk W statistic."""
     prada_max_stored: Whole = Field(5_000, ge=10)
     """Safety cap on PRADA's growing sets per client."""
+    decoded_states: Whole = Field(1024, ge=0)
+    """With a state store: clients whose state this process keeps decoded after writing it,
+    so that their next observe, when the store returns that same record, skips decoding it
+    (:mod:`monitor.state_cache`; verdicts are identical). About 20 KiB each with the default
+    detectors; 0 decodes every record."""
 
     @field_validator("detectors")
     @classmethod

@@ -3,6 +3,7 @@ corrupt records, and Redis outages (fail-open buffer and fail-closed)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -549,3 +550,83 @@ def test_sqlite_keeps_one_index_on_update_time_and_expiry_uses_it(tmp_path):
         tx.save(client_record(1))
     store._clock = lambda: time.time() + 120  # past the TTL
     assert store.expire() == 1 and store.get("old") is None
+
+
+def _stream(attack):
+    """Interleaved one-row and few-row calls of three clients (retries included)."""
+    calls = []
+    for i in range(0, 90, 3):
+        calls.append((f"c{i % 9 // 3}", attack[i:i + 1]))
+        calls.append((f"c{(i + 1) % 9 // 3}", attack[i:i + 3]))
+        calls.append((f"c{i % 9 // 3}", attack[i:i + 1]))  # a retry
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+def test_kept_decoded_states_write_the_same_records_as_decoding_each_time(kind, request,
+                                                                          tmp_path, profile,
+                                                                          victim, attack):
+    def new_store(name):
+        if kind == "memory":
+            return open_store("memory://")
+        if kind == "sqlite":
+            return open_store(f"sqlite://{tmp_path}/{name}.db")
+        server = request.getfixturevalue("redis_server")
+        return open_store(server.url + f"?prefix={name}:")
+
+    key = b"k" * 16  # one retry digest key, so that the records can be compared as bytes
+    cached = Monitor(profile, model=victim.model, store=new_store("cached"), digest_key=key)
+    decoding = Monitor(profile, model=victim.model, store=new_store("decoding"),
+                       config=MonitorConfig(decoded_states=0), digest_key=key)
+    for client, rows in _stream(attack):
+        a, b = cached.observe(client, rows), decoding.observe(client, rows)
+        assert json.dumps(a.to_dict(), sort_keys=True) == json.dumps(b.to_dict(),
+                                                                     sort_keys=True)
+        assert cached.store.get_blob(client) == decoding.store.get_blob(client)
+    reused, decoded = cached.counters(), decoding.counters()
+    assert reused.reused_states > 60 and reused.reused_states + reused.decoded_states == 90
+    assert (decoded.reused_states, decoded.decoded_states) == (0, 90)
+    cached.store.close(), decoding.store.close()
+
+
+def test_a_record_written_elsewhere_is_decoded_not_taken_from_the_cache(tmp_path, profile,
+                                                                        victim, attack):
+    uri = f"sqlite://{tmp_path}/shared.db"
+    worker_a = Monitor(profile, model=victim.model, store=open_store(uri))
+    worker_b = Monitor(profile, model=victim.model, store=open_store(uri))
+    alone = Monitor(profile, model=victim.model)  # one process seeing every call
+    for i, worker in enumerate([worker_a, worker_b, worker_a, worker_a, worker_b, worker_a]):
+        rows = attack[5 * i:5 * i + 5]
+        assert worker.observe("mallory", rows).to_dict() == alone.observe("mallory",
+                                                                           rows).to_dict()
+    assert worker_a.counters().reused_states == 1  # only the call right after its own write
+    worker_b.reset("mallory")  # an operator reset from another worker
+    assert worker_a.observe("mallory", attack[40:41]).n_queries == 1
+
+
+def test_a_failed_write_leaves_no_state_in_the_cache(profile, victim, attack):
+    from contextlib import contextmanager
+
+    from monitor.stores.base import StoreWriteError
+
+    class FailingStore(MemoryStore):
+        fail = False
+
+        @contextmanager
+        def transaction(self, client_id):
+            with super().transaction(client_id) as tx:
+                yield tx
+                if self.fail:
+                    self.fail = False
+                    raise StoreWriteError("disk full")
+
+    flaky = Monitor(profile, model=victim.model, store=FailingStore())
+    reference = Monitor(profile, model=victim.model)
+    for i in range(10):
+        flaky.observe("mallory", attack[i]), reference.observe("mallory", attack[i])
+    flaky.store.fail = True
+    with pytest.raises(StoreWriteError):
+        flaky.observe("mallory", attack[50:60])  # lost: neither stored nor cached
+    for i in range(10, 20):
+        assert flaky.observe("mallory", attack[i]).to_dict() == \
+            reference.observe("mallory", attack[i]).to_dict()

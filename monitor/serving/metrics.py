@@ -120,6 +120,12 @@ class ServingMetrics:
         self.corrupt_records = Counter(
             f"{PREFIX}_store_corrupt_records", "Unreadable stored client states (each reset "
             "that client).", registry=r)
+        self.reused_states = Counter(
+            f"{PREFIX}_reused_states", "Observes that continued from the client state this "
+            "worker wrote last, without decoding the stored record.", registry=r)
+        self.decoded_states = Counter(
+            f"{PREFIX}_decoded_states", "Observes that decoded the stored client record.",
+            registry=r)
         self.store_counters = {key: Counter(f"{PREFIX}_store_{key}", doc, registry=r)
                                for key, doc in STORE_COUNTERS.items()}
         self.store_gauges = {key: Gauge(f"{PREFIX}_store_{key}", doc, registry=r, **summed)
@@ -140,6 +146,8 @@ class ServingMetrics:
                 self._advance(f"detector:{name}", child, value)
             self._advance("corrupt_records", self.corrupt_records, counters.corrupt_records)
             self._advance("evidence_resets", self.evidence_resets, counters.evidence_resets)
+            self._advance("reused_states", self.reused_states, counters.reused_states)
+            self._advance("decoded_states", self.decoded_states, counters.decoded_states)
             for key, value in counters.store.items():
                 if key in self.store_counters:
                     self._advance(f"store:{key}", self.store_counters[key], value)

@@ -211,6 +211,48 @@ class CorruptRecord(Mapping):
         return f"CorruptRecord({self.error})"
 
 
+class StoredRecord(Mapping):
+    """A record as read for an update: its bytes (:attr:`blob`), decoded on first access.
+
+    What :meth:`StateStore.update` hands to ``compute``: a mapping of the record's arrays, so
+    a reader that only needs to know *which* record it got (the Monitor's
+    :class:`~monitor.state_cache.DecodedStates` compares :attr:`blob` with what it wrote last)
+    never decodes it. An unreadable record raises its ``ValueError`` on first access, as a
+    :class:`CorruptRecord` does.
+
+    >>> import numpy as np
+    >>> record = StoredRecord(encode_state({"counters": np.array([3, 2, -1])}))
+    >>> record["counters"].tolist(), len(record.blob)
+    ([3, 2, -1], 71)
+    """
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    def _decoded(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = decode_state(self.blob)
+        return self._arrays
+
+    def __getitem__(self, key):
+        return self._decoded()[key]
+
+    def __iter__(self):
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return f"StoredRecord({len(self.blob)} bytes)"
+
+
+def stored_record(blob: bytes | None) -> StoredRecord | None:
+    """The :class:`StoredRecord` of ``blob`` (``None`` for no record)."""
+    return None if blob is None else StoredRecord(blob)
+
+
 def read_record(blob: bytes | None):
     """Decoded arrays, ``None`` for no record, or a :class:`CorruptRecord`."""
     if blob is None:
@@ -334,15 +376,17 @@ class StateStore(ABC):
         self._buckets: dict[str, float] = {}
         self._buckets_lock = threading.Lock()
 
-    def update(self, client_id: str, compute) -> None:
-        """Read-modify-write one client: ``compute(arrays)`` gets the stored arrays (``None``
-        for a new client, or a :class:`CorruptRecord`) and returns the new arrays (``None``:
-        write nothing). It may be called more than once (optimistic stores retry it when
-        another writer won), so it must not have effects outside the state it returns."""
+    def update(self, client_id: str, compute) -> bytes | None:
+        """Read-modify-write one client: ``compute(record)`` gets the stored record (a
+        :class:`StoredRecord`, decoded when read; ``None`` for a new client) and returns the
+        new arrays (``None``: write nothing). It may be called more than once (optimistic
+        stores retry it when another writer won), so it must not have effects outside the
+        state it returns. Returns the record written (``None`` if nothing was)."""
         with self.transaction(client_id) as tx:
-            new = compute(tx.load())
+            new = compute(stored_record(tx.blob))
             if new is not None:
                 tx.save(new)
+        return tx.saved
 
     # ------------------------------------------------------------------ the index
     def summary(self, client_id: str) -> RecordSummary | None:

@@ -43,6 +43,7 @@ from pathlib import Path
 from monitor.stores.base import (
     RecordSummary,
     StateStore,
+    StoredRecord,
     StoreUnavailable,
     StoreWriteError,
     Transaction,
@@ -310,7 +311,7 @@ class SQLiteStore(StateStore):
             raise
         self._maybe_expire()
 
-    def update(self, client_id: str, compute) -> None:
+    def update(self, client_id: str, compute) -> bytes | None:
         """Compute outside the write lock, then compare-and-set (see the module docstring)."""
         check_client_id(client_id)
         conn = self._connection()
@@ -318,9 +319,9 @@ class SQLiteStore(StateStore):
             row = conn.execute(f"SELECT blob, version, {self._LIVE} FROM client_state WHERE "
                                "client_id = ?", (*self._cutoffs(), client_id)).fetchone()
             live = row is not None and bool(row[2])
-            new = compute(read_record(bytes(row[0])) if live else None)
+            new = compute(StoredRecord(bytes(row[0])) if live else None)
             if new is None:
-                return
+                return None
             blob, summary = encode_state(new), summarise(new)
             self._begin(conn)
             try:
@@ -343,9 +344,9 @@ class SQLiteStore(StateStore):
             if cur.rowcount == 1:
                 self._wrote()
                 self._maybe_expire()
-                return
+                return blob
             self.retries += 1
-        super().update(client_id, compute)  # contended: compute under the lock
+        return super().update(client_id, compute)  # contended: compute under the lock
 
     # ------------------------------------------------------------------ reads
     def get_blob(self, client_id: str) -> bytes | None:
