@@ -229,11 +229,11 @@ def server_env() -> dict:
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def code_state() -> dict:
+def code_state(tree: Path = ROOT) -> dict:
     """The commit measured, and whether monitor/ had uncommitted changes (the servers run
-    the work tree's code)."""
+    the work tree's code); of this checkout, or of ``tree``."""
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+        done = subprocess.run(["git", *args], cwd=tree, capture_output=True, text=True,
                               check=False)
         return done.stdout.strip()
 

@@ -32,6 +32,7 @@ BENCHMARKS = ROOT / "benchmarks"
 SCRIPTS = (
     ("per_query_cost.py", ["--quick"], "per_query_cost.json"),
     ("serving_latency.py", ["--quick"], "serving_latency.json"),
+    ("instructions_per_request.py", ["--quick"], "instructions_per_request.json"),
     ("proxy_latency.py", ["--quick"], "proxy_latency.json"),
     ("store_latency.py", ["--rounds", "2"], "store_latency.json"),
     ("offline_throughput.py", ["--quick"], "offline_throughput.json"),
