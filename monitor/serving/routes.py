@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from functools import lru_cache
 from urllib.parse import unquote
 
 from monitor.settings import DEFAULT_ROUTES
@@ -34,11 +35,14 @@ SERVERS = {
 }
 """Which server each default route is for (startup banner)."""
 
+PATHS_CACHED = 1024
 _TOKEN = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}|\*\*|\*")
 
 
+@lru_cache(maxsize=PATHS_CACHED)
 def normalise_path(path: str) -> str:
-    """The path an upstream could route a request to, in one canonical spelling.
+    """The path an upstream could route a request to, in one canonical spelling (the last
+    ``PATHS_CACHED`` paths are kept: clients send a handful).
 
     >>> normalise_path("/a//b/./c/../d/%2570redict/")
     '/a/b/d/predict'
@@ -78,14 +82,21 @@ class RouteTable:
     def __init__(self, routes=DEFAULT_ROUTES) -> None:
         self.routes = tuple(routes)
         self._compiled = [(r, compile_route(r)) for r in self.routes]
+        self._matched: dict[str, str | None] = {}
 
     def match(self, path: str) -> str | None:
         """The first watched route ``path`` (raw or normalised) falls under, else ``None``."""
-        path = normalise_path(path)
-        for route, pattern in self._compiled:
-            if pattern.fullmatch(path):
-                return route
-        return None
+        try:
+            return self._matched[path]
+        except KeyError:
+            pass
+        normalised = normalise_path(path)
+        route = next((route for route, pattern in self._compiled
+                      if pattern.fullmatch(normalised)), None)
+        if len(self._matched) >= PATHS_CACHED:  # bounded: paths are the client's to choose
+            self._matched.clear()
+        self._matched[path] = route
+        return route
 
     def banner(self, formats: list[str]) -> list[str]:
         """One line per watched route and the request formats read there."""
