@@ -210,7 +210,8 @@ def test_metrics_need_the_token_leave_the_apps_metrics_and_hide_scores(victim):
     changed = {line.split("{")[0].split(" ")[0] for line in set(after.splitlines())
                - set(before.splitlines()) if not line.startswith("#")}
     allowed = ("extraction_monitor_requests", "extraction_monitor_queries",
-               "extraction_monitor_added_latency_seconds", "extraction_monitor_clients")
+               "extraction_monitor_added_latency_seconds", "extraction_monitor_clients",
+               "extraction_monitor_reused_states", "extraction_monitor_decoded_states")
     assert changed and all(name.startswith(allowed) for name in changed), changed
 
 
