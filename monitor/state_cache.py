@@ -76,12 +76,5 @@ class DecodedStates:
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
 
 __all__ = ["DecodedStates"]

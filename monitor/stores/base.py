@@ -248,11 +248,6 @@ class StoredRecord(Mapping):
         return f"StoredRecord({len(self.blob)} bytes)"
 
 
-def stored_record(blob: bytes | None) -> StoredRecord | None:
-    """The :class:`StoredRecord` of ``blob`` (``None`` for no record)."""
-    return None if blob is None else StoredRecord(blob)
-
-
 def read_record(blob: bytes | None):
     """Decoded arrays, ``None`` for no record, or a :class:`CorruptRecord`."""
     if blob is None:
@@ -383,7 +378,7 @@ class StateStore(ABC):
         stores retry it when another writer won), so it must not have effects outside the
         state it returns. Returns the record written (``None`` if nothing was)."""
         with self.transaction(client_id) as tx:
-            new = compute(stored_record(tx.blob))
+            new = compute(None if tx.blob is None else StoredRecord(tx.blob))
             if new is not None:
                 tx.save(new)
         return tx.saved

@@ -30,8 +30,8 @@ the queries this process counted are added, and a flag either raised is kept; co
 commit lists its token among the client's last ``RECENT_WRITES`` writes
 (``<prefix>writes:<client>``), so on recovery the buffered updates are merged onto that
 write if it landed, and it is never counted twice (unless more writes than that followed it
-before this process was back: ``unsettled``). Buffered clients are flushed eagerly on recovery, and lazily by their next
-transaction. Updates lost because the buffer overflowed are counted in ``evicted``.
+before this process was back: ``unsettled``). Buffered clients are flushed eagerly on
+recovery, and lazily by their next transaction. Updates lost because the buffer overflowed are counted in ``evicted``.
 
 **Index.** Each commit also updates sorted sets by score, query count and client id, the
 last-write times and the set of flagged clients, so :meth:`RedisStore.counts` is O(1) and
