@@ -636,3 +636,27 @@ def test_a_failed_write_leaves_no_state_in_the_cache(profile, victim, attack):
     for i in range(10, 20):
         assert flaky.observe("mallory", attack[i]).to_dict() == \
             reference.observe("mallory", attack[i]).to_dict()
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_add_its_columns_once(tmp_path):
+    """Every opener of a new file sees the index columns missing; only the first to take the
+    write lock may add them (the others failed with "duplicate column name")."""
+    import threading
+
+    for attempt in range(10):
+        db = tmp_path / f"state-{attempt}.db"
+        barrier, errors = threading.Barrier(6), []
+
+        def open_at_once(db=db, barrier=barrier, errors=errors):
+            barrier.wait()
+            try:
+                SQLiteStore(db).close()
+            except ValueError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=open_at_once) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []

@@ -185,15 +185,22 @@ class SQLiteStore(StateStore):
                              f"{exc.strerror}") from None
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Add the index columns to a database of an older release and fill them."""
-        have = {row[1] for row in conn.execute("PRAGMA table_info(client_state)")}
-        missing = [c for c in COLUMNS if c not in have]
-        if missing:
+        """Add the index columns to a new database or one of an older release, and fill them.
+
+        Processes opening a new file at once all see the columns missing; the columns are
+        looked up again under the write lock, so only the first one adds them."""
+        def missing() -> list[str]:
+            have = {row[1] for row in conn.execute("PRAGMA table_info(client_state)")}
+            return [c for c in COLUMNS if c not in have]
+
+        if missing():
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for column in missing:
+                columns = missing()
+                for column in columns:
                     conn.execute(f"ALTER TABLE client_state ADD COLUMN {column} {COLUMNS[column]}")
-                rows = conn.execute("SELECT client_id, blob FROM client_state").fetchall()
+                rows = (conn.execute("SELECT client_id, blob FROM client_state").fetchall()
+                        if columns else [])
                 for client_id, blob in rows:
                     arrays = read_record(bytes(blob))
                     s = summarise(arrays) if isinstance(arrays, dict) else RecordSummary()
