@@ -65,7 +65,11 @@ ESCALATION = 0.01
 fraction of the unit's smallest so far (at most ``log_100(1e6) = 3`` times per unit)."""
 RADIUS_QUANTILE = 0.05
 """Quantile of held-out 1-NN distances used as the unit radius."""
+SPECULATE_BLOCK = 8
+MAX_SPECULATE_BLOCK = 256
+"""Queries :meth:`UnitTracker.assign` guesses at once: the block doubles while guesses hold."""
 
+_ESCALATE = -float(np.log10(ESCALATION))  # in units of the stored -log10 p-value
 _HASH_PRIME = 0x9E3779B97F4A7C15
 _MASK = (1 << 64) - 1
 
@@ -111,6 +115,10 @@ class UnitTracker:
                 "variants": np.zeros(0, dtype=np.uint64),
                 "counter": np.zeros(1, dtype=np.int64)}
 
+    speculate: ClassVar[bool] = True
+    """Confirm runs of new root units a block at a time (see :meth:`assign`); ``False``
+    assigns one query at a time, the reference the blocks are tested against."""
+
     def assign(self, Z: np.ndarray, state: dict[str, np.ndarray],
                pvalues: np.ndarray | None = None) -> UnitAssignment:
         """Assign distinct queries ``Z`` (scaled, in order) to units, updating ``state``.
@@ -118,96 +126,40 @@ class UnitTracker:
         ``pvalues`` (each query's smallest p-value over the detectors, optional) lets a query
         far more extreme than its unit start a unit of its own (:data:`ESCALATION`).
 
-        Distances to the leaders already stored are computed for the whole batch at once;
-        only queries that start new units take the sequential path (a new leader can absorb
-        the next query). The result equals assigning the queries one call at a time.
+        Sequential by nature: a query may become the next one's leader or root. Most queries
+        of a stream of unrelated records start root units of their own, so the pass first
+        guesses that the next block of queries all do, checks every query of the block
+        against the leaders and roots the guess implies (one array operation), keeps the
+        prefix for which the guess holds and takes the first query that breaks it one at a
+        time. The result equals assigning the queries one call at a time.
         """
         # as stored (half precision; coordinates beyond its range saturate, never overflow)
         Z = np.minimum(np.maximum(np.asarray(Z, dtype=np.float64), -F16_MAX), F16_MAX).astype(
             np.float16).astype(np.float64)
-        m = len(Z)
-        new = np.zeros(m, dtype=bool)
-        nearest2 = np.empty(m)
         # each query's evidence in the stored precision: -log10 of its smallest p-value
-        score = [0.0] * m if pvalues is None else (-np.log10(np.maximum(
+        score = [0.0] * len(Z) if pvalues is None else (-np.log10(np.maximum(
             pvalues, 1e-300))).astype(np.float16).tolist()
-        old = state["leaders"].astype(np.float64)
-        n_old = len(old)
-        leader_scores = state["leader_scores"].tolist()
-        to_old = _squared_distances(Z, old)  # (m, n_old), oldest leader first
-        if n_old:
-            old_arg = to_old.argmin(axis=1)
-            old_best = to_old[np.arange(m), old_arg].tolist()
-            old_arg = old_arg.tolist()
-        escalate = -np.log10(ESCALATION)
-        created = np.empty_like(Z)  # the queries that became leaders, in order
-        n_created = 0
-        stored_roots = state["roots"].astype(np.float64)
-        root_rows = np.concatenate([stored_roots, np.empty_like(Z)])  # stored, then new
-        n_root_rows = len(stored_roots)
-        root_ids = state["root_ids"].tolist()
-        root_variants = state["root_variants"].tolist()
-        variants = state["variants"].tolist()
-        counter = int(state["counter"][0])
-        r2 = self.radius ** 2
-        for i in range(m):  # sequential by nature: a query may become the next one's leader
-            evicted = max(0, n_old + n_created - self.n_leaders)  # oldest leaders dropped
-            if evicted == 0 and n_old:
-                best, owner = old_best[i], old_arg[i]
-            elif evicted < n_old:
-                j = int(to_old[i, evicted:].argmin())
-                best, owner = float(to_old[i, evicted + j]), evicted + j
-            else:
-                best, owner = np.inf, -1
-            if n_created:
-                n_recent = min(n_created, self.n_leaders)
-                d2 = _squared_distances(Z[i:i + 1], created[n_created - n_recent:n_created])[0]
-                j = int(d2.argmin())
-                if d2[j] < best:
-                    best, owner = float(d2[j]), n_old + n_created - n_recent + j
-            nearest2[i] = best
-            if best <= r2:
-                if score[i] <= leader_scores[owner] + escalate:
-                    leader_scores[owner] = max(leader_scores[owner], score[i])
-                    continue
-                # far more extreme than its unit so far: a unit of its own (no variant rule);
-                # the unit's record rises too, so its ball escalates at most 3 times in all
-                leader_scores[owner] = score[i]
-                counter += 1
-                new[i] = True
-                created[n_created] = Z[i]
-                n_created += 1
-                leader_scores.append(score[i])
+        run = _Pass(self, Z, score, state)
+        i, block, wait, misses = 0, SPECULATE_BLOCK, 0, 0
+        while i < len(Z):
+            if not self.speculate or wait or len(Z) - i < 2:
+                run.step(i)
+                i += 1
+                wait = max(0, wait - 1)
                 continue
-            roots = root_rows[max(0, n_root_rows - self.n_roots):n_root_rows]  # the recent
-            variant = self._variant_of(Z[i], roots, root_ids)
-            if variant is not None:
-                root, key = variant
-                if key in variants or root_variants[root] >= MAX_VARIANTS_PER_ROOT:
-                    continue
-                variants = (variants + [key])[-self.n_variants:]
-                root_variants[root] += 1
-            else:
-                root_rows[n_root_rows] = Z[i]
-                n_root_rows += 1
-                root_ids = (root_ids + [counter])[-self.n_roots:]
-                root_variants = (root_variants + [0])[-self.n_roots:]
-            counter += 1
-            new[i] = True
-            created[n_created] = Z[i]
-            n_created += 1
-            leader_scores.append(score[i])
-        if n_created:
-            state["leaders"] = np.concatenate([old, created[:n_created]])[
-                -self.n_leaders:].astype(np.float16)
-            state["roots"] = root_rows[max(0, n_root_rows - self.n_roots):n_root_rows].astype(
-                np.float16)
-        state["leader_scores"] = np.array(leader_scores[-self.n_leaders:], dtype=np.float16)
-        state["root_ids"] = np.array(root_ids, dtype=np.int64)
-        state["root_variants"] = np.array(root_variants, dtype=np.int16)
-        state["variants"] = np.array(variants, dtype=np.uint64)
-        state["counter"] = np.array([counter], dtype=np.int64)
-        return UnitAssignment(new_unit=new, nearest_leader=np.sqrt(nearest2))
+            stop = min(len(Z), i + block)
+            confirmed = run.new_roots(i, stop)
+            i += confirmed
+            if i == stop:  # the guess held for the whole block: try a longer one
+                block = min(2 * block, MAX_SPECULATE_BLOCK)
+                continue
+            run.step(i)  # the query that broke the guess
+            i += 1
+            block = max(SPECULATE_BLOCK, 2 * confirmed)
+            # a stream of near-duplicates breaks every guess at once: back off, 2, 4, 8, ...
+            misses = 0 if confirmed else misses + 1
+            wait = min(MAX_SPECULATE_BLOCK, 2 ** misses) if misses else 0
+        return run.finish(state)
 
     def _variant_of(self, z: np.ndarray, roots: np.ndarray, root_ids: list[int]
                     ) -> tuple[int, int] | None:
@@ -215,25 +167,179 @@ class UnitTracker:
         ``max_changed`` features of a recent root, else ``None``."""
         if not len(roots) or self.max_changed < 1:
             return None
-        deviation = np.abs(roots - z)
-        k = self.max_changed
+        deviation, residual = self._residuals(roots, z)
         tolerance = VARIANT_TOLERANCE * self.radius
-        # the residual after the k largest deviations are forgiven
-        total = np.einsum("ij,ij->i", deviation, deviation)
-        negated = -deviation
-        negated.partition(k - 1, axis=1)  # in place: the k largest deviations first
-        top = negated[:, :k]  # negated: the same squares
-        residual = total - np.einsum("ij,ij->i", top, top)
         j = int(np.argmin(residual))
         if residual[j] > tolerance ** 2:
             return None
         # the changed features: the forgiven ones that moved beyond the tolerance
-        changed = np.sort(np.argsort(-deviation[j], kind="stable")[:k])
+        changed = np.sort(np.argsort(-deviation[j], kind="stable")[:self.max_changed])
         changed = changed[deviation[j, changed] > tolerance]
         key = ((int(root_ids[j]) + 1) * _HASH_PRIME) & _MASK
         for feature in changed.tolist():
             key = ((key ^ (feature + 1)) * _HASH_PRIME) & _MASK
         return j, key
+
+    def _residuals(self, roots: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``|roots - z|`` and the squared deviation left once the ``max_changed`` largest
+        are forgiven, per root; ``roots`` (..., n, d) against ``z`` (..., d)."""
+        deviation = np.abs(roots - z[..., None, :])
+        total = np.einsum("...k,...k->...", deviation, deviation)
+        negated = -deviation
+        negated.partition(self.max_changed - 1, axis=-1)  # in place: the largest first
+        top = negated[..., :self.max_changed]  # negated: the same squares
+        return deviation, total - np.einsum("...k,...k->...", top, top)
+
+
+class _Pass:
+    """One :meth:`UnitTracker.assign` call's working state: the stored leaders and roots, and
+    what the call adds to them (buffers with counts, so nothing is copied per query)."""
+
+    def __init__(self, tracker: UnitTracker, Z: np.ndarray, score: list[float],
+                 state: dict[str, np.ndarray]) -> None:
+        m = len(Z)
+        self.tracker, self.Z, self.score = tracker, Z, score
+        self.new = np.zeros(m, dtype=bool)
+        self.nearest2 = np.empty(m)
+        self.misses = 0
+        self.old = state["leaders"].astype(np.float64)
+        self.n_old = len(self.old)
+        self.leader_scores = state["leader_scores"].tolist()
+        self.to_old = _squared_distances(Z, self.old)  # (m, n_old), oldest leader first
+        if self.n_old:
+            old_arg = self.to_old.argmin(axis=1)
+            self.old_best = self.to_old[np.arange(m), old_arg].tolist()
+            self.old_arg = old_arg.tolist()
+        self.created = np.empty_like(Z)  # the queries that became leaders, in order
+        self.n_created = 0
+        stored_roots = state["roots"].astype(np.float64)
+        self.root_rows = np.concatenate([stored_roots, np.empty_like(Z)])  # stored, then new
+        self.n_root_rows = len(stored_roots)
+        self.root_ids = state["root_ids"].tolist()
+        self.root_variants = state["root_variants"].tolist()
+        self.variants = state["variants"].tolist()
+        self.counter = int(state["counter"][0])
+
+    def step(self, i: int) -> None:
+        """Assign query ``i`` alone."""
+        t, z = self.tracker, self.Z[i]
+        n_old, n_created = self.n_old, self.n_created
+        evicted = max(0, n_old + n_created - t.n_leaders)  # oldest leaders dropped
+        if evicted == 0 and n_old:
+            best, owner = self.old_best[i], self.old_arg[i]
+        elif evicted < n_old:
+            j = int(self.to_old[i, evicted:].argmin())
+            best, owner = float(self.to_old[i, evicted + j]), evicted + j
+        else:
+            best, owner = np.inf, -1
+        if n_created:
+            n_recent = min(n_created, t.n_leaders)
+            d2 = _squared_distances(z[None], self.created[n_created - n_recent:n_created])[0]
+            j = int(d2.argmin())
+            if d2[j] < best:
+                best, owner = float(d2[j]), n_old + n_created - n_recent + j
+        self.nearest2[i] = best
+        score, leader_scores = self.score[i], self.leader_scores
+        if best <= t.radius ** 2:
+            if score <= leader_scores[owner] + _ESCALATE:
+                leader_scores[owner] = max(leader_scores[owner], score)
+                return
+            # far more extreme than its unit so far: a unit of its own (no variant rule);
+            # the unit's record rises too, so its ball escalates at most 3 times in all
+            leader_scores[owner] = score
+            self._created(i, 1)
+            return
+        roots = self.root_rows[max(0, self.n_root_rows - t.n_roots):self.n_root_rows]
+        variant = t._variant_of(z, roots, self.root_ids)
+        if variant is None:
+            self._rooted(i, 1)
+            return
+        root, key = variant
+        if key in self.variants or self.root_variants[root] >= MAX_VARIANTS_PER_ROOT:
+            return
+        self.variants = (self.variants + [key])[-t.n_variants:]
+        self.root_variants[root] += 1
+        self._created(i, 1)
+
+    def new_roots(self, start: int, stop: int) -> int:
+        """Guess that queries ``start:stop`` all start root units; keep the longest prefix for
+        which the guess holds and return its length.
+
+        Query ``start + k`` is then compared with the leaders and roots that the state holds
+        plus queries ``start:start + k`` (the most recent ``n_leaders`` and ``n_roots``), with
+        the same per-pair arithmetic as :meth:`step`."""
+        t = self.tracker
+        Zb = self.Z[start:stop]
+        k = np.arange(len(Zb))
+        # leaders: the window of the last n_leaders before the block, then the block
+        base = self.n_old + self.n_created
+        lo = max(0, base - t.n_leaders)
+        leaders = np.concatenate([self.old[min(lo, self.n_old):],
+                                  self.created[max(0, lo - self.n_old):self.n_created], Zb[:-1]])
+        best = _windowed_min(leaders, base - lo + k, t.n_leaders, Zb, _squared_rows)
+        holds = best > t.radius ** 2
+        if t.max_changed >= 1:
+            base = self.n_root_rows
+            lo = max(0, base - t.n_roots)
+            roots = np.concatenate([self.root_rows[lo:base], Zb[:-1]])
+            residual = _windowed_min(roots, base - lo + k, t.n_roots, Zb,
+                                     lambda rows, Z: t._residuals(rows, Z)[1])
+            holds &= residual > (VARIANT_TOLERANCE * t.radius) ** 2
+        n = len(Zb) if holds.all() else int(holds.argmin())
+        self.nearest2[start:start + n] = best[:n]
+        self._rooted(start, n)
+        return n
+
+    def _created(self, start: int, n: int) -> None:
+        """Queries ``start:start + n`` start units: they become leaders."""
+        self.new[start:start + n] = True
+        self.created[self.n_created:self.n_created + n] = self.Z[start:start + n]
+        self.n_created += n
+        self.leader_scores.extend(self.score[start:start + n])
+        self.counter += n
+
+    def _rooted(self, start: int, n: int) -> None:
+        """Queries ``start:start + n`` start root units: leaders and roots."""
+        t = self.tracker
+        self.root_rows[self.n_root_rows:self.n_root_rows + n] = self.Z[start:start + n]
+        self.n_root_rows += n
+        self.root_ids = (self.root_ids + list(range(self.counter, self.counter + n)))[-t.n_roots:]
+        self.root_variants = (self.root_variants + [0] * n)[-t.n_roots:]
+        self._created(start, n)
+
+    def finish(self, state: dict[str, np.ndarray]) -> UnitAssignment:
+        """Write the pass back into ``state`` (bounded) and return the assignment."""
+        t = self.tracker
+        if self.n_created:
+            state["leaders"] = np.concatenate([self.old, self.created[:self.n_created]])[
+                -t.n_leaders:].astype(np.float16)
+            state["roots"] = self.root_rows[max(0, self.n_root_rows - t.n_roots):
+                                            self.n_root_rows].astype(np.float16)
+        state["leader_scores"] = np.array(self.leader_scores[-t.n_leaders:], dtype=np.float16)
+        state["root_ids"] = np.array(self.root_ids, dtype=np.int64)
+        state["root_variants"] = np.array(self.root_variants, dtype=np.int16)
+        state["variants"] = np.array(self.variants, dtype=np.uint64)
+        state["counter"] = np.array([self.counter], dtype=np.int64)
+        return UnitAssignment(new_unit=self.new, nearest_leader=np.sqrt(self.nearest2))
+
+
+def _windowed_min(rows: np.ndarray, ends: np.ndarray, width: int, Z: np.ndarray,
+                  measure) -> np.ndarray:
+    """Per query ``Z[k]``: the smallest ``measure`` over ``rows[ends[k] - width:ends[k]]``
+    (the part of that window at or after row 0), ``inf`` over an empty window."""
+    window = ends[:, None] - width + np.arange(width)[None, :]  # (len(Z), width) row numbers
+    if not len(rows):
+        return np.full(len(Z), np.inf)
+    values = measure(rows[np.maximum(window, 0)], Z)
+    values[window < 0] = np.inf
+    return values.min(axis=1)
+
+
+def _squared_rows(rows: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """``rows[k, j]``'s squared distance to ``Z[k]``: the sums :func:`_squared_distances`
+    makes (the same pairs, the same order of addition)."""
+    diff = rows - Z[:, None, :]
+    return np.einsum("ijk,ijk->ij", diff, diff)
 
 
 def _squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
