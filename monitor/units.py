@@ -201,7 +201,6 @@ class _Pass:
         self.tracker, self.Z, self.score = tracker, Z, score
         self.new = np.zeros(m, dtype=bool)
         self.nearest2 = np.empty(m)
-        self.misses = 0
         self.old = state["leaders"].astype(np.float64)
         self.n_old = len(self.old)
         self.leader_scores = state["leader_scores"].tolist()
