@@ -28,8 +28,8 @@ from monitor.serving.admin import AdminAPI
 from monitor.serving.metrics import ServingMetrics
 from monitor.serving.policy import EnforcementPolicy
 from monitor.settings import ServingConfig
+from monitor.state_record import record_summary
 from monitor.stores import open_store
-from monitor.stores.base import summarise
 from victims import load_victim
 
 
@@ -43,9 +43,7 @@ def build_store(path: Path, n: int, victim, profile) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     rows = {c: conn.execute("SELECT blob FROM client_state WHERE client_id = ?", (c,))
             .fetchone()[0] for c in ("template", "flagged")}
-    from monitor.stores.base import decode_state
-
-    summaries = {c: summarise(decode_state(bytes(b))) for c, b in rows.items()}
+    summaries = {c: record_summary(bytes(b)) for c, b in rows.items()}
     conn.execute("DELETE FROM client_state")
     now = time.time()
     conn.execute("BEGIN")

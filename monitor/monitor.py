@@ -3,8 +3,10 @@
 It orchestrates the pieces, in the order a query meets them: input checks, retries
 (:mod:`monitor.hashing`), the detectors' p-values (:mod:`monitor.detectors`), the scoring
 step (:mod:`monitor.scoring`, window tests of :mod:`monitor.evidence`), the client's bounded
-state (:mod:`monitor.state`, kept in this object or in a :mod:`monitor.stores` store), and
-the :class:`~monitor.verdict.Verdict`.
+state (:mod:`monitor.state`, always kept in a :mod:`monitor.stores` store: ``memory://`` by
+default), and the :class:`~monitor.verdict.Verdict`. What the model answered is checked,
+and completed from the model, in :mod:`monitor.answers`; reasons are worded in
+:mod:`monitor.verdict`.
 
 >>> from victims import load_victim
 >>> from monitor import Monitor, Profile
@@ -24,50 +26,35 @@ False
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, reduce
 
 import numpy as np
 
+from monitor.answers import AnswerCodes, Answers, check_outputs, complete_answers
 from monitor.baselines.prada import PradaState
 from monitor.detectors import Batch, build_detectors
 from monitor.errors import InvalidInput
-from monitor.evidence import QUANTUM, build_window_tests
+from monitor.evidence import build_window_tests
 from monitor.exposure import ExposureTracker
-from monitor.features import Rows
 from monitor.hashing import digest_key as new_digest_key
 from monitor.hashing import duplicate_mask, row_hashes
 from monitor.profile import Profile
-from monitor.scoring import FILL, SUM, UNUSUAL, ScoredRows, Windows, score_rows
+from monitor.scoring import ScoredRows, Windows, score_rows
 from monitor.settings import MonitorConfig
-from monitor.state import FLAG_ARRAYS, ClientState
+from monitor.state import ClientState
 from monitor.state_cache import DecodedStates
-from monitor.stores.base import check_client_id, decode_state
+from monitor.stores.base import StateStore, check_client_id
+from monitor.stores.memory import MemoryStore
 from monitor.tails import MIN_PVALUE
 from monitor.units import UnitTracker, variant_limit
-from monitor.verdict import Verdict
+from monitor.verdict import Verdict, explanation, flag_reason
 
 log = logging.getLogger("extraction_monitor")
 
 GROUP_PREFIX = "group:"
 """State key prefix of group evidence (see ``Monitor(group_of=...)``)."""
-
-
-@dataclass(frozen=True)
-class Answers:
-    """What is known about the model's outputs for some rows: class probabilities, decision
-    scores (a classifier without probabilities), and the answers themselves — class labels, or
-    a regressor's predicted values. Any may be ``None``."""
-
-    proba: np.ndarray | None = None
-    decision: np.ndarray | None = None
-    labels: np.ndarray | None = None
-
-    def take(self, rows: np.ndarray) -> Answers:
-        return Answers(*(None if a is None else np.asarray(a)[rows]
-                         for a in (self.proba, self.decision, self.labels)))
 
 
 @dataclass(frozen=True)
@@ -111,9 +98,10 @@ class Monitor:
     one is given (otherwise the boundary detector has no evidence for those rows; a classifier
     without ``predict_proba`` always needs ``model`` for its ``decision_function`` margins). A
     regressor's outputs are its ``(n,)`` predicted values. :meth:`evidence_notes` says, in
-    sentences to log at startup, which detectors will have no evidence. ``store`` is optional: a
-    :class:`monitor.stores.StateStore` that keeps per-client state outside this process
-    (several workers, restarts); by default state lives in this object. ``group_of`` is
+    sentences to log at startup, which detectors will have no evidence. ``store`` is the
+    :class:`monitor.stores.StateStore` that keeps per-client state (SQLite or Redis: outside
+    this process, for several workers and restarts); by default a
+    :class:`~monitor.stores.MemoryStore` of this process (:attr:`store_is_default`). ``group_of`` is
     optional: it maps a client id to a group id (an account, a subnet, a tenant — or one
     constant for "all traffic"); every query then also feeds the group's own state, so an
     attack split across sybil clients of one group is seen whole (``verdict.group``).
@@ -121,7 +109,7 @@ class Monitor:
     """
 
     def __init__(self, profile: Profile, config: MonitorConfig | dict | None = None, model=None,
-                 store=None, group_of: Callable[[str], str | None] | None = None,
+                 store: StateStore | None = None, group_of: Callable[[str], str | None] | None = None,
                  digest_key: bytes | None = None) -> None:
         self.profile = profile
         self.digest_key = digest_key
@@ -131,7 +119,10 @@ class Monitor:
             config = MonitorConfig.from_dict(config)
         self.config = config or MonitorConfig()
         self.model = model
-        self.store = store
+        self.store: StateStore = store if store is not None else MemoryStore()
+        self.store_is_default = store is None
+        """Whether :attr:`store` is the in-process store made for this monitor (serving swaps
+        it for one with the deployment's TTL: :meth:`use_store`)."""
         self.group_of = group_of
         self.detectors = build_detectors(profile, self.config)
         self.tests = build_window_tests(self.detectors, self.config, profile)
@@ -142,10 +133,7 @@ class Monitor:
                                  max_changed=variant_limit(profile.n_features_)
                                  if self.config.units else 0)
         self.detector_errors: dict[str, int] = {d.name: 0 for d in self.detectors}
-        order = np.argsort(self.profile.classes_, kind="stable")
-        self._sorted_classes = np.asarray(self.profile.classes_)[order]
-        self._class_codes = order  # class index of each sorted class
-        self._code_of = {_plain(c): i for i, c in enumerate(self.profile.classes_)}
+        self._answer_codes = AnswerCodes(np.asarray(self.profile.classes_))
         self._per_query = [d for d in self.detectors
                            if not d.stateful and not getattr(d, "needs_stream", False)]
         """Detectors scored on every distinct query (before units are formed)."""
@@ -153,10 +141,14 @@ class Monitor:
         """Detectors scored on new units only (stateful ones, and those reading the stream)."""
         self._corrupt_records = 0
         self._evidence_resets = 0
-        self._states: dict[str, ClientState] = {}
-        self._decoded = DecodedStates(self.config.decoded_states if store is not None else 0)
-        """With a store: the states this process wrote last, kept decoded."""
-        self._lock = threading.RLock()
+        self._decoded = DecodedStates(self.config.decoded_states)
+        """The states this process wrote last, kept decoded."""
+
+    def use_store(self, store: StateStore) -> None:
+        """Keep client state in ``store`` from now on (before the first query)."""
+        self.store = store
+        self.store_is_default = False
+        self._decoded = DecodedStates(self.config.decoded_states)
 
     # ----------------------------------------------------------------- what serving reads
     @property
@@ -208,95 +200,34 @@ class Monitor:
         return MonitorCounters(
             detector_errors=dict(self.detector_errors), corrupt_records=self._corrupt_records,
             evidence_resets=self._evidence_resets,
-            store=self.store.stats() if self.store is not None else {},
+            store=self.store.stats(),
             reused_states=self._decoded.hits, decoded_states=self._decoded.misses)
 
     def flag_status(self, client_id: str) -> FlagStatus | None:
         """Whether ``client_id`` is flagged, read from its (stored) state; ``None`` if unknown.
 
-        From a store only the record's flag arrays are decoded (serving asks on every
-        request); an unreadable record takes the full path, which counts and logs it."""
-        state = None
-        if self.store is not None:
-            blob = self.store.get_blob(check_client_id(client_id))
-            if blob is None:
-                return None
-            try:
-                state = ClientState.flag_only(decode_state(blob, only=FLAG_ARRAYS))
-            except (ValueError, KeyError, IndexError, TypeError):
-                state = None
-        if state is None:
-            state = self.state(client_id)
-        if state is None:
+        Only the record's flag arrays are decoded (serving asks on every request); an
+        unreadable record takes the full path, which counts and logs it."""
+        blob = self.store.get_blob(check_client_id(client_id))
+        if blob is None:
             return None
+        try:
+            state = ClientState.flag_only_from_record(blob)
+        except (ValueError, KeyError, IndexError, TypeError):
+            state = self._load_state(client_id, blob)
         return FlagStatus(state.flagged, float(state.peak_score), state.flag_at,
                           state.flag_reason, state.exposure_at is not None)
 
     def export_state(self, client_id: str) -> bytes:
-        """The client's state record (:func:`monitor.stores.decode_state` reads it);
+        """The client's state record (:func:`monitor.state_record.decode_state` reads it);
         ``KeyError`` for an unknown client."""
-        from monitor.stores.base import encode_state
-
-        if self.store is not None:
-            return self.store.export(client_id)
-        state = self.state(client_id)
-        if state is None:
-            raise KeyError(f"no state for client {client_id!r}")
-        return encode_state(state.to_arrays())
+        return self.store.export(client_id)
 
     # ----------------------------------------------------------------- input checks
-    def _check_outputs(self, outputs, n: int) -> Answers:
-        """What the API returned, checked: probabilities (and their labels), labels, or a
-        regressor's values."""
-        if outputs is None:
-            return Answers()
-        arr = np.asarray(outputs)
-        if self.task == "regression":
-            if arr.ndim == 2 and arr.shape == (n, 1):
-                arr = arr[:, 0]
-            if arr.shape == (n,) and np.issubdtype(arr.dtype, np.number):
-                values = arr.astype(np.float64)
-                if not np.isfinite(values).all():
-                    raise InvalidInput("outputs contain NaN or infinite predictions")
-                return Answers(labels=values)
-            raise InvalidInput(f"outputs must be {n} predicted values (the model is a "
-                               f"regressor), got shape {arr.shape}")
-        k = len(self.profile.classes_)
-        with_proba = getattr(self.profile, "output_kind_", "proba") == "proba"
-        if with_proba and arr.ndim == 2 and arr.shape == (n, k) and \
-                np.issubdtype(arr.dtype, np.number):
-            proba = arr.astype(np.float64)
-            if not np.isfinite(proba).all():
-                raise InvalidInput("outputs contain NaN or infinite probabilities")
-            return Answers(proba=proba, labels=self.profile.classes_[proba.argmax(axis=1)])
-        if arr.ndim == 1 and arr.shape[0] == n:
-            return Answers(labels=arr)
-        if not with_proba:
-            raise InvalidInput(f"outputs must be {n} labels (the model has no predict_proba), "
-                               f"got shape {arr.shape}")
-        raise InvalidInput(f"outputs must be ({n}, {k}) probabilities or {n} labels, "
-                           f"got shape {arr.shape}")
-
-    def _outputs(self, rows: Rows, outputs) -> Answers:
-        """The checked outputs, completed from the model where it is given: probabilities or
-        decision scores for margins, labels or values for exposure."""
-        answers = self._check_outputs(outputs, len(rows))
-        model = self.model
-        if model is None:
-            return answers
-        kind = getattr(self.profile, "output_kind_", "proba")
-        if kind == "proba" and answers.proba is None:
-            proba = np.asarray(_call(model.predict_proba, rows), dtype=np.float64)
-            return Answers(proba=proba, labels=self.profile.classes_[proba.argmax(axis=1)])
-        if kind == "decision" and answers.decision is None:
-            decision = np.asarray(_call(model.decision_function, rows), dtype=np.float64)
-            labels = answers.labels if answers.labels is not None else \
-                np.asarray(_call(model.predict, rows))
-            return Answers(decision=decision, labels=labels)
-        if answers.labels is None and kind in ("labels", "values"):
-            labels = np.asarray(_call(model.predict, rows))
-            return Answers(labels=labels.astype(np.float64) if kind == "values" else labels)
-        return answers
+    def _outputs(self, rows, outputs) -> Answers:
+        """The checked outputs, completed from the model where it is given."""
+        return complete_answers(self.profile, self.model, rows,
+                                check_outputs(self.profile, outputs, len(rows)))
 
     # ----------------------------------------------------------------- the stream
     def observe(self, client_id: str, X, outputs=None) -> Verdict:
@@ -367,25 +298,18 @@ class Monitor:
         return verdict
 
     def _observe_key(self, key: str, X, answers: Answers, hashes, precomputed=None) -> Verdict:
-        if self.store is not None:
-            done = []
+        done = []
 
-            def compute(record):  # the store may rerun it (optimistic stores): no side effects
-                state = self._decoded.take(key, record) or self._load_state(key, record)
-                done[:] = [state, self._update(state, X, answers, hashes, precomputed)]
-                return state.to_arrays()
+        def compute(blob):  # the store may rerun it (optimistic stores): no side effects
+            state = self._decoded.take(key, blob) or self._load_state(key, blob)
+            done[:] = [state, self._update(state, X, answers, hashes, precomputed)]
+            return state.to_record()
 
-            written = self.store.update(key, compute)  # detectors outside the store's lock
-            verdict = self._verdict(key, *done)
-            if written is not None and done[0].prada is None:  # PRADA's sets are not stored
-                self._decoded.put(key, written, done[0])
-            return verdict
-        with self._lock:
-            state = self._states.get(key)
-            if state is None:
-                state = self._states[key] = self._new_state()
-            scored = self._update(state, X, answers, hashes, precomputed)
-            return self._verdict(key, state, scored)
+        written = self.store.update(key, compute)  # detectors outside the store's lock
+        verdict = self._verdict(key, *done)
+        if written is not None:
+            self._decoded.put(key, written, done[0])
+        return verdict
 
     # ----------------------------------------------------------------- state
     def _new_windows(self) -> Windows:
@@ -427,19 +351,17 @@ class Monitor:
         return {part.name: {k: a.shape[1:] for k, a in part.initial_state().items()}
                 for part in self._stateful_parts()}
 
-    def _load_state(self, client_id: str, arrays) -> ClientState:
-        """A client's state from stored arrays (or a callable returning them).
+    def _load_state(self, client_id: str, blob: bytes | None) -> ClientState:
+        """A client's state from its stored record (``None``: a new client).
 
-        A corrupt or old record resets that client only, also when reading it raises. A
-        record whose evidence was written for other detectors or tests keeps its flag and
-        counters and starts its evidence afresh.
+        A corrupt or old record resets that client only. A record whose evidence was written
+        for other detectors or tests keeps its flag and counters and starts its evidence
+        afresh.
         """
+        if blob is None:
+            return self._new_state()
         try:
-            if callable(arrays):
-                arrays = arrays()
-            if arrays is None:
-                return self._new_state()
-            state = ClientState.from_arrays(arrays)
+            state = ClientState.from_record(blob)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             self._corrupt_records += 1
             log.error("client %s: unreadable stored state (%s); resetting this client", client_id,
@@ -455,7 +377,11 @@ class Monitor:
                         "flagged" if state.flagged else "not flagged")
             windows = self._new_windows()
             state.reset_evidence(windows.rings, windows.meta, self._new_detector_state())
-        return state  # the PRADA baseline's growing sets are never stored
+        if not (self.config.prada and self.task == "classification"):
+            state.prada = None
+        elif state.prada is None:  # the baseline was switched on after this record was written
+            state.prada = PradaState(self.config.prada_max_stored)
+        return state
 
     def _pvalues(self, detectors, batch: Batch, state: ClientState, precomputed=None,
                  rows=None) -> dict:
@@ -524,7 +450,9 @@ class Monitor:
                                index)
         if scored.flag is not None:
             state.flag_at = state.n_queries + scored.flag.row
-            state.flag_reason = self._reason(scored.flag)
+            test = self.tests[scored.flag.test]
+            state.flag_reason = flag_reason(
+                scored.flag, test, self.detectors[self.detector_index(test.detector)])
             state.flag_test = self.tests[scored.flag.test].key
         row_scores = scored.row_scores
         state.n_queries += n
@@ -555,29 +483,13 @@ class Monitor:
             if has is None or has(batch):
                 state.evidence_seen |= 1 << i
 
-    def _answer_codes(self, labels) -> np.ndarray:
-        """Class index of each answer label (-1 for labels the victim does not have)."""
-        labels = np.asarray(labels)
-        if len(labels) == 1:  # the online path: one label
-            try:
-                return np.array([self._code_of.get(_plain(labels[0]), -1)], dtype=np.int16)
-            except TypeError:  # an unhashable label
-                return np.full(1, -1, dtype=np.int16)
-        classes = self._sorted_classes
-        try:
-            at = np.clip(np.searchsorted(classes, labels), 0, len(classes) - 1)
-            known = classes[at] == labels
-        except (TypeError, ValueError):  # labels of another type than the classes
-            return np.full(len(labels), -1, dtype=np.int16)
-        return np.where(known, self._class_codes[at], -1).astype(np.int16)
-
     def _expose(self, state: ClientState, Z: np.ndarray, labels, distinct: np.ndarray,
                 n_rows: int) -> None:
         if labels is None:
             return
         answers = np.asarray(labels)[distinct]
         if not self.exposure.regression:
-            answers = self._answer_codes(answers)
+            answers = self._answer_codes.of(answers)
         self.exposure.update(Z, answers, state.detector_state[self.exposure.name])
         limit = self.config.exposure_limit
         if limit is not None and state.exposure_at is None:
@@ -586,15 +498,6 @@ class Monitor:
                 state.exposure_at = state.n_queries + n_rows
 
     # ----------------------------------------------------------------- verdicts
-    def _reason(self, flag) -> str:
-        test = self.tests[flag.test]
-        window = min(test.window, flag.n_units)
-        detector = self.detectors[self.detector_index(test.detector)]
-        nats = flag.window_sum * QUANTUM
-        return (f"{flag.n_unusual} of the last {window} distinct queries "
-                f"{detector.phrase(test.truncation)} ({nats:.0f} nats of evidence; "
-                f"{test.evidence.flag_sum * QUANTUM:.0f} flag)")
-
     def detector_index(self, name: str) -> int:
         """Position of detector ``name`` in :attr:`detectors`."""
         return next(i for i, d in enumerate(self.detectors) if d.name == name)
@@ -610,9 +513,10 @@ class Monitor:
                      "score": state.prada.score}
         # the explanation is built when read, from a snapshot of what it needs
         meta, evidence_seen, history = state.window_meta.copy(), state.evidence_seen, state.history
-        flag_reason = (state.flag_reason or "flagged") if state.flagged else None
+        reason = (state.flag_reason or "flagged") if state.flagged else None
         return Verdict.deferred(
-            lambda: self._explain(meta, evidence_seen, flag_reason, history),
+            lambda: explanation(self.tests, self.detectors, meta, evidence_seen,
+                                reason, history),
             client_id=client_id, n_queries=state.n_queries, score=state.score,
             peak_score=state.peak_score, threshold=self.threshold,
             flagged=state.flagged, flag_at=state.flag_at,
@@ -623,35 +527,6 @@ class Monitor:
             exposure_at=state.exposure_at, prada=prada,
             row_scores=scored.row_scores if scored is not None else np.zeros(0),
         )
-
-    def _explain(self, meta: np.ndarray, evidence_seen: int, flag_reason: str | None,
-                 history: np.ndarray) -> dict:
-        """A verdict's deferred fields: per-detector detail, the reason, the score history."""
-        sums = meta[:, SUM].tolist()
-        detectors: dict[str, dict] = {
-            d.name: {"score": 0.0, "evidence": bool(evidence_seen >> i & 1), "count": 0,
-                     "tests": {}} for i, d in enumerate(self.detectors)}
-        best, best_ratio = 0, -1.0
-        fills = meta[:, FILL].tolist()
-        unusual_counts = meta[:, UNUSUAL].tolist()
-        for t, test in enumerate(self.tests):
-            entry = detectors[test.detector]
-            unusual = unusual_counts[t]
-            entry["tests"][test.name] = {"units": fills[t], "unusual": unusual,
-                                         "nats": round(float(sums[t]) * QUANTUM, 3)}
-            entry["count"] = max(entry["count"], unusual)
-            entry["score"] = max(entry["score"], test.evidence.detector_score(sums[t]))
-            ratio = sums[t] / max(test.evidence.flag_sum, 1)
-            if ratio > best_ratio:
-                best, best_ratio = t, ratio
-        if flag_reason is not None:
-            reason = flag_reason
-        else:
-            test = self.tests[best]
-            reason = (f"not flagged; nearest test {test.key}: {sums[best] * QUANTUM:.0f} of "
-                      f"{test.evidence.flag_sum * QUANTUM:.0f} nats over "
-                      f"{fills[best]} units")
-        return {"detectors": detectors, "reason": reason, "history": history.tolist()}
 
     def verdict(self, client_id: str) -> Verdict:
         """The client's current verdict (an all-clear verdict for an unseen client)."""
@@ -671,42 +546,16 @@ class Monitor:
         return self.verdict(GROUP_PREFIX + str(group_id))
 
     def _keys(self) -> list[str]:
-        if self.store is not None:
-            return list(self.store.clients())
-        with self._lock:
-            return list(self._states)
+        return list(self.store.clients())
 
     def reset(self, client_id: str) -> None:
         """Forget a client's state, its flag included (an operator action)."""
-        if self.store is not None:
-            self.store.delete(client_id)
-            return
-        with self._lock:
-            self._states.pop(client_id, None)
+        self.store.delete(client_id)
 
     def state(self, client_id: str) -> ClientState | None:
-        """The client's state (a copy when it comes from a store); do not mutate."""
-        if self.store is not None:
-            arrays = self.store.get(client_id)
-            return None if arrays is None else self._load_state(client_id, arrays)
-        with self._lock:
-            return self._states.get(client_id)
-
-
-def _plain(value):
-    """A numpy scalar as the Python value it holds (for dict lookups)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _call(method, rows: Rows):
-    """``method(rows' model input)``; a model that cannot score the rows (an unknown
-    category it refuses, say) is an :class:`InvalidInput`, raised before any state changes."""
-    try:
-        return method(rows.model_input())
-    except (ValueError, TypeError, KeyError) as exc:
-        lines = str(exc).strip().splitlines()
-        raise InvalidInput(f"the model cannot score these rows: "
-                           f"{lines[0] if lines else type(exc).__name__}") from exc
+        """A copy of the client's state, decoded from its stored record (``None``: unknown)."""
+        blob = self.store.get_blob(check_client_id(client_id))
+        return None if blob is None else self._load_state(client_id, blob)
 
 
 def fresh_exposure_shape(tracker: ExposureTracker) -> tuple[int, ...]:

@@ -4,18 +4,20 @@ Everything a client's verdict depends on lives here, in fixed-size arrays: recen
 (to skip retries), each window test's recent units' evidence (by test key, e.g. ``density.w32``),
 each stateful detector's declared arrays (by detector name and key, e.g. ``chain`` /
 ``buffer``), and a short score history. Its size does not grow with the client's history
-(the optional PRADA baseline excepted, which is capped by ``prada_max_stored`` and never
-stored).
+(the optional PRADA baseline excepted, whose growing sets are capped by ``prada_max_stored``).
+:meth:`ClientState.to_record` turns it into the bytes and summary a store keeps
+(:mod:`monitor.state_record`); :meth:`ClientState.from_record` reads them back.
 
 The *safety state* — whether and when the client was flagged, why, its peak score, and when
 its exposure reached the operator's limit — is
 kept apart from the *evidence* (windows and detector state): when the detectors or tests
 change, :meth:`ClientState.reset_evidence` drops the evidence and keeps the flag.
 
->>> state = ClientState(windows={"density.w8": np.array([1, 0], dtype=np.uint8)})
->>> back = ClientState.from_arrays(state.to_arrays())
->>> back.windows["density.w8"].tolist(), back.flag_at
-([1, 0], None)
+>>> state = ClientState(windows={"density.w8": np.array([1, 0], dtype=np.uint8)}, n_queries=2)
+>>> record = state.to_record()
+>>> back = ClientState.from_record(record.blob)
+>>> back.windows["density.w8"].tolist(), back.flag_at, record.summary.n_queries
+([1, 0], None, 2)
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from monitor.baselines.prada import PradaState
+from monitor.state_record import StateRecord, decode_state, encode_state, summarise
+
 STATE_VERSION = 2
 """Layout of :meth:`ClientState.to_arrays`. Version 1 records (0.1) are still read: their
 counters, flag, reason and peak score are kept, their evidence starts afresh."""
 
 _WINDOW = "window."
 _DETECTOR = "detector."
+_PRADA = "prada."
 
 
 @dataclass
@@ -63,7 +69,8 @@ class ClientState:
     """Bit ``i``: detector ``i`` (config order) has had evidence for this client (the
     boundary detector has none for a label-only API without a model)."""
     history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float16))
-    prada: object | None = None
+    prada: PradaState | None = None
+    """The PRADA baseline's state (only when ``prada`` is on)."""
 
     @property
     def flagged(self) -> bool:
@@ -90,7 +97,7 @@ class ClientState:
         self.query_score = 0.0
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """The state as named arrays (for ``.npz`` or a key-value store); PRADA excluded."""
+        """The state as named arrays (for ``.npz`` or a key-value store)."""
         out = {
             "version": np.array([STATE_VERSION]),
             "counters": np.array([self.n_queries, self.n_distinct,
@@ -109,15 +116,32 @@ class ClientState:
         for detector, arrays in self.detector_state.items():
             for key, value in arrays.items():
                 out[f"{_DETECTOR}{detector}.{key}"] = value
+        if self.prada is not None:
+            for key, value in self.prada.to_arrays().items():
+                out[_PRADA + key] = value
         return out
+
+    def to_record(self) -> StateRecord:
+        """The record a store keeps: the encoded arrays and the summary it indexes."""
+        arrays = self.to_arrays()
+        return StateRecord(encode_state(arrays), summarise(arrays))
+
+    @classmethod
+    def from_record(cls, blob: bytes) -> ClientState:
+        """Read :meth:`to_record` bytes; ``ValueError`` (and ``KeyError``, ``IndexError``,
+        ``TypeError`` for a decodable record of another kind) when they are not a state."""
+        return cls.from_arrays(decode_state(blob))
 
     @classmethod
     def from_arrays(cls, arrays) -> ClientState:
         """Read :meth:`to_arrays` output (version 1 records are converted)."""
         windows: dict[str, np.ndarray] = {}
         detector_state: dict[str, dict[str, np.ndarray]] = {}
+        prada: dict[str, np.ndarray] = {}
         for name, value in arrays.items():
-            if name.startswith(_WINDOW):
+            if name.startswith(_PRADA):
+                prada[name[len(_PRADA):]] = value
+            elif name.startswith(_WINDOW):
                 windows[name[len(_WINDOW):]] = np.asarray(value)
             elif name.startswith(_DETECTOR):
                 detector, key = name[len(_DETECTOR):].split(".", 1)
@@ -127,7 +151,8 @@ class ClientState:
             hashes=np.asarray(arrays["hashes"]), windows=windows, detector_state=detector_state,
             window_meta=np.asarray(arrays["window_meta"]) if "window_meta" in arrays
             else np.zeros((0, 4), dtype=np.int64),
-            history=np.asarray(arrays["history"]), **_scalars(arrays))
+            history=np.asarray(arrays["history"]),
+            prada=PradaState.from_arrays(prada) if prada else None, **_scalars(arrays))
 
     @classmethod
     def flag_only(cls, arrays) -> ClientState:
@@ -135,6 +160,11 @@ class ClientState:
         :data:`FLAG_ARRAYS`, decoded without the evidence): what enforcement reads on every
         request."""
         return cls(**_scalars(arrays))
+
+    @classmethod
+    def flag_only_from_record(cls, blob: bytes) -> ClientState:
+        """:meth:`flag_only` of a record's bytes (only its :data:`FLAG_ARRAYS` decoded)."""
+        return cls.flag_only(decode_state(blob, only=FLAG_ARRAYS))
 
 
 def _scalars(arrays) -> dict:

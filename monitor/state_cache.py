@@ -1,6 +1,6 @@
 """Client states kept decoded between requests, for the records this process wrote last.
 
-With a state store, every observe reads the client's record, decodes it into a
+Every observe reads the client's record, decodes it into a
 :class:`~monitor.state.ClientState`, updates it and writes it back. When the record read is
 byte for byte the one this process wrote last for that client, decoding it again only
 rebuilds the object that produced it. :class:`DecodedStates` keeps that object beside the
@@ -14,19 +14,17 @@ only after the store confirmed the write, so a failed or retried write never lea
 in the cache that differs from its bytes. The number of entries is bounded (least recently
 written first out).
 
->>> import numpy as np
 >>> from monitor.state import ClientState
->>> from monitor.stores.base import StoredRecord, encode_state
 >>> cache = DecodedStates(capacity=2)
 >>> state = ClientState(n_queries=3)
->>> blob = encode_state(state.to_arrays())
+>>> blob = state.to_record().blob
 >>> cache.put("alice", blob, state)
->>> cache.take("alice", StoredRecord(blob)) is state   # the record this process wrote
+>>> cache.take("alice", blob) is state   # the record this process wrote
 True
->>> cache.take("alice", StoredRecord(blob)) is None    # taken: used once
+>>> cache.take("alice", blob) is None    # taken: used once
 True
 >>> cache.put("alice", blob, state)
->>> cache.take("alice", StoredRecord(encode_state(ClientState(n_queries=4).to_arrays())))
+>>> cache.take("alice", ClientState(n_queries=4).to_record().blob)
 >>> cache.hits, cache.misses
 (1, 2)
 """
@@ -52,11 +50,9 @@ class DecodedStates:
         self._entries: OrderedDict[str, tuple[bytes, ClientState]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self, key: str, record) -> ClientState | None:
-        """The state ``record`` encodes if this cache holds it for ``key`` (taken out), else
-        ``None``. ``record`` is what the store read (a
-        :class:`~monitor.stores.base.StoredRecord`, or ``None`` for no record)."""
-        blob = getattr(record, "blob", None)
+    def take(self, key: str, blob: bytes | None) -> ClientState | None:
+        """The state ``blob`` encodes if this cache holds it for ``key`` (taken out), else
+        ``None``. ``blob`` is what the store read (``None`` for no record)."""
         with self._lock:
             entry = self._entries.pop(key, None) if self._entries else None
             if entry is not None and blob is not None and entry[0] == blob:

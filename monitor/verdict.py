@@ -1,4 +1,5 @@
-"""What the monitor concludes about one client, and its two flat views.
+"""What the monitor concludes about one client, why (:func:`flag_reason`,
+:func:`explanation`), and its two flat views.
 
 * :meth:`Verdict.summary` — the fields worth logging, alerting and listing (no raw rows);
 * :meth:`Verdict.to_row` — one row of a verdict table (``analyze``, ``report``), with a
@@ -21,6 +22,9 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
+
+from monitor.evidence import QUANTUM
+from monitor.scoring import FILL, SUM, UNUSUAL
 
 SUMMARY_FIELDS = ("client_id", "n_queries", "score", "peak_score", "threshold", "flagged",
                   "flag_at", "flag_detector", "reason", "peak_query_score", "exposure", "exposure_exceeded",
@@ -165,4 +169,46 @@ class Verdict:
         return out
 
 
-__all__ = ["DEFERRED_FIELDS", "GROUP_COLUMNS", "ROW_COLUMNS", "SUMMARY_FIELDS", "Verdict"]
+def flag_reason(flag, test, detector) -> str:
+    """The one-line reason of a flag: how many of the window's units were unusual, in the
+    words of the ``detector`` whose window ``test`` fired, and the evidence against the flag
+    level (in nats: natural-log units of evidence)."""
+    window = min(test.window, flag.n_units)
+    nats = flag.window_sum * QUANTUM
+    return (f"{flag.n_unusual} of the last {window} distinct queries "
+            f"{detector.phrase(test.truncation)} ({nats:.0f} nats of evidence; "
+            f"{test.evidence.flag_sum * QUANTUM:.0f} flag)")
+
+
+def explanation(tests, detectors, meta: np.ndarray, evidence_seen: int,
+                reason: str | None, history: np.ndarray) -> dict[str, Any]:
+    """A verdict's :data:`DEFERRED_FIELDS`: per-detector detail from the window tests'
+    ``meta`` (one row per test: head, fill, evidence sum, unusual units), the reason (the
+    flag's ``reason``, or which test is nearest to flagging), and the score history."""
+    sums = meta[:, SUM].tolist()
+    entries: dict[str, dict] = {
+        d.name: {"score": 0.0, "evidence": bool(evidence_seen >> i & 1), "count": 0,
+                 "tests": {}} for i, d in enumerate(detectors)}
+    best, best_ratio = 0, -1.0
+    fills = meta[:, FILL].tolist()
+    unusual_counts = meta[:, UNUSUAL].tolist()
+    for t, test in enumerate(tests):
+        entry = entries[test.detector]
+        unusual = unusual_counts[t]
+        entry["tests"][test.name] = {"units": fills[t], "unusual": unusual,
+                                     "nats": round(float(sums[t]) * QUANTUM, 3)}
+        entry["count"] = max(entry["count"], unusual)
+        entry["score"] = max(entry["score"], test.evidence.detector_score(sums[t]))
+        ratio = sums[t] / max(test.evidence.flag_sum, 1)
+        if ratio > best_ratio:
+            best, best_ratio = t, ratio
+    if reason is None:
+        test = tests[best]
+        reason = (f"not flagged; nearest test {test.key}: {sums[best] * QUANTUM:.0f} of "
+                  f"{test.evidence.flag_sum * QUANTUM:.0f} nats over "
+                  f"{fills[best]} units")
+    return {"detectors": entries, "reason": reason, "history": history.tolist()}
+
+
+__all__ = ["DEFERRED_FIELDS", "GROUP_COLUMNS", "ROW_COLUMNS", "SUMMARY_FIELDS", "Verdict", "explanation",
+           "flag_reason"]

@@ -29,7 +29,8 @@ from monitor.serving.launch import (
     worker_environment,
 )
 from monitor.settings import Settings
-from monitor.stores import decode_state, open_store
+from monitor.state_record import decode_state
+from monitor.stores import open_store
 from victims.app import build_victim_app, victim_app_from_env
 
 TOKEN = "state-admin-token"

@@ -3,6 +3,7 @@ corrupt records, and Redis outages (fail-open buffer and fail-closed)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -13,17 +14,15 @@ import pytest
 from redis_server import redis_server_fixture
 
 from monitor import Monitor, MonitorConfig
-from monitor.stores import (
-    CorruptRecord,
-    MemoryStore,
-    SQLiteStore,
-    StoreUnavailable,
+from monitor.state_record import (
+    MAGIC,
+    RECORD_FORMAT_VERSION,
+    StateRecord,
     decode_state,
     encode_state,
-    open_store,
     state_size_bound,
 )
-from monitor.stores.base import MAGIC, RECORD_FORMAT_VERSION
+from monitor.stores import MemoryStore, SQLiteStore, StoreUnavailable, open_store
 
 redis_server = redis_server_fixture()
 
@@ -54,6 +53,11 @@ def store(request, tmp_path):
         store = open_store(server.url)
         yield store
         store.close()
+
+
+def loaded(blob: bytes | None):
+    """The arrays of stored bytes (``None`` for none): stores keep records opaque."""
+    return None if blob is None else decode_state(blob)
 
 
 def arrays(n: int = 3) -> dict[str, np.ndarray]:
@@ -146,35 +150,35 @@ def test_sqlite_rejects_a_file_that_is_not_a_database(tmp_path):
 
 # ------------------------------------------------------------------ the interface
 def test_store_transaction_get_list_export_delete(store):
-    assert store.get("alice") is None and store.clients() == []
+    assert loaded(store.get_blob("alice")) is None and store.clients() == []
     with store.transaction("alice") as tx:
-        assert tx.load() is None
-        tx.save(arrays(1))
+        assert loaded(tx.blob) is None
+        tx.save(StateRecord.of(arrays(1)))
     with store.transaction("alice") as tx:
-        assert tx.load()["counters"].tolist() == [1, 1, -1]
-        tx.save(arrays(2))
+        assert loaded(tx.blob)["counters"].tolist() == [1, 1, -1]
+        tx.save(StateRecord.of(arrays(2)))
     with store.transaction("bob") as tx:
-        tx.save(arrays(7))
+        tx.save(StateRecord.of(arrays(7)))
     assert store.clients() == ["alice", "bob"]
-    assert store.get("alice")["counters"].tolist() == [2, 2, -1]
+    assert loaded(store.get_blob("alice"))["counters"].tolist() == [2, 2, -1]
     assert decode_state(store.export("bob"))["counters"].tolist() == [7, 7, -1]
     store.delete("alice")
-    assert store.clients() == ["bob"] and store.get("alice") is None
+    assert store.clients() == ["bob"] and loaded(store.get_blob("alice")) is None
     with pytest.raises(KeyError, match="no stored state for client 'alice'"):
         store.export("alice")
     with pytest.raises(ValueError, match="non-empty string"):
-        store.get("")
+        store.export("")
 
 
 def test_failed_transaction_body_writes_nothing_and_releases_the_client(store):
     with store.transaction("carol") as tx:
-        tx.save(arrays(1))
+        tx.save(StateRecord.of(arrays(1)))
     with pytest.raises(RuntimeError, match="boom"):
         with store.transaction("carol") as tx:
-            tx.save(arrays(9))
+            tx.save(StateRecord.of(arrays(9)))
             raise RuntimeError("boom")
     with store.transaction("carol") as tx:  # not deadlocked: the lock was released
-        assert tx.load()["counters"][0] == 1
+        assert loaded(tx.blob)["counters"][0] == 1
 
 
 def test_ttl_expires_idle_clients_memory_and_sqlite(tmp_path):
@@ -184,14 +188,14 @@ def test_ttl_expires_idle_clients_memory_and_sqlite(tmp_path):
         store = make(clock)
         for client in ("idle", "busy"):
             with store.transaction(client) as tx:
-                tx.save(arrays(1))
+                tx.save(StateRecord.of(arrays(1)))
         clock.now += 50
         with store.transaction("busy") as tx:
-            tx.save(arrays(2))
+            tx.save(StateRecord.of(arrays(2)))
         clock.now += 20  # idle: 70 s since its update, busy: 20 s
-        assert store.clients() == ["busy"] and store.get("idle") is None
+        assert store.clients() == ["busy"] and loaded(store.get_blob("idle")) is None
         with store.transaction("idle") as tx:
-            assert tx.load() is None  # starts over
+            assert loaded(tx.blob) is None  # starts over
         assert store.expire() == 0 or store.clients() == ["busy"]
         store.close()
 
@@ -199,10 +203,10 @@ def test_ttl_expires_idle_clients_memory_and_sqlite(tmp_path):
 def test_ttl_expires_idle_clients_redis(redis_server):
     store = open_store(redis_server.url + "?ttl=0.3")
     with store.transaction("idle") as tx:
-        tx.save(arrays(1))
+        tx.save(StateRecord.of(arrays(1)))
     assert store.clients() == ["idle"]
     time.sleep(0.6)
-    assert store.clients() == [] and store.get("idle") is None
+    assert store.clients() == [] and loaded(store.get_blob("idle")) is None
 
 
 # ------------------------------------------------------------------ Monitor on stores
@@ -260,7 +264,8 @@ def test_corrupt_or_old_sqlite_record_resets_only_that_client(tmp_path, profile,
     mon.observe("mallory", attack[:10])
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE client_state SET blob = ? WHERE client_id = 'mallory'", (garbage,))
-    assert isinstance(mon.store.get("mallory"), CorruptRecord) == undecodable
+    with pytest.raises(ValueError) if undecodable else contextlib.nullcontext():
+        decode_state(mon.store.get_blob("mallory"))
     with caplog.at_level(logging.ERROR, logger="extraction_monitor"):
         verdict = mon.observe("mallory", attack[10:15])
     assert verdict.n_queries == 5  # reset, then counted afresh
@@ -297,11 +302,15 @@ def test_redis_outage_fails_open_counts_logs_once_and_catches_up(redis_server, p
         90, replay.flagged, replay.flag_at)
 
 
-def client_record(n: int, flag_at: int | None = None) -> dict[str, np.ndarray]:
+def client_arrays(n: int, flag_at: int | None = None) -> dict[str, np.ndarray]:
     from monitor.state import ClientState
 
     return ClientState(n_queries=n, n_distinct=n, flag_at=flag_at,
                        flag_reason="why" if flag_at is not None else None).to_arrays()
+
+
+def client_record(n: int, flag_at: int | None = None) -> StateRecord:
+    return StateRecord.of(client_arrays(n, flag_at))
 
 
 def test_redis_recovery_merges_counts_and_flags_when_redis_changed_meanwhile(redis_server):
@@ -316,9 +325,9 @@ def test_redis_recovery_merges_counts_and_flags_when_redis_changed_meanwhile(red
     with theirs.transaction("c") as tx:  # another host updates first: four more queries
         tx.save(client_record(5))
     with ours.transaction("c") as tx:  # recovery: Redis' evidence, both hosts' counts
-        merged = tx.load()
+        merged = loaded(tx.blob)
         assert merged["counters"][0] == 5 + 2 and merged["counters"][2] == 5 + 1
-    assert ours.conflicts == 1 and theirs.get("c")["counters"][0] == 7
+    assert ours.conflicts == 1 and loaded(theirs.get_blob("c"))["counters"][0] == 7
     assert theirs.counts() == {"clients": 1, "flagged": 1} and theirs.flagged() == ["c"]
 
 
@@ -346,8 +355,8 @@ def test_a_write_whose_reply_was_lost_is_not_counted_twice(redis_server):
         tx.save(client_record(3))  # buffered in the outage
     redis_server.start()
     with store.transaction("c") as tx:
-        assert tx.load()["counters"][0] == 3  # not 4: the landed write counted once
-    assert open_store(redis_server.url).get("c")["counters"][0] == 3
+        assert loaded(tx.blob)["counters"][0] == 3  # not 4: the landed write counted once
+    assert loaded(open_store(redis_server.url).get_blob("c"))["counters"][0] == 3
 
 
 def test_a_landed_write_whose_reply_was_lost_is_counted_once_after_another_worker_wrote(
@@ -385,10 +394,10 @@ def test_a_landed_write_whose_reply_was_lost_is_counted_once_after_another_worke
         tx.save(client_record(3))  # theirs last saw 1: two queries of theirs, buffered
     redis_server.start()
     with theirs.transaction("c") as tx:  # back first: 2 (landed) + 2 (theirs) = 4
-        assert tx.load()["counters"][0] == 4
+        assert loaded(tx.blob)["counters"][0] == 4
     with ours.transaction("c") as tx:  # then ours: + 1 = 5, not 6
-        assert tx.load()["counters"][0] == 5
-    assert theirs.get("c")["counters"][0] == 5 and ours.unsettled == 0
+        assert loaded(tx.blob)["counters"][0] == 5
+    assert loaded(theirs.get_blob("c"))["counters"][0] == 5 and ours.unsettled == 0
 
     def never_runs(**kwargs):
         raise redis.exceptions.TimeoutError("request lost")
@@ -399,7 +408,7 @@ def test_a_landed_write_whose_reply_was_lost_is_counted_once_after_another_worke
     ours._commit_script = real
     started = time.monotonic()
     with ours.transaction("c") as tx:  # no wait for the stale lock; our 6th query kept
-        assert tx.load()["counters"][0] == 6
+        assert loaded(tx.blob)["counters"][0] == 6
     assert time.monotonic() - started < 1.0 and ours.unsettled == 0
 
     ours._commit_script = lands_then_times_out
@@ -410,20 +419,20 @@ def test_a_landed_write_whose_reply_was_lost_is_counted_once_after_another_worke
         with theirs.transaction("c") as tx:
             tx.save(client_record(n))
     with ours.transaction("c") as tx:  # cannot tell: counted twice, never lost
-        assert tx.load()["counters"][0] > 7 + RECENT_WRITES
+        assert loaded(tx.blob)["counters"][0] > 7 + RECENT_WRITES
     assert ours.unsettled == 1 and ours.stats()["unsettled"] == 1
 
 
 def test_redis_outage_fails_closed_when_configured(redis_server):
     store = open_store(redis_server.url + "?on_error=closed&timeout=0.2")
     with store.transaction("c") as tx:
-        tx.save(arrays(1))
+        tx.save(StateRecord.of(arrays(1)))
     redis_server.stop()
     with pytest.raises(StoreUnavailable, match="unreachable"):
         with store.transaction("c") as tx:
-            tx.save(arrays(2))
+            tx.save(StateRecord.of(arrays(2)))
     with pytest.raises(StoreUnavailable, match="unreachable"):
-        store.get("c")
+        loaded(store.get_blob("c"))
     assert store.missed_updates == 0 and store.outages == 1
 
 
@@ -438,8 +447,8 @@ def test_sqlite_update_computes_outside_the_write_lock(tmp_path):
         tx.save(client_record(1))
     calls = []
 
-    def compute(arrays):
-        calls.append(arrays)
+    def compute(blob):
+        calls.append(blob)
         other = sqlite3.connect(db, timeout=0, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the lock is held
         if len(calls) == 1:  # another writer changes this very client meanwhile
@@ -447,14 +456,14 @@ def test_sqlite_update_computes_outside_the_write_lock(tmp_path):
                           "'slow'")
         other.execute("COMMIT")
         other.close()
-        n = 0 if arrays is None else int(arrays["counters"][0])
+        n = 0 if blob is None else int(loaded(blob)["counters"][0])
         return client_record(n + 1)
 
     with store.transaction("slow") as tx:
         tx.save(client_record(5))
     store.update("slow", compute)
     assert len(calls) == 2 and store.retries == 1  # lost the race once, recomputed
-    assert store.get("slow")["counters"][0] == 6
+    assert loaded(store.get_blob("slow"))["counters"][0] == 6
 
 
 def test_state_files_are_private_and_the_default_ttl_keeps_flags(tmp_path):
@@ -509,7 +518,7 @@ def test_sqlite_checkpoints_in_the_background_and_keeps_the_wal_small(tmp_path):
         before = store.checkpoints
         for i in range(150):
             with store.transaction(f"c{i % 30}") as tx:
-                tx.save({**client_record(burst * 150 + i), "padding": padding})
+                tx.save(StateRecord.of({**client_arrays(burst * 150 + i), "padding": padding}))
         if burst == 0:
             burst_bytes = wal.stat().st_size  # one burst's frames, nothing checkpointed yet
         deadline = time.monotonic() + 10
@@ -532,7 +541,7 @@ def test_sqlite_checkpoints_in_the_background_and_keeps_the_wal_small(tmp_path):
     thread = store._checkpointer
     store.close()
     assert thread is not None and not thread.is_alive()
-    assert SQLiteStore(db).get("c0")["counters"][0] == 570  # the last write, kept
+    assert loaded(SQLiteStore(db).get_blob("c0"))["counters"][0] == 570  # the last write, kept
 
 
 def test_sqlite_keeps_one_index_on_update_time_and_expiry_uses_it(tmp_path):
@@ -555,7 +564,7 @@ def test_sqlite_keeps_one_index_on_update_time_and_expiry_uses_it(tmp_path):
     with store.transaction("old") as tx:
         tx.save(client_record(1))
     store._clock = lambda: time.time() + 120  # past the TTL
-    assert store.expire() == 1 and store.get("old") is None
+    assert store.expire() == 1 and loaded(store.get_blob("old")) is None
 
 
 def _stream(attack):

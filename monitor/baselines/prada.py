@@ -43,6 +43,43 @@ class PradaState:
         width = next((s[0].nbytes for s in self.sets.values() if s), 0)
         return rows * width + 8 * len(self.distances)
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The state as named arrays (exact: the growing sets, their distances and
+        thresholds, the distance record, the counters), for the client's state record."""
+        keys = list(self.sets)
+        out = {"keys": np.array(keys) if keys else np.zeros(0, dtype=np.int64),
+               "thresholds": np.array([self.thresholds[k] for k in keys], dtype=np.float64),
+               "distances": np.array(self.distances, dtype=np.float64),
+               "counters": np.array([self.max_stored, self.n_seen,
+                                     -1 if self.flag_at is None else self.flag_at]),
+               "last_w": np.array([np.nan if self.last_w is None else self.last_w])}
+        for i, key in enumerate(keys):
+            out[f"set{i}"] = np.asarray(self.sets[key])
+            out[f"set_distances{i}"] = np.array(self.set_distances[key], dtype=np.float64)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays) -> PradaState:
+        """Read :meth:`to_arrays` output.
+
+        >>> state = PradaState(50)
+        >>> state.update(np.eye(3), np.array([0, 1, 0]), delta=0.95)
+        >>> back = PradaState.from_arrays(state.to_arrays())
+        >>> back.n_seen, sorted(back.sets), back.distances == state.distances
+        (3, [0, 1], True)
+        """
+        max_stored, n_seen, flag_at = (int(v) for v in arrays["counters"])
+        state = cls(max_stored)
+        state.n_seen, state.flag_at = n_seen, None if flag_at < 0 else flag_at
+        last_w = float(arrays["last_w"][0])
+        state.last_w = None if np.isnan(last_w) else last_w
+        state.distances = [float(d) for d in arrays["distances"]]
+        for i, key in enumerate(np.asarray(arrays["keys"]).tolist()):
+            state.sets[key] = list(np.asarray(arrays[f"set{i}"]))
+            state.set_distances[key] = [float(d) for d in arrays[f"set_distances{i}"]]
+            state.thresholds[key] = float(arrays["thresholds"][i])
+        return state
+
     def update(self, Z: np.ndarray, classes: np.ndarray, delta: float,
                query_index: np.ndarray | None = None) -> None:
         """Feed distinct queries ``Z`` (scaled) with their predicted ``classes``."""

@@ -140,8 +140,8 @@ class ExtractionMonitorMiddleware:
         salt = self.config.salt or resolve_salt("memory://", environ=env)
         if monitor.digest_key is None:  # every worker of the deployment agrees on retries
             monitor.digest_key = digest_key(salt)
-        if monitor.store is None:  # one index for admin listings and metrics
-            monitor.store = MemoryStore(ttl_seconds=DEFAULT_TTL)
+        if monitor.store_is_default:  # the deployment's evidence TTL
+            monitor.use_store(MemoryStore(ttl_seconds=DEFAULT_TTL))
         self.store = monitor.store
         self.identify = identifier or ClientIdentifier(
             salt, self.config.client_header, trusted_proxies=self.config.trusted_proxies,

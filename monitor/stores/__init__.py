@@ -4,27 +4,18 @@
 >>> store.clients()
 []
 
-See :mod:`monitor.stores.base` for the interface and the record format.
+See :mod:`monitor.stores.base` for the interface; records are opaque bytes to a store
+(their format: :mod:`monitor.state_record`).
 """
 
-from monitor.stores.base import (
-    RECORD_FORMAT_VERSION,
-    CorruptRecord,
-    StateStore,
-    StoreUnavailable,
-    Transaction,
-    decode_state,
-    encode_state,
-    state_size_bound,
-)
+from monitor.stores.base import StateStore, StoreUnavailable, StoreWriteError, Transaction
 from monitor.stores.memory import MemoryStore
 from monitor.stores.sqlite import SQLiteStore
 from monitor.stores.uri import open_store
 
 __all__ = [
-    "RECORD_FORMAT_VERSION", "CorruptRecord", "MemoryStore", "RedisStore", "SQLiteStore", "StateStore",
-    "StoreUnavailable", "Transaction", "decode_state", "encode_state", "open_store",
-    "state_size_bound",
+    "MemoryStore", "RedisStore", "SQLiteStore", "StateStore", "StoreUnavailable",
+    "StoreWriteError", "Transaction", "open_store",
 ]
 
 

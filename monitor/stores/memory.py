@@ -26,14 +26,14 @@ class MemoryStore(StateStore):
     counts) is kept beside the records and updated on every write; flagged clients
     outlive ``ttl_seconds`` (see :class:`~monitor.stores.base.StateStore`).
 
-    >>> import numpy as np
+    >>> from monitor.state_record import RecordSummary, StateRecord
     >>> store = MemoryStore(ttl_seconds=3600)
     >>> with store.transaction("alice") as tx:
-    ...     print(tx.load())
-    ...     tx.save({"counters": np.array([1, 1, -1])})
+    ...     print(tx.blob)
+    ...     tx.save(StateRecord(b"record", RecordSummary(n_queries=1)))
     None
-    >>> store.clients(), store.get("alice")["counters"].tolist(), store.counts()
-    (['alice'], [1, 1, -1], {'clients': 1, 'flagged': 0})
+    >>> store.clients(), store.get_blob("alice"), store.counts()
+    (['alice'], b'record', {'clients': 1, 'flagged': 0})
     """
 
     scheme = "memory"

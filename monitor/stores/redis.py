@@ -24,7 +24,7 @@ its recently active clients, so during an outage a client continues from that st
 **Merge rule on recovery**: a client's buffered state is written back if Redis' copy
 is unchanged since this process last saw it (or missing, e.g. Redis lost it or it
 expired); if another process changed it meanwhile (several workers through one outage),
-the two are merged (:func:`~monitor.stores.base.merge_records`): Redis' evidence is kept,
+the two are merged (:func:`~monitor.state_record.merge_records`): Redis' evidence is kept,
 the queries this process counted are added, and a flag either raised is kept; counted in
 ``conflicts``. A write whose reply was lost (a timeout) may or may not have landed; each
 commit lists its token among the client's last ``RECENT_WRITES`` writes
@@ -51,6 +51,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+from monitor.state_record import merge_records, record_summary
 from monitor.stores.base import (
     RecordSummary,
     StateStore,
@@ -59,9 +60,6 @@ from monitor.stores.base import (
     Transaction,
     check_client_id,
     check_sort,
-    decode_state,
-    merge_records,
-    summarise,
 )
 
 log = logging.getLogger("extraction_monitor")
@@ -129,12 +127,12 @@ class RedisStore(StateStore):
     ``lock_seconds`` how long a per-client lock lives if its holder dies;
     ``retry_seconds`` how often an outage probes Redis.
 
-    >>> import numpy as np
+    >>> from monitor.state_record import RecordSummary, StateRecord
     >>> store = RedisStore(port=1, timeout=0.05)          # nothing listens on port 1
     >>> with store.transaction("alice") as tx:             # fail-open: buffered locally
-    ...     tx.save({"counters": np.array([1, 1, -1])})
-    >>> store.missed_updates, store.get("alice")["counters"].tolist()
-    (1, [1, 1, -1])
+    ...     tx.save(StateRecord(b"record", RecordSummary(n_queries=1)))
+    >>> store.missed_updates, store.get_blob("alice")
+    (1, b'record')
     """
 
     scheme = "redis"
@@ -321,7 +319,7 @@ class RedisStore(StateStore):
         with self._guard:
             self.conflicts += 1
         try:
-            merged = merge_records(blob, base, entry.blob)
+            merged = merge_records(blob, base, entry.blob).blob
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             log.warning("client %s changed in Redis during the outage and the buffered "
                         "updates cannot be merged (%s); they are dropped", client_id, exc)
@@ -380,7 +378,7 @@ class RedisStore(StateStore):
                 raise
             saved = tx.saved if tx.saved is not None else (blob if must_write else None)
             summary = (tx.summary if tx.saved is not None else
-                       summarise(decode_state(saved)) if saved is not None else RecordSummary())
+                       record_summary(saved) if saved is not None else RecordSummary())
             ttl = self.flag_ttl_seconds if summary.flagged else self.ttl_seconds
             ttl_ms = 0 if ttl is None else max(1, int(ttl * 1000))
             try:

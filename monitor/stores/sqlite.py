@@ -36,23 +36,20 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from monitor.state_record import StateRecord, record_summary
 from monitor.stores.base import (
     RecordSummary,
     StateStore,
-    StoredRecord,
     StoreUnavailable,
     StoreWriteError,
     Transaction,
     check_client_id,
     check_sort,
-    encode_state,
     gcra,
-    read_record,
-    summarise,
 )
 
 SCHEMA = """
@@ -128,13 +125,15 @@ def _rollback(conn: sqlite3.Connection) -> None:
 class SQLiteStore(StateStore):
     """Client records in one SQLite file shared by the worker processes of one host.
 
-    >>> import numpy as np, tempfile, os
+    >>> import tempfile, os
+    >>> from monitor.state_record import RecordSummary, StateRecord
     >>> path = os.path.join(tempfile.mkdtemp(), "state.db")
     >>> with SQLiteStore(path) as store:
     ...     with store.transaction("alice") as tx:
-    ...         tx.save({"counters": np.array([5, 5, -1])})
-    >>> SQLiteStore(path).get("alice")["counters"].tolist()   # survives re-opening
-    [5, 5, -1]
+    ...         tx.save(StateRecord(b"record", RecordSummary(n_queries=5)))
+    >>> reopened = SQLiteStore(path)                           # survives re-opening
+    >>> reopened.get_blob("alice"), reopened.summary("alice").n_queries
+    (b'record', 5)
     >>> oct(os.stat(path).st_mode & 0o777)
     '0o600'
     """
@@ -202,8 +201,7 @@ class SQLiteStore(StateStore):
                 rows = (conn.execute("SELECT client_id, blob FROM client_state").fetchall()
                         if columns else [])
                 for client_id, blob in rows:
-                    arrays = read_record(bytes(blob))
-                    s = summarise(arrays) if isinstance(arrays, dict) else RecordSummary()
+                    s = record_summary(bytes(blob))
                     conn.execute("UPDATE client_state SET n_queries = ?, score = ?, flagged = ? "
                                  "WHERE client_id = ?",
                                  (s.n_queries, s.score, int(s.flagged), client_id))
@@ -318,7 +316,8 @@ class SQLiteStore(StateStore):
             raise
         self._maybe_expire()
 
-    def update(self, client_id: str, compute) -> bytes | None:
+    def update(self, client_id: str,
+               compute: Callable[[bytes | None], StateRecord | None]) -> bytes | None:
         """Compute outside the write lock, then compare-and-set (see the module docstring)."""
         check_client_id(client_id)
         conn = self._connection()
@@ -326,10 +325,10 @@ class SQLiteStore(StateStore):
             row = conn.execute(f"SELECT blob, version, {self._LIVE} FROM client_state WHERE "
                                "client_id = ?", (*self._cutoffs(), client_id)).fetchone()
             live = row is not None and bool(row[2])
-            new = compute(StoredRecord(bytes(row[0])) if live else None)
+            new = compute(bytes(row[0]) if live else None)
             if new is None:
                 return None
-            blob, summary = encode_state(new), summarise(new)
+            blob, summary = new.blob, new.summary
             self._begin(conn)
             try:
                 if row is None:
