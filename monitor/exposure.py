@@ -64,6 +64,9 @@ class ExposureTracker:
 
     name: ClassVar[str] = "exposure"
     state_keys: ClassVar[tuple[str, ...]] = ("nearest", "answer")
+    fixed_shape: ClassVar[bool] = True
+    """Its arrays never change shape (one entry per reference point): a stored state of
+    another shape was written against another profile (:mod:`monitor.state_layout`)."""
 
     def __init__(self, points: np.ndarray, labels: np.ndarray | None = None,
                  values: np.ndarray | None = None) -> None:

@@ -28,12 +28,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, reduce
+from functools import reduce
 
 import numpy as np
 
 from monitor.answers import AnswerCodes, Answers, check_outputs, complete_answers
-from monitor.baselines.prada import PradaState
 from monitor.detectors import Batch, build_detectors
 from monitor.errors import InvalidInput
 from monitor.evidence import build_window_tests
@@ -45,6 +44,7 @@ from monitor.scoring import ScoredRows, Windows, score_rows
 from monitor.settings import MonitorConfig
 from monitor.state import ClientState
 from monitor.state_cache import DecodedStates
+from monitor.state_layout import StateLayout
 from monitor.stores.base import StateStore, check_client_id
 from monitor.stores.memory import MemoryStore
 from monitor.tails import MIN_PVALUE
@@ -139,8 +139,12 @@ class Monitor:
         """Detectors scored on every distinct query (before units are formed)."""
         self._per_unit = [d for d in self.detectors if d not in self._per_query]
         """Detectors scored on new units only (stateful ones, and those reading the stream)."""
-        self._corrupt_records = 0
-        self._evidence_resets = 0
+        stateful = [d for d in self.detectors if d.stateful] + [self.units]
+        self.layout = StateLayout(
+            self.tests, stateful + ([self.exposure] if self.exposure is not None else []),
+            self.config.prada_max_stored
+            if self.config.prada and self.task == "classification" else None)  # needs classes
+        """A new client's state, and stored states read back (:mod:`monitor.state_layout`)."""
         self._decoded = DecodedStates(self.config.decoded_states)
         """The states this process wrote last, kept decoded."""
 
@@ -198,8 +202,9 @@ class Monitor:
     def counters(self) -> MonitorCounters:
         """Detector errors, unreadable records, evidence resets and the store's counters."""
         return MonitorCounters(
-            detector_errors=dict(self.detector_errors), corrupt_records=self._corrupt_records,
-            evidence_resets=self._evidence_resets,
+            detector_errors=dict(self.detector_errors),
+            corrupt_records=self.layout.corrupt_records,
+            evidence_resets=self.layout.evidence_resets,
             store=self.store.stats(),
             reused_states=self._decoded.hits, decoded_states=self._decoded.misses)
 
@@ -214,7 +219,7 @@ class Monitor:
         try:
             state = ClientState.flag_only_from_record(blob)
         except (ValueError, KeyError, IndexError, TypeError):
-            state = self._load_state(client_id, blob)
+            state = self.layout.load(client_id, blob)
         return FlagStatus(state.flagged, float(state.peak_score), state.flag_at,
                           state.flag_reason, state.exposure_at is not None)
 
@@ -301,7 +306,7 @@ class Monitor:
         done = []
 
         def compute(blob):  # the store may rerun it (optimistic stores): no side effects
-            state = self._decoded.take(key, blob) or self._load_state(key, blob)
+            state = self._decoded.take(key, blob) or self.layout.load(key, blob)
             done[:] = [state, self._update(state, X, answers, hashes, precomputed)]
             return state.to_record()
 
@@ -310,78 +315,6 @@ class Monitor:
         if written is not None:
             self._decoded.put(key, written, done[0])
         return verdict
-
-    # ----------------------------------------------------------------- state
-    def _new_windows(self) -> Windows:
-        return Windows.empty(self.tests)
-
-    def _stateful_parts(self) -> list:
-        """Stateful detectors, and the exposure tracker: whatever keeps declared arrays."""
-        parts = [d for d in self.detectors if d.stateful] + [self.units]
-        return parts + ([self.exposure] if self.exposure is not None else [])
-
-    def _new_detector_state(self) -> dict[str, dict[str, np.ndarray]]:
-        return {part.name: part.initial_state() for part in self._stateful_parts()}
-
-    def _new_state(self) -> ClientState:
-        windows = self._new_windows()
-        state = ClientState(windows=windows.rings, window_meta=windows.meta,
-                            detector_state=self._new_detector_state())
-        if self.config.prada and self.task == "classification":  # PRADA needs classes
-            state.prada = PradaState(self.config.prada_max_stored)
-        return state
-
-    def _evidence_matches(self, state: ClientState) -> bool:
-        """Whether a stored state's evidence was written by these tests and detectors."""
-        if not Windows(state.windows, state.window_meta).matches(self.tests):
-            return False
-        for name, expected in self._evidence_layout.items():
-            stored = state.detector_state.get(name, {})
-            if stored.keys() != expected.keys() or any(
-                    stored[k].shape[1:] != shape for k, shape in expected.items()):
-                return False
-        if self.exposure is not None and state.detector_state[self.exposure.name][
-                "answer"].shape != fresh_exposure_shape(self.exposure):
-            return False
-        return True
-
-    @cached_property
-    def _evidence_layout(self) -> dict[str, dict[str, tuple[int, ...]]]:
-        """Each stateful part's arrays and their shapes after the first axis (which grows)."""
-        return {part.name: {k: a.shape[1:] for k, a in part.initial_state().items()}
-                for part in self._stateful_parts()}
-
-    def _load_state(self, client_id: str, blob: bytes | None) -> ClientState:
-        """A client's state from its stored record (``None``: a new client).
-
-        A corrupt or old record resets that client only. A record whose evidence was written
-        for other detectors or tests keeps its flag and counters and starts its evidence
-        afresh.
-        """
-        if blob is None:
-            return self._new_state()
-        try:
-            state = ClientState.from_record(blob)
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            self._corrupt_records += 1
-            log.error("client %s: unreadable stored state (%s); resetting this client", client_id,
-                      exc)
-            return self._new_state()
-        kept = {part.name for part in self._stateful_parts()}
-        state.detector_state = {name: arrays for name, arrays in state.detector_state.items()
-                                if name in kept}
-        if not self._evidence_matches(state):
-            self._evidence_resets += 1
-            log.warning("client %s: stored evidence was written for other detectors or tests; "
-                        "its evidence starts afresh, its flag (%s) is kept", client_id,
-                        "flagged" if state.flagged else "not flagged")
-            windows = self._new_windows()
-            state.reset_evidence(windows.rings, windows.meta, self._new_detector_state())
-        if not (self.config.prada and self.task == "classification"):
-            state.prada = None
-        elif state.prada is None:  # the baseline was switched on after this record was written
-            state.prada = PradaState(self.config.prada_max_stored)
-        return state
 
     def _pvalues(self, detectors, batch: Batch, state: ClientState, precomputed=None,
                  rows=None) -> dict:
@@ -530,7 +463,7 @@ class Monitor:
 
     def verdict(self, client_id: str) -> Verdict:
         """The client's current verdict (an all-clear verdict for an unseen client)."""
-        state = self.state(client_id) or self._new_state()
+        state = self.state(client_id) or self.layout.new_state()
         return self._verdict(client_id, state)
 
     def clients(self) -> list[str]:
@@ -555,12 +488,7 @@ class Monitor:
     def state(self, client_id: str) -> ClientState | None:
         """A copy of the client's state, decoded from its stored record (``None``: unknown)."""
         blob = self.store.get_blob(check_client_id(client_id))
-        return None if blob is None else self._load_state(client_id, blob)
-
-
-def fresh_exposure_shape(tracker: ExposureTracker) -> tuple[int, ...]:
-    """Shape of a new client's exposure arrays (one entry per reference point)."""
-    return (len(tracker.points),)
+        return None if blob is None else self.layout.load(client_id, blob)
 
 
 __all__ = ["GROUP_PREFIX", "Answers", "FlagStatus", "Monitor", "MonitorCounters"]
