@@ -49,23 +49,12 @@ from monitor.stores.base import StateStore, check_client_id
 from monitor.stores.memory import MemoryStore
 from monitor.tails import MIN_PVALUE
 from monitor.units import UnitTracker, variant_limit
-from monitor.verdict import Verdict, explanation, flag_reason
+from monitor.verdict import FlagStatus, Verdict, explanation, flag_reason
 
 log = logging.getLogger("extraction_monitor")
 
 GROUP_PREFIX = "group:"
 """State key prefix of group evidence (see ``Monitor(group_of=...)``)."""
-
-
-@dataclass(frozen=True)
-class FlagStatus:
-    """What enforcement needs to know about a client, read from its state."""
-
-    flagged: bool
-    peak_score: float
-    flag_at: int | None
-    reason: str | None
-    exposure_exceeded: bool = False
 
 
 @dataclass
@@ -296,10 +285,7 @@ class Monitor:
         if group_id is not None:
             group = self._observe_key(GROUP_PREFIX + str(group_id), X, answers, hashes,
                                       precomputed)
-            verdict.group = {"group_id": str(group_id), **{
-                k: getattr(group, k) for k in ("n_queries", "score", "peak_score", "flagged",
-                                                "flag_at", "reason", "exposure",
-                                                "exposure_exceeded")}}
+            verdict.group = group.group_entry(group_id)
         return verdict
 
     def _observe_key(self, key: str, X, answers: Answers, hashes, precomputed=None) -> Verdict:
@@ -491,4 +477,4 @@ class Monitor:
         return None if blob is None else self.layout.load(client_id, blob)
 
 
-__all__ = ["GROUP_PREFIX", "Answers", "FlagStatus", "Monitor", "MonitorCounters"]
+__all__ = ["GROUP_PREFIX", "FlagStatus", "Monitor", "MonitorCounters"]

@@ -1,12 +1,18 @@
 """What the monitor concludes about one client, why (:func:`flag_reason`,
-:func:`explanation`), and its two flat views.
+:func:`explanation`), and every flat view of it, each declared here once:
 
-* :meth:`Verdict.summary` — the fields worth logging, alerting and listing (no raw rows);
+* :meth:`Verdict.summary` — the fields worth alerting on (:data:`SUMMARY_FIELDS`);
+* :meth:`Verdict.listed` — a client as the admin API lists it (:data:`LISTED_FIELDS`);
 * :meth:`Verdict.to_row` — one row of a verdict table (``analyze``, ``report``), with a
-  ``score_<detector>`` column per detector.
+  ``score_<detector>`` column per detector;
+* :meth:`Verdict.to_dict` — every field, JSON-ready (the admin API's client detail);
+* :meth:`Verdict.flag_status` — what enforcement caches about a flagged client
+  (:class:`FlagStatus`);
+* :meth:`Verdict.group_entry` — a group's verdict as its clients' verdicts carry it
+  (:data:`GROUP_FIELDS`).
 
 Every consumer (offline analysis, report, admin API, serving logs and alerts) goes through
-these two, so a verdict looks the same wherever it appears.
+these, so a verdict looks the same wherever it appears.
 
 >>> v = Verdict(client_id="c", n_queries=3, score=0.0, peak_score=0.0, threshold=2.0,
 ...             flagged=False, flag_at=None, reason="not flagged",
@@ -35,6 +41,14 @@ DEFERRED_FIELDS = ("detectors", "reason", "history")
 """The explanation of a verdict: built on first read by :meth:`Verdict.deferred` verdicts (a
 served request reads whether its client is flagged, rarely why)."""
 
+LISTED_FIELDS = ("client_id", "n_queries", "score", "peak_score", "flagged", "flag_at", "reason",
+                 "exposure", "exposure_exceeded")
+"""Fields of :meth:`Verdict.listed` (the admin API's client list)."""
+
+GROUP_FIELDS = ("n_queries", "score", "peak_score", "flagged", "flag_at", "reason", "exposure",
+                "exposure_exceeded")
+"""Fields of a group's verdict that :meth:`Verdict.group_entry` carries (with ``group_id``)."""
+
 GROUP_COLUMNS = ("group_id", "flagged", "flag_at", "peak_score", "exposure")
 """Group fields a verdict row carries (as ``group_id``, ``group_flagged``, ...) when the monitor
 tracks groups."""
@@ -42,6 +56,17 @@ tracks groups."""
 ROW_COLUMNS = ("client_id", "n_queries", "score", "peak_score", "threshold", "flagged",
                "flag_at", "flag_detector", "reason", "n_units", "peak_query_score", "exposure")
 """The leading columns of :meth:`Verdict.to_row`; ``score_<detector>`` columns follow."""
+
+
+@dataclass(frozen=True)
+class FlagStatus:
+    """What enforcement needs to know about a client, read from its state."""
+
+    flagged: bool
+    peak_score: float
+    flag_at: int | None
+    reason: str | None
+    exposure_exceeded: bool = False
 
 
 @dataclass
@@ -134,6 +159,19 @@ class Verdict:
         """The fields worth logging, alerting and listing (no raw rows, no history)."""
         return {name: getattr(self, name) for name in SUMMARY_FIELDS}
 
+    def listed(self) -> dict[str, Any]:
+        """The client as the admin API's list shows it (:data:`LISTED_FIELDS`)."""
+        return {name: getattr(self, name) for name in LISTED_FIELDS}
+
+    def flag_status(self) -> FlagStatus:
+        """What enforcement caches about the client (:class:`FlagStatus`)."""
+        return FlagStatus(bool(self.flagged), float(self.peak_score), self.flag_at,
+                          self.reason if self.flagged else None, bool(self.exposure_exceeded))
+
+    def group_entry(self, group_id: str) -> dict[str, Any]:
+        """This verdict, a group's, as ``Verdict.group`` of its clients' verdicts holds it."""
+        return {"group_id": str(group_id), **{k: getattr(self, k) for k in GROUP_FIELDS}}
+
     def to_row(self) -> dict[str, Any]:
         """One verdict-table row: the :data:`ROW_COLUMNS`, ``score_<detector>`` per detector,
         and ``prada_flagged`` / ``prada_flag_at`` when the PRADA baseline ran."""
@@ -210,5 +248,6 @@ def explanation(tests, detectors, meta: np.ndarray, evidence_seen: int,
     return {"detectors": entries, "reason": reason, "history": history.tolist()}
 
 
-__all__ = ["DEFERRED_FIELDS", "GROUP_COLUMNS", "ROW_COLUMNS", "SUMMARY_FIELDS", "Verdict", "explanation",
+__all__ = ["DEFERRED_FIELDS", "GROUP_COLUMNS", "GROUP_FIELDS", "LISTED_FIELDS", "ROW_COLUMNS",
+           "SUMMARY_FIELDS", "FlagStatus", "Verdict", "explanation",
            "flag_reason"]

@@ -180,7 +180,7 @@ class AdminAPI:
         total, ids = self.monitor.store.page(offset, limit, sort,
                                              None if flagged is None else flagged == "true")
         return {"total": total, "offset": offset, "limit": limit, "sort": sort,
-                "clients": [_listed(self.monitor.verdict(c)) for c in ids]}
+                "clients": [self.monitor.verdict(c).listed() for c in ids]}
 
     def _lookup(self, request: Any) -> dict[str, Any]:
         if not isinstance(request, dict) or len(request) != 1 or not isinstance(
@@ -194,7 +194,7 @@ class AdminAPI:
         known = self.monitor.flag_status(client_id) is not None
         out: dict[str, Any] = {"client_id": client_id, "known": known}
         if known:
-            out["verdict"] = _listed(self.monitor.verdict(client_id))
+            out["verdict"] = self.monitor.verdict(client_id).listed()
         return out
 
     def _client(self, client_id: str) -> dict[str, Any]:
@@ -251,13 +251,6 @@ async def _read_json(receive) -> Any:
         return json.loads(b"".join(chunks))
     except (ValueError, RecursionError):
         raise ValueError("request body must be JSON") from None
-
-
-def _listed(verdict) -> dict[str, Any]:
-    """A verdict as the client list shows it."""
-    summary = verdict.summary()
-    return {k: summary[k] for k in ("client_id", "n_queries", "score", "peak_score", "flagged",
-                                    "flag_at", "reason", "exposure", "exposure_exceeded")}
 
 
 def _int_param(query: dict[str, list[str]], name: str, default: int, lo: int, hi: int) -> int:

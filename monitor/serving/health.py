@@ -25,7 +25,7 @@ logger = logging.getLogger("extraction_monitor.serving")
 class FlagCache:
     """A bounded LRU of ``client_id -> FlagStatus`` for flagged clients only.
 
-    >>> from monitor.monitor import FlagStatus
+    >>> from monitor.verdict import FlagStatus
     >>> cache = FlagCache(size=2)
     >>> cache.put("a", FlagStatus(True, 5.0, 3, "why")); cache.get("a").peak_score
     5.0
