@@ -195,9 +195,6 @@ class WindowTest:
         object.__setattr__(self, "name", f"w{self.window}")
         object.__setattr__(self, "key", f"{self.detector}.w{self.window}")
 
-    def initial_window(self) -> np.ndarray:
-        return np.zeros(0, dtype=np.uint8)
-
 
 def rolling_sums(previous: np.ndarray, values: np.ndarray, window: int
                  ) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from monitor.logs import CLIENT_COLUMN, LogError, _read_json_array, is_json_array, log_format
+from monitor.logs import CLIENT_COLUMN, LogError, is_json_array, log_format
+from monitor.logs.formats import _read_json_array
 
 PART_NAME = "part-{:05d}.parquet"
 MANIFEST = "_partitions.json"
@@ -151,7 +152,7 @@ def _normalise_frame(frame: pd.DataFrame, client: str = CLIENT_COLUMN) -> pa.Tab
 
 
 def _no_client(client: str, columns) -> LogError:
-    from monitor.logs import _nearest_note
+    from monitor.logs.columns import _nearest_note
 
     return LogError(f"log has no '{client}' column{_nearest_note(client, list(columns), 'client')}"
                     "; name the column that says who sent each query with --client-column")

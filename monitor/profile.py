@@ -278,16 +278,6 @@ class Profile:
         per_member = int(np.ceil(MIN_NULL_MEMBER_VALUES / draws.shape[1]))
         return [draws[i:i + per_member].ravel() for i in range(0, len(draws), per_member)]
 
-    def drift_rate(self, detector: str, level: float) -> float:
-        """The largest rate, over the drift draws, of p <= ``level`` for ``detector``.
-
-        0.0 when there is no drift model or no such detector in it.
-        """
-        pvalues = self.calibration_.get(detector, {}).get("drift_pvalues")
-        if pvalues is None or len(pvalues) == 0:
-            return 0.0
-        return float((pvalues <= level).mean(axis=1).max())
-
     # ------------------------------------------------------------------ use
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Coded rows (:meth:`rows`) in the profile's scaled feature space
@@ -299,11 +289,6 @@ class Profile:
         array / list of rows in the profile's column order (``feature_names_``) — validated and
         coded (:class:`~monitor.features.Rows`); :class:`InvalidInput` saying what to fix."""
         return self.schema_.rows(data, name)
-
-    def check_rows(self, X, name: str = "rows") -> np.ndarray:
-        """``X`` coded as an ``(n, d)`` float array (:meth:`rows`), or :class:`InvalidInput`
-        saying what is wrong."""
-        return self.rows(X, name).X
 
     @property
     def encoded_names_(self) -> list[str]:

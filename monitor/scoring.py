@@ -98,11 +98,6 @@ class ScoredRows:
     """The first row at which the score reached the threshold, if the client was not
     flagged before this call and is now."""
 
-    @property
-    def last_sums(self) -> np.ndarray | None:
-        """Each test's window sum after the last new unit (``None`` without new units)."""
-        return self.sums[:, -1] if self.sums.shape[1] else None
-
 
 def score_rows(windows: Windows, pvalues: Mapping[str, np.ndarray], new_unit: np.ndarray,
                tests: Sequence[WindowTest], previous_score: float, n_units_before: int,

@@ -34,7 +34,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 from urllib.parse import parse_qsl, urlsplit
 
 import tomli_w
@@ -282,7 +282,7 @@ DEFAULT_ROUTES: tuple[str, ...] = (
 """Routes watched by default: the well-known inference paths."""
 
 Action = Literal["log", "alert", "degrade", "throttle", "block"]
-ACTIONS: tuple[str, ...] = ("log", "alert", "degrade", "throttle", "block")
+ACTIONS: tuple[str, ...] = get_args(Action)
 """Actions an :class:`ActionLevel` can name (see :mod:`monitor.serving.policy`)."""
 
 
@@ -491,6 +491,17 @@ _OPTION_PARSERS = {"ttl": float, "flag_ttl": float, "busy_timeout": float, "max_
                    "timeout": float, "buffer": int, "prefix": str}
 DEFAULT_TTL = 30 * 24 * 3600.0
 """Default idle time (30 days) after which an unflagged client's evidence is forgotten."""
+SQLITE_BUSY_TIMEOUT = 30.0
+"""Default of ``busy_timeout`` (:class:`~monitor.stores.SQLiteStore` too)."""
+OnError = Literal["open", "closed"]
+ON_ERROR_MODES: tuple[str, ...] = get_args(OnError)
+"""What a Redis store may do on an outage (``on_error``)."""
+REDIS_ON_ERROR: OnError = "open"
+REDIS_TIMEOUT = 0.5
+REDIS_BUFFER = 10_000
+REDIS_PREFIX = "extraction-monitor:"
+"""Defaults of ``on_error``, ``timeout``, ``buffer`` and ``prefix``
+(:class:`~monitor.stores.RedisStore` too)."""
 
 
 class StoreConfig(_Section):
@@ -516,17 +527,17 @@ class StoreConfig(_Section):
     flag_ttl: Real | None = Field(None, ge=0)
     """Seconds an idle *flagged* client's record (its flag) is kept (``None`` or ``0``, the
     default: forever), so a flag outlives the evidence TTL."""
-    busy_timeout: Real = Field(30.0, gt=0)
+    busy_timeout: Real = Field(SQLITE_BUSY_TIMEOUT, gt=0)
     """SQLite: seconds a writer waits for the database lock."""
     max_bytes: Whole | None = Field(None, gt=0)
     """SQLite: cap on the database size; past it writes fail (an alarm, as a full disk)."""
-    on_error: Literal["open", "closed"] = "open"
+    on_error: OnError = REDIS_ON_ERROR
     """Redis: on an outage, answer and buffer (open) or refuse with 503 (closed)."""
-    timeout: Real = Field(0.5, gt=0)
+    timeout: Real = Field(REDIS_TIMEOUT, gt=0)
     """Redis: socket timeout in seconds."""
-    buffer: Whole = Field(10_000, ge=0)
+    buffer: Whole = Field(REDIS_BUFFER, ge=0)
     """Redis: client states buffered locally during an outage."""
-    prefix: Text = "extraction-monitor:"
+    prefix: Text = REDIS_PREFIX
     """Redis: key prefix."""
 
     @field_validator("uri")

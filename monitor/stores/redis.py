@@ -51,6 +51,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+from monitor.settings import (
+    ON_ERROR_MODES,
+    REDIS_BUFFER,
+    REDIS_ON_ERROR,
+    REDIS_PREFIX,
+    REDIS_TIMEOUT,
+)
 from monitor.state_record import merge_records, record_summary
 from monitor.stores.base import (
     RecordSummary,
@@ -139,16 +146,16 @@ class RedisStore(StateStore):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 6379, db: int = 0,
                  password: str | None = None, ssl: bool = False,
-                 ttl_seconds: float | None = None, on_error: str = "open",
-                 timeout: float = 0.5, buffer_size: int = 10_000,
-                 prefix: str = "extraction-monitor:", lock_seconds: float = 10.0,
+                 ttl_seconds: float | None = None, on_error: str = REDIS_ON_ERROR,
+                 timeout: float = REDIS_TIMEOUT, buffer_size: int = REDIS_BUFFER,
+                 prefix: str = REDIS_PREFIX, lock_seconds: float = 10.0,
                  retry_seconds: float = 1.0, flag_ttl_seconds: float | None = None) -> None:
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
         super().__init__(ttl_seconds, flag_ttl_seconds)
-        if on_error not in ("open", "closed"):
+        if on_error not in ON_ERROR_MODES:
             raise ValueError(f"on_error must be 'open' or 'closed', got {on_error!r}")
         if not timeout > 0 or buffer_size < 1 or not lock_seconds > 0:
             raise ValueError("timeout and lock_seconds must be > 0 and buffer_size >= 1")

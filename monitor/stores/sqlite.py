@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from monitor.settings import SQLITE_BUSY_TIMEOUT
 from monitor.state_record import StateRecord, record_summary
 from monitor.stores.base import (
     RecordSummary,
@@ -142,7 +143,7 @@ class SQLiteStore(StateStore):
     quick_calls = True  # a local file in WAL mode: commits do not wait for the disk
 
     def __init__(self, path: str | os.PathLike, ttl_seconds: float | None = None,
-                 busy_timeout: float = 30.0, clock=time.time,
+                 busy_timeout: float = SQLITE_BUSY_TIMEOUT, clock=time.time,
                  flag_ttl_seconds: float | None = None, max_bytes: int | None = None,
                  checkpoint_seconds: float = CHECKPOINT_SECONDS) -> None:
         super().__init__(ttl_seconds, flag_ttl_seconds)
