@@ -175,14 +175,31 @@ class SQLiteStore(StateStore):
         """Optimistic writes that lost a race and recomputed."""
         try:
             _private_file(self.path)
-            conn = self._connection()
-            conn.executescript(SCHEMA)
-            self._migrate(conn)
+            self._create_schema()
         except sqlite3.DatabaseError as exc:
             raise ValueError(f"cannot open the SQLite state store {self.path}: {exc}") from None
         except OSError as exc:
             raise ValueError(f"cannot create the SQLite state store {self.path}: "
                              f"{exc.strerror}") from None
+
+    def _create_schema(self) -> None:
+        """Tables, index columns and indexes, created once however many processes open a new
+        file at once. Switching a new file to WAL, or creating its tables, while another
+        opener does the same can fail with "database is locked" at once (SQLite does not
+        always call the busy handler there): retried with back-off until ``busy_timeout``."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                conn = self._connection()
+                conn.executescript(SCHEMA)
+                self._migrate(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 0.2)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Add the index columns to a new database or one of an older release, and fill them.
@@ -218,13 +235,17 @@ class SQLiteStore(StateStore):
         if conn is None or self._local.pid != os.getpid():
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                    check_same_thread=False)  # only close() crosses threads
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
-            if self.max_bytes is not None:
-                page = conn.execute("PRAGMA page_size").fetchone()[0]
-                conn.execute(f"PRAGMA max_page_count = {max(1, self.max_bytes // page)}")
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+                if self.max_bytes is not None:
+                    page = conn.execute("PRAGMA page_size").fetchone()[0]
+                    conn.execute(f"PRAGMA max_page_count = {max(1, self.max_bytes // page)}")
+            except sqlite3.Error:
+                conn.close()
+                raise
             self._local.conn, self._local.pid = conn, os.getpid()
             with self._opened_lock:
                 self._opened.append(conn)
