@@ -66,8 +66,9 @@ WAITING = re.compile(  # leaf frames of threads that wait (py-spy counts some as
     r"^(Condition\.wait|Event\.wait|Queue\.get|.*Selector\.select|select|sleep) ")
 SCAFFOLD = re.compile(  # frames under every stack of their thread: left out of "inclusive"
     r"\((threading\.py|<frozen runpy>|asyncio/(base_events|events|runners)\.py|"
-    r"uvicorn/(main|server|_compat)\.py|monitor/cli\.py|monitor/commands/serve\.py|"
-    r"monitor/serving/launch\.py|anyio/_backends/_asyncio\.py)\)$|^<module> ")
+    r"uvicorn/(main|server|_compat)\.py|monitor/cli\.py|monitor/commands/server\.py|"
+    r"victims/commands/serve\.py|monitor/serving/launch\.py|anyio/_backends/_asyncio\.py)\)$|"
+    r"^<module> ")
 
 
 def py_spy() -> str:

@@ -3,8 +3,8 @@
 Each subcommand lives in its own module that defines ``add_arguments(parser)`` and
 ``run(args) -> int``; the module docstring's first line is the command's one-line help.
 The product's commands are in :mod:`monitor.commands`; other packages add commands through
-the ``extraction_monitor.commands`` entry-point group (the test range adds ``demo`` and
-``bench`` that way). Only the chosen command's module is imported: ``--help`` reads the other
+the ``extraction_monitor.commands`` entry-point group (the test range adds ``demo``, ``bench``
+and ``serve --victim`` that way). Only the chosen command's module is imported: ``--help`` reads the other
 modules' docstrings without importing them, so ``extraction-monitor analyze`` never loads the
 reference victims or the attack suite.
 """
@@ -22,8 +22,7 @@ from pathlib import Path
 
 PRODUCT_COMMANDS = {
     name: f"monitor.commands.{name}"
-    for name in ("profile", "analyze", "report", "tune", "serve", "proxy", "partition",
-                 "admin")
+    for name in ("profile", "analyze", "report", "tune", "proxy", "partition", "admin")
 }
 """The product's own commands: name -> module."""
 

@@ -197,7 +197,7 @@ def test_worker_factories_build_the_apps_from_the_parent_options(victim_profile,
     state = f"sqlite://{tmp_path}/state.db"
     settings = Settings.from_dict({"store": {"uri": state}}).to_dict()
     common = {"settings": settings, "salt": SALT, "admin_token": TOKEN}
-    upstream_options = WorkerOptions(**common, victim={  # the unmonitored upstream
+    upstream_options = WorkerOptions(**common, factory_options={  # the unmonitored upstream
         "name": "cancer-logreg", "output_mode": "proba", "seed": 0})
     with worker_environment(upstream_options, workers=1):
         upstream_app = victim_app_from_env()

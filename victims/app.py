@@ -1,6 +1,7 @@
 """The reference victim as an HTTP prediction API (``POST /predict``), optionally monitored.
 
-Part of the test range: the product's ``serve --victim`` loads it lazily, and the demo, the
+Part of the test range: ``serve --victim`` (:mod:`victims.commands.serve`, registered through
+the ``extraction_monitor.commands`` entry points) serves it in uvicorn workers, and the demo, the
 benchmarks and the serving tests use it as the app the monitor protects.
 """
 
@@ -131,7 +132,7 @@ def victim_app_from_env():
 
     options = worker_options()
     settings = options.resolved_settings()
-    spec = options.victim or {}
+    spec = options.factory_options or {}
     victim = load_victim(spec["name"], output_mode=spec.get("output_mode", "proba"),
                          seed=spec.get("seed", 0))
     monitor = worker_monitor(options, settings, victim.model) if options.profile else None

@@ -1,14 +1,22 @@
 """Monitor an existing prediction API as a reverse proxy in front of it.
 
 Forwards every request to --upstream (bodies streamed, status codes and headers preserved),
-monitors POSTs to the [serving] routes (default /predict) with the profile in --profile, and
-applies the configured actions. An unreachable upstream gives 502 with a JSON message.
+monitors POSTs to the [serving] routes (default: the well-known inference paths of MLflow,
+KServe v1/v2, TF Serving, TorchServe and /predict) with the profile in --profile, and applies
+the configured actions. An unreachable upstream gives 502 with a JSON message.
 
 Security: --model loads a classifier saved with skops (.skops) or joblib (.joblib/.pkl);
 loading a joblib/pickle file runs any code it holds, so only load files you trust.
 
-State: --state URI (sqlite:///path.db by default, redis://, memory://) is shared by all
---workers and kept across restarts; see `extraction-monitor serve --help`.
+The admin API (/monitor/...) needs a token from EXTRACTION_MONITOR_ADMIN_TOKEN or
+--admin-token-file (never on the command line, where ps shows it); without one it is
+disabled. --route PATTERN (repeatable) replaces [serving] routes.
+
+State: --state URI keeps per-client state in a store shared by all --workers and kept across
+restarts: sqlite:///path/state.db (default: state.db in ~/.local/share/extraction-monitor or
+$XDG_DATA_HOME), redis://host:6379/0 (several hosts; needs EXTRACTION_MONITOR_SALT), or
+memory:// (one worker, forgotten on exit). Add ?ttl=SECONDS to forget idle clients; the
+[store] table of --config sets the same options.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import argparse
 from pathlib import Path
 
 from monitor.cli import CommandError
-from monitor.commands.serve import add_server_arguments, prepare_deployment, run_server
+from monitor.commands.server import add_server_arguments, prepare_deployment, run_server
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

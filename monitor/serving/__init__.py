@@ -8,7 +8,7 @@
 * :func:`extractor` — read your own request schema (a function from body to DataFrame);
 * :class:`RouteTable` — which paths are watched (patterns, normalised paths).
 
-A reference victim served over HTTP (demos, tests) lives in the test range: ``victims.app``.
+A reference victim served over HTTP (demos, tests) lives in the test range, not here.
 """
 
 from monitor.serving.actions import Throttle, degrade

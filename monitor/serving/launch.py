@@ -1,12 +1,14 @@
 """Run a monitored app under uvicorn with one or many worker processes sharing one state store.
 
-The parent process (the ``serve`` / ``proxy`` commands) settles everything once — the config
-file read into :class:`~monitor.settings.Settings`, the state store URI, the client-id salt, a
-profile saved to a folder — and passes it to every worker as :class:`WorkerOptions` (JSON in
-``EXTRACTION_MONITOR_APP``); uvicorn builds the app in each worker with an import-string
-factory such as :func:`proxy_app_from_env`. Workers load the saved profile (no pickle, no
-refitting) and never read the config file again, so starting many workers costs little more
-than one.
+The parent process (the ``proxy`` command, or a serving command that another package
+registers through the ``extraction_monitor.commands`` entry-point group) settles everything
+once — the config file read into :class:`~monitor.settings.Settings`, the state store URI, the
+client-id salt, a profile saved to a folder — and passes it to every worker as
+:class:`WorkerOptions` (JSON in ``EXTRACTION_MONITOR_APP``); uvicorn builds the app in each
+worker with the import-string factory the command passes to :func:`run_workers` (the proxy's
+is :data:`PROXY_FACTORY`; the product names no other). Workers load the saved profile (no
+pickle, no refitting) and never read the config file again, so starting many workers costs
+little more than one.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ from monitor.serving.identity import resolve_salt
 from monitor.settings import Settings
 
 PROXY_FACTORY = "monitor.serving.launch:proxy_app_from_env"
-VICTIM_FACTORY = "victims.app:victim_app_from_env"
-"""The reference victim's worker factory (test range; used by ``serve --victim``)."""
+"""The worker factory of ``proxy``."""
 WORKER_HEALTHCHECK_SECONDS = 60
 """How long uvicorn's supervisor waits for a worker's health-check answer before replacing it
 (uvicorn's default of 5 s restarts workers in a loop while they import on a loaded host)."""
@@ -51,8 +52,9 @@ class WorkerOptions(BaseModel):
     trust: tuple[str, ...] = ()
     upstream: str | None = None
     timeout: float = 30.0
-    victim: dict[str, Any] | None = None
-    """Reference victim (test range) for ``serve --victim``: name, output_mode, seed."""
+    factory_options: dict[str, Any] | None = None
+    """Options for the factory of a command registered by another package, passed through
+    untouched (the test range's reference victim: its name, output mode and seed)."""
     threads: int = Field(default=1, ge=1)
     """BLAS/OpenMP threads in each worker (:mod:`monitor.threads`): requests already run
     in parallel threads, so one each is fastest."""
@@ -100,7 +102,7 @@ def worker_options(env: Environment | None = None) -> WorkerOptions:
     env = env or Environment.read()
     if not env.worker_options:
         raise RuntimeError(f"{OPTIONS_ENV} is not set: start workers with "
-                           "`extraction-monitor serve` or `extraction-monitor proxy`")
+                           "`extraction-monitor proxy` (or another serving command)")
     return WorkerOptions.model_validate_json(env.worker_options)
 
 
@@ -155,6 +157,9 @@ def run_workers(factory: str, options: WorkerOptions, host: str, port: int, work
                 log_level: str, log_format: str = "text") -> None:
     """``uvicorn.run(factory, factory=True, workers=workers)`` with ``options`` for the workers.
 
+    ``factory`` is the import string (``"package.module:function"``) of the function that
+    builds the app in each worker from :func:`worker_options`, e.g. :data:`PROXY_FACTORY`.
+
     uvicorn rewrites the peer address from ``X-Forwarded-For`` only for the configured
     ``[serving] trusted_proxies`` (never by default). Every worker logs in ``log_format``
     (:func:`monitor.eventlog.uvicorn_log_config`), uvicorn's own records included."""
@@ -176,6 +181,6 @@ def run_workers(factory: str, options: WorkerOptions, host: str, port: int, work
                     **extra)
 
 
-__all__ = ["OPTIONS_ENV", "PROXY_FACTORY", "VICTIM_FACTORY", "WorkerOptions", "check_state",
+__all__ = ["OPTIONS_ENV", "PROXY_FACTORY", "WorkerOptions", "check_state",
            "proxy_app_from_env", "resolve_deployment", "run_workers", "worker_environment",
            "worker_monitor", "worker_options"]

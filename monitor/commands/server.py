@@ -1,51 +1,23 @@
-"""Serve a reference victim over HTTP (POST /predict) behind the extraction monitor.
+"""Options and start-up shared by the commands that run a monitored HTTP server.
 
-Accepts every supported request format (instances, v2 inputs, dataframe_split,
-dataframe_records, features) and answers in the matching format in the victim's output mode.
-The reference victims (digits-mlp, cancer-logreg, wine-tree, digits-svm, ...) belong to the
-test range and are loaded only when this command runs.
-The admin API (/monitor/...) needs a token from EXTRACTION_MONITOR_ADMIN_TOKEN or
---admin-token-file (never on the command line, where ps shows it); without one it is
-disabled. GET /monitor/metrics gives Prometheus metrics (token required), GET
-/monitor/health the state store's health.
-
-Routes: --route PATTERN (repeatable; /invocations, /v1/models/{name}:predict, /api/**/score)
-replaces [serving] routes; the default watches the well-known inference paths of MLflow,
-KServe v1/v2, TF Serving, TorchServe and /predict. Startup logs one line per watched route.
-
-State: --state URI keeps per-client state in a store shared by all --workers and kept across
-restarts: sqlite:///path/state.db (default: state.db in ~/.local/share/extraction-monitor or
-$XDG_DATA_HOME), redis://host:6379/0 (several hosts; needs EXTRACTION_MONITOR_SALT), or
-memory:// (one worker, forgotten on exit). Add ?ttl=SECONDS to forget idle clients; the
-[store] table of --config sets the same options.
-Client ids are salted hashes; the salt comes from [serving] salt, EXTRACTION_MONITOR_SALT, or
-a <db>.salt file (mode 0600) created beside a SQLite database, so ids survive restarts.
+``proxy`` uses them, and so can a command that another package registers through the
+``extraction_monitor.commands`` entry-point group to serve its own app behind the monitor: it
+adds :func:`add_server_arguments`, settles the deployment once with
+:func:`prepare_deployment`, and starts its app factory with :func:`run_server`. Not a command
+itself (not in :data:`monitor.cli.PRODUCT_COMMANDS`).
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from monitor.cli import CommandError
 
-OUTPUT_MODES = ("proba", "rounded", "label")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--victim", required=True, metavar="NAME",
-                        help="reference victim (e.g. cancer-logreg; see victims/)")
-    parser.add_argument("--output-mode", default="proba", choices=OUTPUT_MODES,
-                        help="what /predict returns (default: proba)")
-    parser.add_argument("--seed", type=int, default=0, help="victim seed (default: 0)")
-    add_server_arguments(parser)
-    parser.add_argument("--no-monitor", action="store_true",
-                        help="serve the victim without the monitor (benchmark baseline)")
-
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``serve`` and ``proxy``."""
+    """The options of every serving command: bind address, config, admin token, routes, logs,
+    state store, workers and threads."""
     parser.allow_abbrev = False  # --admin-token must not pass as --admin-token-file
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
@@ -108,7 +80,11 @@ def prepare_deployment(args) -> tuple:
 
 
 def run_server(factory: str, options, args) -> int:
-    """Serve the app built by ``factory`` in ``args.workers`` uvicorn workers."""
+    """Serve the app built by ``factory`` in ``args.workers`` uvicorn workers.
+
+    ``factory`` is the import string (``"package.module:function"``) of a uvicorn factory
+    that builds the app in each worker from :func:`monitor.serving.launch.worker_options`;
+    the product's own is :data:`monitor.serving.launch.PROXY_FACTORY`."""
     from monitor.serving.launch import run_workers
 
     # the extraction_monitor loggers were set up by the CLI (--log-format, --log-level);
@@ -119,26 +95,3 @@ def run_server(factory: str, options, args) -> int:
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     return 0
-
-
-def run(args: argparse.Namespace) -> int:
-    from monitor import Profile
-    from monitor.serving.launch import VICTIM_FACTORY, WorkerOptions
-
-    settings, salt, token = prepare_deployment(args)
-    from victims import VICTIMS, load_victim  # the test range, loaded only for this command
-
-    if args.victim not in VICTIMS:
-        raise CommandError(f"unknown victim {args.victim!r}; choose one of {', '.join(VICTIMS)}")
-    victim = load_victim(args.victim, output_mode=args.output_mode, seed=args.seed)
-    with tempfile.TemporaryDirectory(prefix="extraction-monitor-profile-") as folder:
-        profile = None
-        if not args.no_monitor:  # fit once here; every worker loads the saved profile
-            Profile().fit(victim.model, victim.X_train, victim.y_train, X_cal=victim.X_cal,
-                          y_cal=victim.y_cal).save(folder)
-            profile = folder
-        options = WorkerOptions(
-            settings=settings.to_dict(), salt=salt, admin_token=token, profile=profile,
-            victim={"name": args.victim, "output_mode": args.output_mode, "seed": args.seed},
-            threads=args.threads)
-        return run_server(VICTIM_FACTORY, options, args)
