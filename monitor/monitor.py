@@ -8,19 +8,20 @@ default), and the :class:`~monitor.verdict.Verdict`. What the model answered is 
 and completed from the model, in :mod:`monitor.answers`; reasons are worded in
 :mod:`monitor.verdict`.
 
->>> from victims import load_victim
+>>> from sklearn.linear_model import LogisticRegression
 >>> from monitor import Monitor, Profile
->>> v = load_victim("cancer-logreg")
->>> profile = Profile().fit(v.model, v.X_train, v.y_train, X_cal=v.X_cal, y_cal=v.y_cal)
->>> mon = Monitor(profile, model=v.model)
->>> mon.observe("alice", v.X_public[:100]).flagged
-False
 >>> rng = np.random.default_rng(0)
->>> verdict = mon.observe("mallory", rng.uniform(v.lower, v.upper, size=(100, 30)))
+>>> X = rng.normal(size=(600, 4)); y = (X[:, 0] + X[:, 1] > 0).astype(int)
+>>> model = LogisticRegression().fit(X[:400], y[:400])
+>>> profile = Profile(seed=0).fit(model, X[:400], y[:400], X_cal=X[400:], y_cal=y[400:])
+>>> mon = Monitor(profile, model=model)
+>>> mon.observe("alice", rng.normal(size=(100, 4))).flagged
+False
+>>> verdict = mon.observe("mallory", rng.uniform(-6, 6, size=(100, 4)))
 >>> verdict.flagged, verdict.flag_at
-(True, 4)
+(True, 2)
 >>> verdict.reason
-'5 of the last 5 distinct queries lie farther from the training data than 90% of real inputs (33 nats of evidence; 31 flag)'
+'3 of the last 3 distinct queries lie farther from the nearest training records, relative to how densely those are packed, than 90% of real inputs (40 nats of evidence; 35 flag)'
 """
 
 from __future__ import annotations

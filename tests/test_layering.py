@@ -40,12 +40,9 @@ MODULE_REFERENCE = re.compile(
 """A test-range module named in text. Prose may say "reference victims" or "the attacks";
 it may not name a module, least of all as an import string."""
 IMPORTING_CALLS = {"import_module", "__import__", "find_spec", "run_module", "import_string"}
-KNOWN_REFERENCES = {
-    ("monitor/monitor.py", ">>> from victims import load_victim"),
-}
-"""(file, text) of references still to remove, each by the work that owns its file: the
-Monitor's module doctest fits its example profile on a reference victim (monitor/monitor.py
-is being rewritten elsewhere). Nothing else may join this list."""
+KNOWN_REFERENCES: set[tuple[str, str]] = set()
+"""(file, text) of references to the test range still to remove; empty, and nothing may
+join it."""
 
 
 def _loaded_after(code: str) -> list[str]:
