@@ -2,6 +2,7 @@
 #   make demo   trains a reference victim, simulates benign and attack clients, prints verdicts
 #   make test   runs the whole test suite (doctests included; the notebooks are executed and
 #               their committed outputs checked)
+#   make test-fast  the same without the tests marked slow (the edit loop)
 #   make test-real-servers  the proxy in front of real MLflow and KServe (installs them once)
 #   make notebooks  re-executes the notebooks in place (commit them with their outputs)
 #   make bench  every benchmark in quick mode, one after another (under 10 minutes on 2 cores);
@@ -11,7 +12,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-real-servers lint bench notebooks clean
+.PHONY: demo test test-fast test-real-servers lint bench notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +28,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest monitor victims attacks tests
 
+# the quick loop while editing: everything but the tests marked slow (tests/unit, tests/serving,
+# tests/integration are the three rooms; pass one of them to run it alone)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" monitor victims attacks tests
+
 # the proxy in front of real MLflow and KServe servers (installs them into ~/.cache once)
 test-real-servers: $(STAMP)
-	EXTRACTION_MONITOR_REAL_SERVERS=1 $(BIN)/python -m pytest tests/test_real_servers.py
+	EXTRACTION_MONITOR_REAL_SERVERS=1 $(BIN)/python -m pytest tests/serving/test_real_servers.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,5 +1,5 @@
 """A toy detector, written the way a new detector is added: this one module, plus one
-``register_detector(MaxCoordinateDetector)`` line (tests/test_detector_protocol.py does it
+``register_detector(MaxCoordinateDetector)`` line (tests/unit/test_detector_protocol.py does it
 inside a fixture so the toy never leaks into other tests).
 
 Its statistic is the largest absolute scaled coordinate of a query; it keeps, per client, the

@@ -49,6 +49,7 @@ def test_a_profile_is_the_same_under_any_thread_limit():
     np.testing.assert_allclose(one, wide, rtol=1e-12)  # BLAS may sum in another order
 
 
+@pytest.mark.slow
 def test_commands_state_their_thread_options():
     for command in ("profile", "serve", "proxy"):
         out = subprocess.run([sys.executable, "-m", "monitor.cli", command, "--help"],

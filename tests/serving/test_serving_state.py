@@ -3,7 +3,7 @@ store metrics, fail-closed 503, and the salt that keeps client ids stable across
 
 "Workers" here are separate apps (each its own Monitor and store connection) on separate
 uvicorn servers sharing one SQLite file, so a test can address each worker by port;
-tests/test_stores_http.py runs the real ``serve --workers 4``.
+tests/serving/test_stores_http.py runs the real ``serve --workers 4``.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ def flag(c: httpx.Client, victim, refused: int) -> None:
 RATE, BURST, SECONDS, ROWS = 10.0, 4, 10.0, 2
 
 
+@pytest.mark.slow
 def test_four_workers_throttle_one_rate_counted_in_rows(victim, tmp_path):
     config = (f'[serving]\nactions = ["throttle"]\nthrottle_rate = {RATE}\n'
               f"throttle_burst = {BURST}\n")
@@ -86,6 +87,7 @@ def test_four_workers_throttle_one_rate_counted_in_rows(victim, tmp_path):
     assert rate >= 0.5 * RATE, "the throttle refused nearly everything"
 
 
+@pytest.mark.slow
 def test_a_redis_outage_of_10_s_under_load_loses_under_1_percent_and_blocks(victim,
                                                                               redis_server):
     config = ('[serving]\nactions = ["log", "block"]\nflag_refresh_seconds = 1.0\n')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from serving_helpers import running
@@ -11,6 +12,7 @@ from victims import load_victim
 from victims.app import build_victim_app, build_victim_monitor
 
 
+@pytest.mark.slow
 def test_no_server_errors_on_any_schema_case():
     v = load_victim("wine-tree")
     app = build_victim_app(v, build_victim_monitor(v), ServingConfig(salt="s"), admin_token="t")

@@ -78,6 +78,7 @@ def interleaved(attack, benign) -> list[tuple[str, np.ndarray]]:
     return [jobs[i] for i in order]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_four_workers_share_one_verdict_per_client_and_survive_a_restart(
         backend, request, tmp_path, traffic):
@@ -108,6 +109,7 @@ def test_four_workers_share_one_verdict_per_client_and_survive_a_restart(
             N_ATTACK, True, got["flag_at"])
 
 
+@pytest.mark.slow
 def test_redis_outage_over_http_fails_open_and_catches_up(redis_server, traffic):
     attack, _, replay = traffic
     with serving(redis_server.url + "?timeout=0.2", workers=1) as client:

@@ -64,6 +64,7 @@ def run_concurrently(pool, uri: str, profile_dir: str, batches: list) -> int:
     return sum(pool.starmap(hammer, [(uri, profile_dir, chunk) for chunk in chunks]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_concurrent_processes_lose_no_update_and_match_a_sequential_replay(
         backend, request, tmp_path, setup, pool):

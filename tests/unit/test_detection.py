@@ -16,6 +16,7 @@ from monitor import Monitor, MonitorConfig
 from victims import VICTIMS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*VICTIMS, "iris-knn"])
 def test_demo_attacks_flagged_and_benign_clients_not(fitted_victim, name):
     victim, profile = fitted_victim(name)

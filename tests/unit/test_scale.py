@@ -6,13 +6,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from monitor import Monitor, MonitorConfig, Profile
 from victims import load_victim
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
+@pytest.mark.slow
 def test_client_state_is_bounded_and_flat_in_history():
     victim = load_victim("cancer-logreg", seed=0)
     profile = Profile(seed=0).fit(victim.model, victim.X_train, victim.y_train,
@@ -36,6 +38,7 @@ def test_client_state_is_bounded_and_flat_in_history():
     assert prada.state("c").nbytes() > grows_from  # the baseline's state does grow
 
 
+@pytest.mark.slow
 def test_state_size_benchmark_quick_smoke():
     sys.path.insert(0, str(BENCHMARKS))
     try:

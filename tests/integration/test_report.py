@@ -324,6 +324,7 @@ def screenshot(report: Path, out: Path, width: int = 1300) -> dict:
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary (CI installs it: .ci/run)")
 def test_report_renders_in_headless_chromium(setup, tmp_path):
     pytest.importorskip("playwright", reason="playwright is a dev dependency")

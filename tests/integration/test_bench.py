@@ -31,6 +31,7 @@ def quick_run(tmp_path_factory):
     return out, pd.read_csv(out / "per_client.csv")
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_output(quick_run):
     out, table = quick_run
     for name in ("per_client.csv", "adaptive.csv", "timelines.csv", "spec.json", "summary.md",

@@ -17,7 +17,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 MAX_NOTEBOOK_BYTES = 400_000
 """Committed notebooks stay small: plots as modest PNGs, no embedded reports."""
@@ -79,6 +79,7 @@ def test_notebook_is_committed_with_its_outputs(path):
     assert path.stat().st_size < MAX_NOTEBOOK_BYTES, f"{path.name}: outputs too big"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_and_produces_its_outputs(executed, path):
     results, changed = executed

@@ -91,6 +91,7 @@ def fuzz(base: str) -> list[int]:
     return statuses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["serve", "proxy"])
 def test_no_body_gives_a_server_error(victim, where):
     config = ServingConfig(salt="fuzz")

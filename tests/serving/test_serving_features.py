@@ -71,6 +71,7 @@ def served():
         yield base, monitor, frame
 
 
+@pytest.mark.slow
 def test_the_proxy_flags_a_uniform_attacker_on_categorical_missing_features():
     from monitor.serving.proxy import build_proxy_app
 
@@ -102,6 +103,7 @@ def test_the_proxy_flags_a_uniform_attacker_on_categorical_missing_features():
     assert attacker.flagged and not benign.flagged, (attacker.reason, benign.reason)
 
 
+@pytest.mark.slow
 def test_named_categorical_and_missing_records_are_answered_and_observed(served):
     base, monitor, frame = served
     records = [{"color": "red", "income": None, "age": 31.0},

@@ -22,7 +22,7 @@ from attacks.registry import run_attack
 from attacks.traffic import to_log, write_log
 from monitor.model_io import save_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BAR = re.compile(r"━")  # rich's bar glyph
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -106,6 +106,7 @@ def test_profile_shows_progress_on_a_terminal(files):
     assert re.search(rf"\b\d+/{total}\b", text), text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["analyze", "tune", "report", "partition"])
 def test_long_commands_show_progress_on_a_terminal_only(files, command):
     profile = _profile(files)
@@ -135,6 +136,7 @@ def test_long_commands_show_progress_on_a_terminal_only(files, command):
     assert code == 0 and not BAR.search(text), text
 
 
+@pytest.mark.slow
 def test_bench_shows_progress_on_a_terminal(tmp_path):
     argv = ["bench", "--quick", "--victims", "cancer-logreg", "--attacks", "uniform",
             "--budget", "60", "--benign-seeds", "1", "--jobs", "1", "--out", str(tmp_path)]
@@ -166,6 +168,7 @@ def test_python_m_cli_errors_are_one_line_and_workers_alias_warns(tmp_path):
     assert lines[1].startswith("extraction-monitor analyze: error: cannot load profile")
 
 
+@pytest.mark.slow
 def test_tune_asks_before_writing_a_higher_threshold(files, victim):
     """On a terminal, tune asks before writing a threshold above the default: 'n' writes
     nothing (exit 2), 'y' writes it."""

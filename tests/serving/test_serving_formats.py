@@ -267,6 +267,7 @@ def test_banner_label_only_and_silence_warnings(caplog):
     assert any("none observed" in r.message for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_route_option_on_proxy_and_serve(victim, tmp_path):
     from serving_helpers import serve_process
 
