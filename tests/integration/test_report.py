@@ -1,10 +1,13 @@
-"""The HTML report: self-contained (nothing loaded from the network), summary first with
-flagged clients, one indexing of flagged-at-query in table and plots, a time axis from
-timestamps, per-feature z-scores that name the feature an attacker pushed, deterministic, and
+"""The HTML report: self-contained (nothing loaded from the network) and small (static SVG
+figures, no inlined plotting library), summary first with flagged clients, one indexing of
+flagged-at-query in table and plots, a time axis from timestamps, per-feature z-scores that
+name the feature an attacker pushed, plain words (odds, not nats), when and on what exposure
+is measured and whose it is, a recommended action per flagged client, deterministic, and
 rendered by real headless Chromium with no console errors and no network request."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -24,7 +27,13 @@ from monitor.cli import main
 from monitor.detectors import REGISTRY
 from monitor.logs import read_log
 from monitor.replay import replay_log
-from monitor.report import calibration_checks, order_clients, render_report
+from monitor.report import (
+    calibration_checks,
+    order_clients,
+    plain_reason,
+    recommend,
+    render_report,
+)
 from monitor.report.explain import explained_rows, feature_deviation
 from victims import load_victim
 
@@ -134,8 +143,8 @@ def test_report_is_self_contained_and_summary_first(setup):
     page = _parse(text)
     assert text.startswith("<!DOCTYPE html>")
     assert page.loads == [], f"the page would load resources: {page.loads}"
-    assert not re.search(r"https?://(?!www\.w3\.org|plotly\.com)", text[:20_000])
-    assert "Plotly.newPlot" in text and len(text) > 1_000_000  # plotly.js is inlined
+    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg\b)", text)
+    assert "<svg" in text and "Plotly" not in text
     assert text.index('id="summary"') < text.index('id="drilldown"') < text.index(
         'id="clients"') < text.index('id="calibration"')
     flagged = _rows(page, "flagged")
@@ -217,7 +226,7 @@ def test_report_from_verdict_table(setup):
     assert page.loads == [] and "drilldown" not in page.details
     table = _verdicts(setup)
     for reason in table.loc[table["flagged"], "reason"]:
-        assert reason.replace("'", "&#39;") in text
+        assert plain_reason(reason).replace("'", "&#39;") in text
     assert len(_rows(page, "calibration-checks")) >= 2
 
 
@@ -247,7 +256,7 @@ def test_template_escapes_client_text():
     table = pd.DataFrame({"client_id": ["<script>alert(1)</script>"], "n_queries": [3],
                           "peak_score": [5.0], "threshold": [2.0], "flagged": [True],
                           "flag_at": [1], "reason": ["<b>x</b>"]})
-    text = render_report(table, include_js=False)
+    text = render_report(table)
     assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
 
 
@@ -309,15 +318,20 @@ def screenshot(report: Path, out: Path, width: int = 1300) -> dict:
             page.on("pageerror", lambda e: seen["errors"].append(str(e)))
             page.on("request", lambda r: seen["requests"].append(r.url))
             page.goto(report.as_uri(), wait_until="load")
-            page.wait_for_function(
-                "document.querySelectorAll('div.plot[data-drawn] .main-svg').length > 0",
-                timeout=60_000)
-            page.wait_for_timeout(500)
-            seen["drawn"] = page.evaluate(
-                "document.querySelectorAll('div.plot[data-drawn]').length")
+            page.wait_for_timeout(300)
+            seen["drawn"] = page.evaluate(  # visible plots whose SVG has a size on screen
+                "Array.from(document.querySelectorAll('div.plot > svg.main-svg')).filter("
+                "s => !s.closest('details:not([open])') && s.getBoundingClientRect().width > 200 &&"
+                " s.getBoundingClientRect().height > 50).length")
             seen["visible_plots"] = page.evaluate(
                 "Array.from(document.querySelectorAll('div.plot')).filter("
                 "d => !d.closest('details:not([open])')).length")
+            seen["text"] = page.evaluate("document.body.innerText")
+            seen["exposure_card"] = page.evaluate(
+                "document.getElementById('kpi-exposure').innerText")
+            seen["actions"] = page.evaluate(
+                "Array.from(document.querySelectorAll('#flagged td.recommendation')).map("
+                "td => td.innerText)")
             page.screenshot(path=str(out), full_page=True)
         finally:
             context.close()
@@ -335,6 +349,13 @@ def test_report_renders_in_headless_chromium(setup, tmp_path):
     assert seen["blocked"] == [], f"network requests: {seen['blocked']}"
     assert seen["requests"] == [(setup / "report.html").as_uri()]
     assert seen["drawn"] == seen["visible_plots"] >= 5  # summary, 2 x (timeline, features)...
+    assert "nats" not in seen["text"] and "1 in 10" in seen["text"]
+    verdicts = _verdicts(setup)
+    top = verdicts["exposure"].idxmax()
+    assert f"client {top}" in seen["exposure_card"], seen["exposure_card"]
+    assert f"after query {verdicts.loc[top, 'n_queries']}" in seen["exposure_card"]
+    assert len(seen["actions"]) == int(verdicts["flagged"].sum())
+    assert all(a.split()[0] in ("block", "throttle", "review") for a in seen["actions"])
     data = shot.read_bytes()
     assert data[:8] == PNG_MAGIC and len(data) > 50_000
     from matplotlib.image import imread
@@ -352,9 +373,97 @@ def test_group_and_exposure_columns_from_analyze_group_column():
         "flag_at": pd.array([30, 12, None], dtype="Int64"), "reason": ["r1", "r2", "n"],
         "exposure": [0.4, np.nan, None], "group_id": ["acct-9", "acct-9", "acct-1"],
         "group_flagged": [True, True, False], "score_density": [3.0, 2.5, 0.0]})
-    page = _parse(render_report(table, include_js=False))
+    page = _parse(render_report(table))
     rows = {r["client"]: r for r in _rows(page, "flagged")}
     assert rows["s1"]["group"] == "acct-9" and rows["s1"]["flagged at query"] == "31"
     assert rows["s2"]["exposure"] == "—" and rows["s1"]["exposure"] == "40%"
     assert rows["s2"]["flagged at query"] == "13" and rows["s1"]["detector"] == "density"
     assert "group_flagged" in page.tables["client-table"][0]
+
+
+MAX_REPORT_BYTES = 400_000
+"""The fixture's report weighed 4.9 MB with Plotly's bundle inlined; with SVG figures about
+165 KB (13 clients, 5 drill-downs, ROC curves)."""
+
+
+def test_report_is_small_and_loads_nothing(setup):
+    text = (setup / "report.html").read_text()
+    size = (setup / "report.html").stat().st_size
+    assert size < MAX_REPORT_BYTES, f"report is {size:,} bytes"
+    page = _parse(text)
+    assert page.loads == []
+    assert not re.search(r"\b(fetch|XMLHttpRequest|import\s*\(|@import|url\()", text)
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', text)[1]
+    assert "default-src 'none'" in csp and "unsafe-eval" not in csp
+    assert len(page.figures) >= 5 and text.count("<svg") == len(page.figures)
+
+
+def test_report_speaks_plain_words_not_nats(setup):
+    """The core's reasons say "(33 nats of evidence; 31 flag)"; the report says odds."""
+    text = (setup / "report.html").read_text()
+    verdicts = _verdicts(setup)
+    assert any("nats" in r for r in verdicts["reason"])  # the core's wording, unchanged
+    assert "nats" not in text
+    page = _parse(text)
+    for row in _rows(page, "flagged"):
+        assert "strength of evidence" in row["reason"] and "1 in 10" in row["reason"], row
+        assert row["reason"] == plain_reason(verdicts.loc[row["client"], "reason"])
+    assert "a benign client reaches it about 1 in 100 times" in text  # threshold 2
+
+
+def test_exposure_says_when_where_and_whose(setup):
+    """The exposure card names the client with the highest exposure and says it is measured
+    after that client's last query, on the profile's reference records; drill-downs too."""
+    text = (setup / "report.html").read_text()
+    verdicts = _verdicts(setup)
+    profile = Profile.load(setup / "profile")
+    n_points = len(profile.exposure_["points"])
+    top = verdicts["exposure"].idxmax()
+    card = re.search(r'<div class="kpi" id="kpi-exposure">(.*?)</div>\s*</div>', text, re.S)[1]
+    card = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", card)).split())
+    assert card.startswith(f"{100 * verdicts.loc[top, 'exposure']:.0f}% highest exposure")
+    assert f"client {top} (not flagged)" in card or f"client {top} after" in card
+    assert f"after query {verdicts.loc[top, 'n_queries']}, its last" in card
+    assert f"on the profile's {n_points} reference records (held-out calibration" in card
+    assert "measured after each client's last query" in text
+    for client in verdicts.index[verdicts["flagged"]]:
+        n = verdicts.loc[client, "n_queries"]
+        assert f"% </b> after query {n}, its last" in text.replace("%</b>", "% </b>")
+
+
+def test_each_flagged_client_gets_a_recommended_action(setup):
+    page = _parse((setup / "report.html").read_text())
+    verdicts = _verdicts(setup)
+    rows = _rows(page, "flagged")
+    assert rows
+    for row in rows:
+        v = verdicts.loc[row["client"]]
+        want = recommend(True, v["peak_score"], v["score"], v["threshold"], v["exposure"])
+        assert row["recommended action"] == f"{want[0]} {want[1]}"
+
+
+def test_configured_exposure_limit_drives_the_action(setup, tmp_path):
+    """With [monitor] exposure_limit = 0.99 no flagged client's copy reaches it: the actions
+    come from the evidence alone, and the note names the configured limit."""
+    config = tmp_path / "monitor.toml"
+    config.write_text("[monitor]\nexposure_limit = 0.99\n")
+    out = tmp_path / "limit.html"
+    _verdicts(setup)
+    assert main(["report", str(setup / "verdicts.csv"), "--profile", str(setup / "profile"),
+                 "--config", str(config), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "the configured exposure limit of 99%" in text
+    verdicts = _verdicts(setup)
+    for row in _rows(_parse(text), "flagged"):
+        v = verdicts.loc[row["client"]]
+        assert "past its exposure limit" not in row["recommended action"]
+        want = recommend(True, v["peak_score"], v["score"], v["threshold"], v["exposure"], 0.99)
+        assert row["recommended action"] == f"{want[0]} {want[1]}"
+
+
+def test_recommend_thresholds():
+    assert recommend(True, 2.1, 2.1, 2.0, 0.6, 0.5)[0] == "block"    # exposure past the limit
+    assert recommend(True, 4.0, 0.0, 2.0, 0.1, 0.5)[0] == "block"    # 100x past the threshold
+    assert recommend(True, 2.1, 2.1, 2.0, 0.1, 0.5)[0] == "throttle"  # still over
+    assert recommend(True, 2.1, 1.0, 2.0, 0.1, 0.5)[0] == "review"    # fell back
+    assert recommend(False, 9.0, 9.0, 2.0, 1.0) is None
