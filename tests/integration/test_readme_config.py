@@ -14,7 +14,7 @@ from monitor.serving.identity import ClientIdentifier
 from monitor.serving.policy import EnforcementPolicy
 from monitor.settings import MonitorConfig, ServingConfig, Settings
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_config() -> str:
