@@ -51,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from monitor.report import build_report
     except ImportError as exc:
-        raise CommandError(f"the report needs jinja2 and plotly ({exc}); "
-                           "pip install jinja2 plotly") from exc
+        raise CommandError(f"the report needs jinja2 ({exc}); pip install jinja2") from exc
 
     if args.out.suffix.lower() not in (".html", ".htm"):
         raise CommandError(f"--out {args.out.name}: the report is HTML; name it .html")
