@@ -559,14 +559,15 @@ def tune_logs(profile: Profile, benign_logs: Sequence[str | Path],
     config = config or MonitorConfig()
     default_threshold = float(Monitor(profile, config=config.replace(score_threshold=None),
                                       model=model).threshold)
-    unique = list(dict.fromkeys(str(p) for p in [*benign_logs, *attack_logs]))
-    runs_per_log = 1 + (len(config.detectors) if per_detector else 0)
-    total_runs, runs_done = len(unique) * runs_per_log, 0
-    reasons: dict[str, str] = {}
-    client_sources: dict[str, str] = {}
     for path in [*benign_logs, *attack_logs]:
         if not Path(path).is_file():
             raise ValueError(f"{path}: no such file")
+    digests = {str(p): sha256_of(p) for p in [*benign_logs, *attack_logs]}
+    runs_per_log = 1 + (len(config.detectors) if per_detector else 0)
+    # a file given twice (under any name) is replayed once: count what is replayed
+    total_runs, runs_done = len(set(digests.values())) * runs_per_log, 0
+    reasons: dict[str, str] = {}
+    client_sources: dict[str, str] = {}
     replays: dict[str, dict[str, np.ndarray]] = {}
     labels: dict[str, bool] = {}
     fidelity: dict[str, np.ndarray] = {}
@@ -574,7 +575,7 @@ def tune_logs(profile: Profile, benign_logs: Sequence[str | Path],
     seen: dict[str, str] = {}
     for role, paths in (("benign", benign_logs), ("attacks", attack_logs)):
         for path in paths:
-            digest = sha256_of(path)
+            digest = digests[str(path)]
             if digest in seen:
                 continue
             seen[digest] = str(path)

@@ -105,16 +105,6 @@ def usable_rows(schema, frame: pd.DataFrame, y) -> np.ndarray:
     return keep
 
 
-def _model_calls(model, folds: int, calibration: bool, drift_draws: int) -> int:
-    """Model calls the profile fit makes (for the progress bar)."""
-    from monitor.features import model_kind
-    from monitor.geometry import TreeGeometry
-
-    margins = model_kind(model)[1] in ("proba", "decision") and \
-        TreeGeometry.from_model(model) is None
-    return (calibration and margins) + folds * (1 + margins) + drift_draws * margins + 2
-
-
 LABEL_HINTS = ("label", "target", "class", "y", "outcome", "category")
 
 
@@ -209,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
         from monitor.features import FeatureSchema, model_kind
 
         model_kind(model)
-        schema = FeatureSchema.fit(X_train, with_feature_names(model))
+        probes = []  # the missing-value probes the model answers (Profile.fit repeats them)
+        with count_calls(probes.append) as key:
+            schema = FeatureSchema.fit(X_train, with_feature_names(model, calls=key))
     except InvalidInput as exc:
         raise CommandError(f"cannot fit the profile: {exc}") from exc
     keep = usable_rows(schema, X_train, y_train)
@@ -237,10 +229,10 @@ def run(args: argparse.Namespace) -> int:
     if dropped:
         print(f"skipped {dropped} rows with NaN/inf or missing values", file=sys.stderr)
     cross_fit = not args.no_cross_fit
-    folds = cross_fit or X_cal is None
-    total = _model_calls(model, args.folds if folds else 0, X_cal is not None, args.drift_draws)
     params = {"n_folds": args.folds, "cross_fit": cross_fit, "drift_draws": args.drift_draws,
               "max_reference": args.reference_rows, "seed": args.seed}
+    total = len(probes) + Profile(**params).model_calls(model, calibration=X_cal is not None,
+                                                        labels=y_train is not None)
     try:
         with Progress("fitting the profile", total=total, unit="model calls") as bar, \
                 count_calls(lambda kind: bar.advance()) as key, \

@@ -333,3 +333,17 @@ def test_tune_refuses_a_weaker_threshold_unless_allowed(victim, profile_dir, tmp
     assert written == pytest.approx(tuned, rel=1e-3)
     assert f"{10 ** -written:.4g} (10^-{written:.4g})" in warning
     assert "instead of the default's 0.01 (10^-2)" in warning
+
+
+def test_replay_progress_counts_to_its_total_when_a_log_is_given_twice(profile_dir, mixed_log,
+                                                                        tmp_path):
+    """issue 26: progress totals match what is counted; a log given twice (here: a copy under
+    another name) is replayed once and the total says so."""
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(mixed_log.read_bytes())
+    seen: list[tuple[int, int]] = []
+    tune_logs(Profile.load(profile_dir), [mixed_log, copy], target_fpr=0.05,
+              config=MonitorConfig(detectors=("density",)),
+              on_progress=lambda done, total: seen.append((done, total)))
+    assert seen and all(total == 2 for _, total in seen)  # overall + density, one log
+    assert seen[-1] == (2, 2)
