@@ -75,13 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("scale (see docs/scaling.md)")
     group.add_argument("--engine", choices=("pandas", "dask"), default="pandas",
                        help="pandas: in this process; dask: partitions as tasks on a Dask "
-                            "cluster (default: pandas)")
+                            "cluster (default: %(default)s)")
     group.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="Dask scheduler to use (e.g. tcp://10.0.0.5:8786); default: a "
                             "LocalCluster started for this run")
     group.add_argument("--dask-workers", "--workers", dest="dask_workers", type=int, default=2,
                        metavar="N", action=_DeprecatedAlias,
-                       help="Dask worker processes of the LocalCluster (default: 2; "
+                       help="Dask worker processes of the LocalCluster (default: %(default)s; "
                             "--workers is a deprecated alias: in serve/proxy it means "
                             "uvicorn workers)")
     group.add_argument("--partitions", type=int, default=None, metavar="N",

@@ -7,10 +7,11 @@ e.g. a Pipeline whose ColumnTransformer encodes them); missing values are kept w
 accepts them (probed on the model) and those rows skipped elsewhere. Without --calibration the
 profile is calibrated by cross-fitting on TRAIN.
 
-Calibration knobs: --folds (cross-fitting folds, default 5), --no-cross-fit (calibrate on CAL
-alone; faster, coarser p-values), --calibration-rows (a seeded subsample of CAL), --drift-draws
-(drifted copies of the held-out rows, default 20; 0: no drift model) and --reference-rows
-(training rows kept in the reference index, default 2000). A model fitted on a DataFrame is
+Calibration knobs (their defaults are the profile's own, shown with each option below):
+--folds (cross-fitting folds), --no-cross-fit (calibrate on CAL alone; faster, coarser
+p-values), --calibration-rows (a seeded subsample of CAL), --drift-draws (drifted copies of
+the held-out rows; 0: no drift model) and --reference-rows (training rows kept in the
+reference index). A model fitted on a DataFrame is
 called with DataFrames of its feature names throughout (no feature-name warnings).
 
 Security: MODEL is a fitted scikit-learn classifier (predict_proba, decision_function or labels
@@ -37,6 +38,11 @@ DEFAULT_LABEL_COLUMN = "y"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    import inspect
+
+    from monitor.profile import Profile
+
+    defaults = {name: p.default for name, p in inspect.signature(Profile).parameters.items()}
     parser.add_argument("--model", required=True, type=Path,
                         help="fitted classifier or regressor (.skops, or .joblib/.pkl: trusted "
                              "code!)")
@@ -51,24 +57,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust", action="append", default=[], metavar="TYPE",
                         help="type name a .skops model may contain beyond skops' safe set "
                              "(repeatable)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for subsampling and folds")
+    parser.add_argument("--seed", type=int, default=defaults["seed"],
+                        help="seed for subsampling and folds (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="BLAS/OpenMP threads for fitting and model calls (default: "
                              f"{default_threads()} on this machine: its cores less one; "
                              "more threads than free cores slow HistGradientBoosting down "
                              "many times on a busy machine)")
     group = parser.add_argument_group("calibration")
-    group.add_argument("--folds", type=int, default=5, metavar="K",
-                       help="cross-fitting folds on TRAIN (default: 5)")
+    group.add_argument("--folds", type=int, default=defaults["n_folds"], metavar="K",
+                       help="cross-fitting folds on TRAIN (default: %(default)s)")
     group.add_argument("--no-cross-fit", action="store_true",
                        help="with --calibration, calibrate on it alone (no cross-fitting)")
     group.add_argument("--calibration-rows", type=int, default=None, metavar="N",
                        help="use a seeded subsample of N rows of CAL (default: all)")
-    group.add_argument("--drift-draws", type=int, default=20, metavar="N",
+    group.add_argument("--drift-draws", type=int, default=defaults["drift_draws"], metavar="N",
                        help="drifted copies of the held-out rows for the drift model "
-                            "(default: 50; 0: none)")
-    group.add_argument("--reference-rows", type=int, default=2000, metavar="N",
-                       help="training rows kept in the reference index (default: 2000)")
+                            "(default: %(default)s; 0: none)")
+    group.add_argument("--reference-rows", type=int, default=defaults["max_reference"],
+                       metavar="N",
+                       help="training rows kept in the reference index (default: %(default)s)")
 
 
 def split_table(frame: pd.DataFrame, label_column: str | None, explicit: bool, what: str,

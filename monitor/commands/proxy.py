@@ -37,8 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the victim model, for margins when the API answers labels only")
     parser.add_argument("--trust", action="append", default=[], metavar="TYPE",
                         help="type name a .skops model may contain beyond skops' safe set")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="upstream timeout in seconds (default: 30)")
+    from monitor.serving.launch import WorkerOptions
+
+    parser.add_argument("--timeout", type=float,
+                        default=WorkerOptions.model_fields["timeout"].default,
+                        help="upstream timeout in seconds (default: %(default)s)")
     add_server_arguments(parser)
 
 

@@ -56,14 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attacks", type=Path, action="append", default=[],
                         help="log with attack traffic (repeatable)")
     parser.add_argument("--target-fpr", type=float, default=0.01,
-                        help="largest tolerated fraction of benign clients flagged (default 0.01)")
+                        help="largest tolerated fraction of benign clients flagged (default %(default)s)")
     parser.add_argument("--confidence", type=float, default=0.95,
-                        help="confidence of the upper bound on the benign rate (default 0.95)")
+                        help="confidence of the upper bound on the benign rate (default %(default)s)")
     parser.add_argument("--horizon", type=int, default=None,
                         help="only count flags within each client's first N queries")
     parser.add_argument("--margin", type=float, default=0.5,
                         help="score margin above the largest benign peak when too few "
-                             "clients support the target (default 0.5)")
+                             "clients support the target (default %(default)s)")
     parser.add_argument("--config", type=Path, default=None,
                         help="base monitor config whose other settings are kept")
     parser.add_argument("--model", type=Path, default=None,

@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--victim", required=True, metavar="NAME",
                         help="reference victim (e.g. cancer-logreg; see victims/)")
     parser.add_argument("--output-mode", default="proba", choices=OUTPUT_MODES,
-                        help="what /predict returns (default: proba)")
-    parser.add_argument("--seed", type=int, default=0, help="victim seed (default: 0)")
+                        help="what /predict returns (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="victim seed (default: %(default)s)")
     add_server_arguments(parser)
     parser.add_argument("--no-monitor", action="store_true",
                         help="serve the victim without the monitor (benchmark baseline)")
