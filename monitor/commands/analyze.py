@@ -149,7 +149,7 @@ def _run_in_memory(args, profile, config, model) -> int:
     )
     from monitor.errors import InvalidInput
     from monitor.logs import LogError, read_log
-    from monitor.tables import write_table
+    from monitor.tables import with_client_column, write_table
 
     extra = [args.group_column] if args.group_column else []
     columns = log_columns(args)
@@ -168,7 +168,7 @@ def _run_in_memory(args, profile, config, model) -> int:
     except InvalidInput as exc:
         raise CommandError(f"{args.log.name}: {exc}") from exc
     table = attach_kept(table, log, columns.keep)
-    write_table(table, args.out)
+    write_table(with_client_column(table, log.client_column), args.out)
     log_flagged(table)
     line = f"{summary_line(table, log.n_skipped_nonfinite)}; verdicts written to {args.out}"
     if args.group_column:
@@ -186,7 +186,7 @@ def _run_partitioned(args, profile, config, model) -> int:
     from monitor.analyze import summary_line
     from monitor.errors import InvalidInput
     from monitor.logs import LogError
-    from monitor.tables import write_table
+    from monitor.tables import with_client_column, write_table
 
     if args.dask_workers < 1:
         raise CommandError(f"--dask-workers must be at least 1, got {args.dask_workers}")
@@ -220,7 +220,7 @@ def _run_partitioned(args, profile, config, model) -> int:
                                              columns=columns)
     except (LogError, InvalidInput) as exc:
         raise CommandError(f"{args.log.name}: {exc}") from exc
-    write_table(result.table, args.out)
+    write_table(with_client_column(result.table, columns.client), args.out)
     log_flagged(result.table)
     print(f"{summary_line(result.table, result.n_skipped)}; {result.summary()}; "
           f"verdicts written to {args.out}")

@@ -227,12 +227,24 @@ def test_analyze_a_log_in_its_own_shape(files, profile_dir, capsys, victim, own_
     code, out, err = run_cli(capsys, "analyze", files / "own.csv", "--profile", profile_dir,
                              "--out", files / "own-v.csv", *mapping)
     assert code == 0, err
+    written = pd.read_csv(files / "own-v.csv", dtype={"user": str, "client_id": str})
+    # issue 26: the verdicts keep the log's own client column name (and client_id)
+    assert written.columns[0] == "user" and (written["user"] == written["client_id"]).all()
+    assert set(written["user"]) == set(own["user"].astype(str))
     got = pd.read_csv(files / "own-v.csv").set_index("client_id")
     code, _, err = run_cli(capsys, "analyze", files / "standard.csv", "--profile", profile_dir,
                            "--out", files / "std-v.csv")
     assert code == 0, err
     want = pd.read_csv(files / "std-v.csv").set_index("client_id")
-    pd.testing.assert_frame_equal(got.drop(columns=["request_id"]), want)
+    assert "user" not in want.columns  # a standard log names no other client column
+    pd.testing.assert_frame_equal(got.drop(columns=["request_id", "user"]), want)
+    code, _, err = run_cli(capsys, "analyze", files / "own.csv", "--profile", profile_dir,
+                           "--out", files / "own-ooc.jsonl", "--out-of-core",
+                           *mapping[:-2])  # partition by partition (no --keep there)
+    assert code == 0, err
+    partitioned = pd.read_json(files / "own-ooc.jsonl", lines=True, dtype={"user": str})
+    assert partitioned.columns[0] == "user"
+    assert sorted(partitioned["user"]) == sorted(written["user"])
     assert got.loc["scraper", "flagged"]
     # request_id of the flagging query: the scraper's (flag_at + 1)-th query in time order
     rows = own[own["user"] == "scraper"].sort_values("timestamp", kind="stable")
