@@ -152,7 +152,7 @@ def _run_in_memory(args, profile, config, model) -> int:
     from monitor.tables import with_client_column, write_table
 
     extra = [args.group_column] if args.group_column else []
-    columns = log_columns(args)
+    columns = log_columns(args, profile)
     try:
         log = read_log(args.log, profile.schema_, len(profile.classes_), extra=extra,
                        columns=columns)
@@ -194,7 +194,7 @@ def _run_partitioned(args, profile, config, model) -> int:
         raise CommandError(f"--partitions must be at least 1, got {args.partitions}")
     if not args.log.exists():
         raise CommandError(f"{args.log}: no such file or folder")
-    columns = log_columns(args)
+    columns = log_columns(args, profile)
     if columns.keep:
         raise CommandError("--keep needs the whole log in one process; drop --engine/"
                            "--out-of-core (or partition folders) to keep columns")

@@ -78,9 +78,12 @@ def add_log_arguments(parser, keep: bool = True) -> None:
                        help=f"query order within a client (default: {ORDER_COLUMNS[0]}, "
                             "else the time column)")
     group.add_argument("--proba-columns", default=None, metavar="PATTERN|LIST",
-                       help="returned probabilities, one column per class in class order: a "
-                            "glob pattern ('prob_*') or comma-separated names "
-                            f"(default: {PROBA_PATTERN}, i.e. p_0..p_{{k-1}})")
+                       help="returned probabilities, one column per class: a glob pattern "
+                            "('prob_*') or comma-separated names, each a shared prefix or "
+                            "suffix plus a class label or class index (prob_cat, prob_0); "
+                            "they are put in the profile's class order by name, an error when "
+                            f"they name no class (default: {PROBA_PATTERN}, i.e. "
+                            "p_0..p_{k-1})")
     group.add_argument("--label-column", dest="log_label_column", default=None,
                        metavar="COLUMN",
                        help=f"returned label (default: {LABEL_COLUMN} when present)")
@@ -91,11 +94,16 @@ def add_log_arguments(parser, keep: bool = True) -> None:
                                 "repeatable)")
 
 
-def log_columns(args):
-    """The :class:`~monitor.logs.LogColumns` of the options :func:`add_log_arguments` added."""
+def log_columns(args, profile=None):
+    """The :class:`~monitor.logs.LogColumns` of the options :func:`add_log_arguments` added;
+    with the ``profile`` of a classifier, --proba-columns are checked against (and put in the
+    order of) its classes."""
     from monitor.logs import CLIENT_COLUMN, LogColumns
 
-    return LogColumns(client=args.client_column or CLIENT_COLUMN, order=args.order_column,
-                      time=args.time_column,
-                      proba=LogColumns.parse_proba(args.proba_columns),
-                      label=args.log_label_column, keep=tuple(getattr(args, "keep", ()) or ()))
+    columns = LogColumns(client=args.client_column or CLIENT_COLUMN, order=args.order_column,
+                         time=args.time_column,
+                         proba=LogColumns.parse_proba(args.proba_columns),
+                         label=args.log_label_column,
+                         keep=tuple(getattr(args, "keep", ()) or ()))
+    classes = getattr(profile, "classes_", None)
+    return columns.for_classes(classes) if classes is not None and len(classes) else columns

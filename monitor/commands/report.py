@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Progress("replaying for the report", unit="rows") as bar:
             page = build_report(args.source, profile, config, model, title=args.title,
-                                columns=log_columns(args), on_progress=bar)
+                                columns=log_columns(args, profile), on_progress=bar)
     except (LogError, InvalidInput, ValueError, OSError) as exc:
         raise CommandError(str(exc)) from exc
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                                target_fpr=args.target_fpr, confidence=args.confidence,
                                horizon=args.horizon, margin=args.margin,
                                per_detector=not args.no_detectors,
-                               columns=log_columns(args), on_progress=bar)
+                               columns=log_columns(args, profile), on_progress=bar)
     except (LogError, InvalidInput, ValueError, OSError) as exc:
         raise CommandError(str(exc)) from exc
     print(f"threshold {result.threshold:.4g} (default {result.default_threshold:.4g}): "
