@@ -13,8 +13,10 @@ The admin API (/monitor/...) needs a token from EXTRACTION_MONITOR_ADMIN_TOKEN o
 disabled. --route PATTERN (repeatable) replaces [serving] routes.
 
 State: --state URI keeps per-client state in a store shared by all --workers and kept across
-restarts: sqlite:///path/state.db (default: state.db in ~/.local/share/extraction-monitor or
-$XDG_DATA_HOME), redis://host:6379/0 (several hosts; needs EXTRACTION_MONITOR_SALT), or
+restarts: sqlite:///path/state.db (default: one database per deployment, named by a hash of
+the --profile folder, in ~/.local/share/extraction-monitor/deployments or under
+$XDG_DATA_HOME, so two proxies never see each other's clients; `admin lookup --profile`
+finds it), redis://host:6379/0 (several hosts; needs EXTRACTION_MONITOR_SALT), or
 memory:// (one worker, forgotten on exit). Add ?ttl=SECONDS to forget idle clients; the
 [store] table of --config sets the same options.
 """
@@ -47,11 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from monitor.commands.inputs import load_model_file, load_profile
+    from monitor.environment import profile_deployment
     from monitor.serving.launch import PROXY_FACTORY, WorkerOptions
 
     if not args.upstream.startswith(("http://", "https://")):
         raise CommandError(f"--upstream must be an http(s) URL, got {args.upstream!r}")
-    settings, salt, token = prepare_deployment(args)
+    settings, salt, token = prepare_deployment(args, profile_deployment(args.profile))
     load_profile(args.profile)  # check here once; every worker loads them again
     load_model_file(args.model, args.trust)
     options = WorkerOptions(

@@ -40,8 +40,9 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                              "JSON lines with a stable schema (default: %(default)s)")
     parser.add_argument("--state", default=None, metavar="URI",
                         help="state store: sqlite:///path.db, redis://host:port/db or memory:// "
-                             "(default: [store] uri, else sqlite:/// in "
-                             "~/.local/share/extraction-monitor)")
+                             "(default: [store] uri, else an SQLite database of this "
+                             "deployment's own in ~/.local/share/extraction-monitor/"
+                             "deployments, or under $XDG_DATA_HOME)")
     parser.add_argument("--workers", type=int, default=1,
                         help="uvicorn worker processes sharing the state store (default: "
                              "%(default)s; analyze's Dask workers are --dask-workers)")
@@ -51,9 +52,10 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                              "parallel threads, and wider pools fight for the cores)")
 
 
-def prepare_deployment(args) -> tuple:
+def prepare_deployment(args, deployment: str | None = None) -> tuple:
     """``(settings, salt, admin token)``: the config file read once, the store and salt
-    decided (:func:`monitor.serving.launch.resolve_deployment`); CommandError if invalid."""
+    decided (:func:`monitor.serving.launch.resolve_deployment`; without --state or
+    ``[store] uri``, the default store of ``deployment``); CommandError if invalid."""
     from monitor.commands.inputs import load_settings
     from monitor.environment import Environment
     from monitor.serving.launch import resolve_deployment
@@ -66,7 +68,8 @@ def prepare_deployment(args) -> tuple:
         if args.route:
             settings = settings.model_copy(update={
                 "serving": settings.serving.replace(routes=tuple(args.route))})
-        settings, salt = resolve_deployment(settings, args.state, args.workers, env)
+        settings, salt = resolve_deployment(settings, args.state, args.workers, env,
+                                            deployment=deployment)
     except (ValueError, OSError) as exc:
         raise CommandError(str(exc)) from None
     token = env.admin_token

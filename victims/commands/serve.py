@@ -14,8 +14,8 @@ replaces [serving] routes; the default watches the well-known inference paths of
 KServe v1/v2, TF Serving, TorchServe and /predict. Startup logs one line per watched route.
 
 State: --state URI keeps per-client state in a store shared by all --workers and kept across
-restarts: sqlite:///path/state.db (default: state.db in ~/.local/share/extraction-monitor or
-$XDG_DATA_HOME), redis://host:6379/0 (several hosts; needs EXTRACTION_MONITOR_SALT), or
+restarts: sqlite:///path/state.db (default: one database per deployment, victim, output mode
+and seed, in ~/.local/share/extraction-monitor/deployments or under $XDG_DATA_HOME), redis://host:6379/0 (several hosts; needs EXTRACTION_MONITOR_SALT), or
 memory:// (one worker, forgotten on exit). Add ?ttl=SECONDS to forget idle clients; the
 [store] table of --config sets the same options.
 Client ids are salted hashes; the salt comes from [serving] salt, EXTRACTION_MONITOR_SALT, or
@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from monitor.serving.launch import WorkerOptions
     from victims import VICTIMS, load_victim
 
-    settings, salt, token = prepare_deployment(args)
+    deployment = f"victim:{args.victim}:{args.output_mode}:{args.seed}"
+    settings, salt, token = prepare_deployment(args, deployment)
     if args.victim not in VICTIMS:
         raise CommandError(f"unknown victim {args.victim!r}; choose one of {', '.join(VICTIMS)}")
     victim = load_victim(args.victim, output_mode=args.output_mode, seed=args.seed)
