@@ -37,6 +37,7 @@ from pathlib import Path
 
 from monitor.cli import CommandError
 from monitor.commands.inputs import (
+    TRUST_HELP,
     add_log_arguments,
     load_model_file,
     load_profile,
@@ -59,8 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None,
                         help="the victim model (.skops, or .joblib/.pkl: trusted code!)")
     parser.add_argument("--trust", action="append", default=[], metavar="TYPE",
-                        help="type name a .skops model may contain beyond skops' safe set "
-                             "(repeatable)")
+                        help=TRUST_HELP)
     parser.add_argument("--config", type=Path, default=None,
                         help="config file (TOML or JSON; its [monitor] table is used)")
     parser.add_argument("--group-column", default=None, metavar="COLUMN",

@@ -55,6 +55,12 @@ def load_model_file(path: Path | None, trust=(), profile=None):
     return with_feature_names(model)
 
 
+TRUST_HELP = ("type name a .skops model may contain beyond skops' safe set (repeatable); tree "
+              "models need it, e.g. --trust sklearn.tree._tree.Tree for a forest: the "
+              "refusal names every type to list")
+"""The help of every command's ``--trust``."""
+
+
 def add_log_arguments(parser, keep: bool = True) -> None:
     """The log column mapping options shared by ``analyze``, ``tune`` and ``report``."""
     from monitor.logs.columns import (

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.cli import CommandError
+from monitor.commands.inputs import TRUST_HELP
 from monitor.logs import LogError, read_table
 from monitor.model_io import ModelLoadError, load_model
 from monitor.threads import default_threads, limit_threads
@@ -55,8 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "if present, else none)")
     parser.add_argument("--out", required=True, type=Path, help="profile folder to write")
     parser.add_argument("--trust", action="append", default=[], metavar="TYPE",
-                        help="type name a .skops model may contain beyond skops' safe set "
-                             "(repeatable)")
+                        help=TRUST_HELP)
     parser.add_argument("--seed", type=int, default=defaults["seed"],
                         help="seed for subsampling and folds (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",

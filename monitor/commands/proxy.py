@@ -6,11 +6,17 @@ KServe v1/v2, TF Serving, TorchServe and /predict) with the profile in --profile
 the configured actions. An unreachable upstream gives 502 with a JSON message.
 
 Security: --model loads a classifier saved with skops (.skops) or joblib (.joblib/.pkl);
-loading a joblib/pickle file runs any code it holds, so only load files you trust.
+loading a joblib/pickle file runs any code it holds, so only load files you trust. A .skops
+tree model (a forest, gradient boosting) holds types skops does not trust by default: list
+each with --trust TYPE (the refusal names them).
 
 The admin API (/monitor/...) needs a token from EXTRACTION_MONITOR_ADMIN_TOKEN or
 --admin-token-file (never on the command line, where ps shows it); without one it is
 disabled. --route PATTERN (repeatable) replaces [serving] routes.
+
+Identity: a client is whoever sends the same X-API-Key header value ([serving]
+client_header), else its peer address (identity = ["header", "peer"]; add "bearer" for
+Authorization: Bearer tokens); `admin lookup KEY --profile DIR` gives a key's client id.
 
 State: --state URI keeps per-client state in a store shared by all --workers and kept across
 restarts: sqlite:///path/state.db (default: one database per deployment, named by a hash of
@@ -27,6 +33,7 @@ import argparse
 from pathlib import Path
 
 from monitor.cli import CommandError
+from monitor.commands.inputs import TRUST_HELP
 from monitor.commands.server import add_server_arguments, prepare_deployment, run_server
 
 
@@ -38,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None,
                         help="the victim model, for margins when the API answers labels only")
     parser.add_argument("--trust", action="append", default=[], metavar="TYPE",
-                        help="type name a .skops model may contain beyond skops' safe set")
+                        help=TRUST_HELP)
     from monitor.serving.launch import WorkerOptions
 
     parser.add_argument("--timeout", type=float,

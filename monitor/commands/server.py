@@ -23,8 +23,14 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.allow_abbrev = False  # --admin-token must not pass as --admin-token-file
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    from monitor.settings import ServingConfig
+
+    serving = ServingConfig()
     parser.add_argument("--config", type=Path, default=None,
-                        help="TOML/JSON file with [monitor], [serving] and [store] tables")
+                        help="TOML/JSON file with [monitor], [serving] and [store] tables "
+                             f"(without one, clients are identified by the "
+                             f"{serving.client_header} header, else the peer address: "
+                             f"identity = {list(serving.identity_sources)})")
     parser.add_argument("--admin-token-file", type=Path, default=None, metavar="PATH",
                         help="file holding the admin API token (default: "
                              "$EXTRACTION_MONITOR_ADMIN_TOKEN)")

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from monitor.cli import CommandError
 from monitor.commands.inputs import (
+    TRUST_HELP,
     add_log_arguments,
     load_model_file,
     load_profile,
@@ -69,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None,
                         help="the victim model (.skops, or .joblib/.pkl: trusted code!)")
     parser.add_argument("--trust", action="append", default=[], metavar="TYPE",
-                        help="type name a .skops model may contain beyond skops' safe set")
+                        help=TRUST_HELP)
     parser.add_argument("--no-detectors", action="store_true",
                         help="skip the per-detector thresholds (one replay instead of 1 + m)")
     parser.add_argument("--curves", type=Path, default=None,

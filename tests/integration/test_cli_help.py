@@ -101,3 +101,25 @@ def test_serving_help_names_the_declared_routes_and_timeout():
         assert all(r in route.help for r in DEFAULT_ROUTES), route.help
     timeout = next(a for a in command_parser("proxy")._actions if "--timeout" in a.option_strings)
     assert timeout.default == WorkerOptions.model_fields["timeout"].default
+
+
+@pytest.mark.parametrize("command", ["proxy", "serve"])
+def test_serving_help_names_the_identity_header(command, capsys):
+    """issue 26: a new user learns from --help who a client is: the X-API-Key header (the
+    [serving] client_header default), else the peer address."""
+    from monitor.settings import ServingConfig
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "X-API-Key header" in text
+    assert f"identified by the {ServingConfig().client_header} header" in text
+
+
+@pytest.mark.parametrize("command", ["profile", "analyze", "tune", "report", "proxy"])
+def test_trust_help_says_tree_models_need_it(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--trust TYPE" in text and "tree models need it" in text
+    assert "sklearn.tree._tree.Tree" in text

@@ -13,10 +13,15 @@ Routes: --route PATTERN (repeatable; /invocations, /v1/models/{name}:predict, /a
 replaces [serving] routes; the default watches the well-known inference paths of MLflow,
 KServe v1/v2, TF Serving, TorchServe and /predict. Startup logs one line per watched route.
 
+Identity: a client is whoever sends the same X-API-Key header value ([serving]
+client_header), else its peer address (identity = ["header", "peer"]; add "bearer" for
+Authorization: Bearer tokens); `admin lookup KEY --state URI` (this serve's store) gives a
+key's client id.
+
 State: --state URI keeps per-client state in a store shared by all --workers and kept across
 restarts: sqlite:///path/state.db (default: one database per deployment, victim, output mode
-and seed, in ~/.local/share/extraction-monitor/deployments or under $XDG_DATA_HOME), redis://host:6379/0 (several hosts; needs EXTRACTION_MONITOR_SALT), or
-memory:// (one worker, forgotten on exit). Add ?ttl=SECONDS to forget idle clients; the
+and seed, in ~/.local/share/extraction-monitor/deployments or under $XDG_DATA_HOME),
+redis://host:6379/0 (several hosts; needs EXTRACTION_MONITOR_SALT), or memory:// (one worker, forgotten on exit). Add ?ttl=SECONDS to forget idle clients; the
 [store] table of --config sets the same options.
 Client ids are salted hashes; the salt comes from [serving] salt, EXTRACTION_MONITOR_SALT, or
 a <db>.salt file (mode 0600) created beside a SQLite database, so ids survive restarts.
