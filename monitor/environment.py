@@ -16,6 +16,7 @@ Every environment variable the product honours is named here and read by
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,5 +71,41 @@ def default_state_uri(env: Environment | Mapping[str, str] | None = None) -> str
     return f"sqlite://{(folder / 'state.db').resolve()}"
 
 
+def deployment_state_uri(deployment: str | None,
+                         env: Environment | Mapping[str, str] | None = None) -> str:
+    """The embedded default store of one deployment: ``sqlite:///<data dir>/deployments/
+    <hash>.db``, the hash of ``deployment`` (a string naming what is served, e.g.
+    :func:`profile_deployment`), so two deployments on one machine never share clients (nor
+    the salt file beside the database). A ``<hash>.txt`` beside it names the deployment.
+    ``None``: the one shared :func:`default_state_uri`.
+
+    >>> import tempfile
+    >>> env = {"XDG_DATA_HOME": tempfile.mkdtemp()}
+    >>> a, b = deployment_state_uri("profile:/a", env), deployment_state_uri("profile:/b", env)
+    >>> a != b and a == deployment_state_uri("profile:/a", env), a.endswith(".db")
+    (True, True)
+    """
+    if deployment is None:
+        return default_state_uri(env)
+    folder = data_dir(env) / "deployments"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = hashlib.sha256(deployment.encode("utf-8")).hexdigest()[:16]
+    note = folder / f"{name}.txt"
+    if not note.exists():
+        note.write_text(deployment + "\n", encoding="utf-8")
+    return f"sqlite://{(folder / f'{name}.db').resolve()}"
+
+
+def profile_deployment(profile: str | Path) -> str:
+    """The deployment string of a monitor run on the profile folder ``profile`` (what
+    ``proxy --profile`` and ``admin lookup --profile`` hash for the default store).
+
+    >>> profile_deployment("/srv/profile")
+    'profile:/srv/profile'
+    """
+    return f"profile:{Path(profile).resolve()}"
+
+
 __all__ = ["ADMIN_TOKEN_ENV", "DATA_HOME_ENV", "MULTIPROC_ENV", "OPTIONS_ENV", "SALT_ENV",
-           "Environment", "as_environment", "data_dir", "default_state_uri"]
+           "Environment", "as_environment", "data_dir", "default_state_uri",
+           "deployment_state_uri", "profile_deployment"]

@@ -177,6 +177,31 @@ class Profile:
                       "sklearn": sklearn.__version__, "python": platform.python_version()}
         return self
 
+    def model_calls(self, model, calibration: bool, labels: bool = True) -> int:
+        """Model calls (fit, predict, predict_proba, decision_function) :meth:`fit` makes
+        calibrating with these parameters — what a progress bar over them counts to.
+        ``calibration``: a calibration split is given; ``labels``: training labels are
+        given (else the model labels the training rows once). The missing-value probes of
+        :meth:`FeatureSchema.fit <monitor.features.FeatureSchema.fit>` (one call per probe
+        the model answers) are not included: they depend on the data.
+
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+        >>> Profile(n_folds=5, drift_draws=10).model_calls(model, calibration=True)
+        72
+        """
+        from monitor.features import model_kind
+
+        outputs = model_kind(model)[1]
+        margins = int(outputs in ("proba", "decision") and TreeGeometry.from_model(model) is None)
+        folds = self.n_folds if (self.cross_fit or not calibration) else 0
+        splits = int(calibration) + folds
+        return (int(calibration) * margins            # margins on the calibration split
+                + (folds > 0 and not labels)          # the model labels the training rows
+                + folds * (1 + margins)               # each fold's clone: fit, margins
+                + self.drift_draws * splits * margins  # margins on each drifted split
+                + int(self.exposure_points > 0))      # labels for exposure accounting
+
     def _boundary_kind(self) -> str:
         """How the boundary detector measures closeness for this model: ``tree`` (split
         thresholds of a bare tree), ``margin`` (probabilities), ``decision``

@@ -61,6 +61,25 @@ def verdict_table(verdicts: Iterable[Verdict], skipped: Mapping[str, int] | None
     return table.sort_values("client_id", kind="stable").reset_index(drop=True)
 
 
+def with_client_column(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``table`` with the log's own client column name ``column`` first (the client ids again)
+    when the log named it otherwise than ``client_id``, which stays for the tools that read
+    verdict tables (``report``, ``tune``'s checks). A name a verdict column already has is
+    left alone.
+
+    >>> table = pd.DataFrame({"client_id": ["a"], "flagged": [True]})
+    >>> with_client_column(table, "user").columns.tolist()
+    ['user', 'client_id', 'flagged']
+    >>> with_client_column(table, "client_id").columns.tolist()
+    ['client_id', 'flagged']
+    """
+    if column == "client_id" or column in table.columns:
+        return table
+    out = table.copy()
+    out.insert(0, column, out["client_id"])
+    return out
+
+
 def check_table_path(path: Path) -> None:
     """``ValueError`` naming the accepted types if ``path`` is not a table file name."""
     if path.suffix.lower() not in TABLE_SUFFIXES:
@@ -82,4 +101,5 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["TABLE_SUFFIXES", "check_table_path", "verdict_table", "write_table"]
+__all__ = ["TABLE_SUFFIXES", "check_table_path", "verdict_table", "with_client_column",
+           "write_table"]

@@ -55,6 +55,16 @@ def clopper_pearson_upper(k, n: int, confidence: float = 0.95) -> np.ndarray:
     return np.where(k >= n, 1.0, upper)
 
 
+def calibrated_false_alarm_rate(threshold: float) -> float:
+    """The per-client false-alarm rate a score threshold stands for on the profile's
+    calibration: a score is ``-log10`` of a p-value bound, so threshold ``t`` is ``10 ** -t``.
+
+    >>> calibrated_false_alarm_rate(2.0), round(calibrated_false_alarm_rate(0.165), 3)
+    (0.01, 0.684)
+    """
+    return float(10.0 ** -float(threshold))
+
+
 def min_clients_for(target_fpr: float, confidence: float = 0.95) -> int:
     """Fewest benign clients whose zero-flag Clopper-Pearson bound is within ``target_fpr``.
 
@@ -266,6 +276,41 @@ class TuningResult:
     def raises_threshold(self) -> bool:
         """Whether the tuned threshold is above the default one (fewer detections)."""
         return self.default_threshold is not None and self.threshold > self.default_threshold
+
+    @property
+    def lowers_threshold(self) -> bool:
+        """Whether the tuned threshold is below the calibrated default: a weaker calibrated
+        false-alarm guarantee (``10 ** -threshold`` per client instead of the default's)."""
+        return self.default_threshold is not None and self.threshold < self.default_threshold
+
+    def attacks_lost(self) -> int | None:
+        """Attack clients the default threshold flags and the tuned one does not (``None``
+        without attack clients or a default to compare with)."""
+        if not self.n_attack or self.comparison is None or \
+                "attacks_flagged" not in self.comparison:
+            return None
+        rows = self.comparison.set_index("which")["attacks_flagged"]
+        return max(int(rows["default"]) - int(rows["tuned"]), 0)
+
+    def threshold_warning(self) -> str:
+        """One line saying what the written threshold promises on the calibrated scale,
+        against the default's.
+
+        >>> result = tune({"overall": {f"b{i}": np.zeros(3) for i in range(300)}},
+        ...               target_fpr=0.05, default_threshold=2.0)
+        >>> print(result.threshold_warning())
+        warning: score_threshold 0.5 (default 2): a calibrated per-client false-alarm rate of 0.3162 (10^-0.5) instead of the default's 0.01 (10^-2)
+        """
+        text = (f"warning: score_threshold {self.threshold:.4g}"
+                + (f" (default {self.default_threshold:.4g})"
+                   if self.default_threshold is not None else "")
+                + f": a calibrated per-client false-alarm rate of "
+                  f"{calibrated_false_alarm_rate(self.threshold):.4g} (10^-{self.threshold:.4g})")
+        if self.default_threshold is not None:
+            text += (f" instead of the default's "
+                     f"{calibrated_false_alarm_rate(self.default_threshold):.4g} "
+                     f"(10^-{self.default_threshold:.4g})")
+        return text
 
     def explain(self) -> list[str]:
         """Lines saying why this threshold: default vs tuned side by side and the benign
@@ -514,14 +559,15 @@ def tune_logs(profile: Profile, benign_logs: Sequence[str | Path],
     config = config or MonitorConfig()
     default_threshold = float(Monitor(profile, config=config.replace(score_threshold=None),
                                       model=model).threshold)
-    unique = list(dict.fromkeys(str(p) for p in [*benign_logs, *attack_logs]))
-    runs_per_log = 1 + (len(config.detectors) if per_detector else 0)
-    total_runs, runs_done = len(unique) * runs_per_log, 0
-    reasons: dict[str, str] = {}
-    client_sources: dict[str, str] = {}
     for path in [*benign_logs, *attack_logs]:
         if not Path(path).is_file():
             raise ValueError(f"{path}: no such file")
+    digests = {str(p): sha256_of(p) for p in [*benign_logs, *attack_logs]}
+    runs_per_log = 1 + (len(config.detectors) if per_detector else 0)
+    # a file given twice (under any name) is replayed once: count what is replayed
+    total_runs, runs_done = len(set(digests.values())) * runs_per_log, 0
+    reasons: dict[str, str] = {}
+    client_sources: dict[str, str] = {}
     replays: dict[str, dict[str, np.ndarray]] = {}
     labels: dict[str, bool] = {}
     fidelity: dict[str, np.ndarray] = {}
@@ -529,7 +575,7 @@ def tune_logs(profile: Profile, benign_logs: Sequence[str | Path],
     seen: dict[str, str] = {}
     for role, paths in (("benign", benign_logs), ("attacks", attack_logs)):
         for path in paths:
-            digest = sha256_of(path)
+            digest = digests[str(path)]
             if digest in seen:
                 continue
             seen[digest] = str(path)
@@ -579,7 +625,8 @@ def split_by_truth(replays: Mapping[str, Mapping[str, np.ndarray]], is_attack: M
 
 
 __all__ = [
-    "OVERALL", "TRUTH_COLUMNS", "TuningResult", "choose_threshold", "client_fidelity", "client_truth",
+    "OVERALL", "TRUTH_COLUMNS", "TuningResult", "calibrated_false_alarm_rate", "choose_threshold",
+    "client_fidelity", "client_truth",
     "clopper_pearson_upper", "first_crossings", "min_clients_for", "peaks", "read_truth",
     "replay_detectors", "replay_scores", "observed_levels", "roc_auc_from_curve", "sha256_of",
     "split_by_truth", "threshold_curve", "tune", "tune_logs",

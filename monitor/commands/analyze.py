@@ -37,6 +37,7 @@ from pathlib import Path
 
 from monitor.cli import CommandError
 from monitor.commands.inputs import (
+    TRUST_HELP,
     add_log_arguments,
     load_model_file,
     load_profile,
@@ -59,8 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None,
                         help="the victim model (.skops, or .joblib/.pkl: trusted code!)")
     parser.add_argument("--trust", action="append", default=[], metavar="TYPE",
-                        help="type name a .skops model may contain beyond skops' safe set "
-                             "(repeatable)")
+                        help=TRUST_HELP)
     parser.add_argument("--config", type=Path, default=None,
                         help="config file (TOML or JSON; its [monitor] table is used)")
     parser.add_argument("--group-column", default=None, metavar="COLUMN",
@@ -75,13 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("scale (see docs/scaling.md)")
     group.add_argument("--engine", choices=("pandas", "dask"), default="pandas",
                        help="pandas: in this process; dask: partitions as tasks on a Dask "
-                            "cluster (default: pandas)")
+                            "cluster (default: %(default)s)")
     group.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="Dask scheduler to use (e.g. tcp://10.0.0.5:8786); default: a "
                             "LocalCluster started for this run")
     group.add_argument("--dask-workers", "--workers", dest="dask_workers", type=int, default=2,
                        metavar="N", action=_DeprecatedAlias,
-                       help="Dask worker processes of the LocalCluster (default: 2; "
+                       help="Dask worker processes of the LocalCluster (default: %(default)s; "
                             "--workers is a deprecated alias: in serve/proxy it means "
                             "uvicorn workers)")
     group.add_argument("--partitions", type=int, default=None, metavar="N",
@@ -149,10 +149,10 @@ def _run_in_memory(args, profile, config, model) -> int:
     )
     from monitor.errors import InvalidInput
     from monitor.logs import LogError, read_log
-    from monitor.tables import write_table
+    from monitor.tables import with_client_column, write_table
 
     extra = [args.group_column] if args.group_column else []
-    columns = log_columns(args)
+    columns = log_columns(args, profile)
     try:
         log = read_log(args.log, profile.schema_, len(profile.classes_), extra=extra,
                        columns=columns)
@@ -168,7 +168,7 @@ def _run_in_memory(args, profile, config, model) -> int:
     except InvalidInput as exc:
         raise CommandError(f"{args.log.name}: {exc}") from exc
     table = attach_kept(table, log, columns.keep)
-    write_table(table, args.out)
+    write_table(with_client_column(table, log.client_column), args.out)
     log_flagged(table)
     line = f"{summary_line(table, log.n_skipped_nonfinite)}; verdicts written to {args.out}"
     if args.group_column:
@@ -186,7 +186,7 @@ def _run_partitioned(args, profile, config, model) -> int:
     from monitor.analyze import summary_line
     from monitor.errors import InvalidInput
     from monitor.logs import LogError
-    from monitor.tables import write_table
+    from monitor.tables import with_client_column, write_table
 
     if args.dask_workers < 1:
         raise CommandError(f"--dask-workers must be at least 1, got {args.dask_workers}")
@@ -194,7 +194,7 @@ def _run_partitioned(args, profile, config, model) -> int:
         raise CommandError(f"--partitions must be at least 1, got {args.partitions}")
     if not args.log.exists():
         raise CommandError(f"{args.log}: no such file or folder")
-    columns = log_columns(args)
+    columns = log_columns(args, profile)
     if columns.keep:
         raise CommandError("--keep needs the whole log in one process; drop --engine/"
                            "--out-of-core (or partition folders) to keep columns")
@@ -220,7 +220,7 @@ def _run_partitioned(args, profile, config, model) -> int:
                                              columns=columns)
     except (LogError, InvalidInput) as exc:
         raise CommandError(f"{args.log.name}: {exc}") from exc
-    write_table(result.table, args.out)
+    write_table(with_client_column(result.table, columns.client), args.out)
     log_flagged(result.table)
     print(f"{summary_line(result.table, result.n_skipped)}; {result.summary()}; "
           f"verdicts written to {args.out}")

@@ -55,24 +55,44 @@ def load_model_file(path: Path | None, trust=(), profile=None):
     return with_feature_names(model)
 
 
+TRUST_HELP = ("type name a .skops model may contain beyond skops' safe set (repeatable); tree "
+              "models need it, e.g. --trust sklearn.tree._tree.Tree for a forest: the "
+              "refusal names every type to list")
+"""The help of every command's ``--trust``."""
+
+
 def add_log_arguments(parser, keep: bool = True) -> None:
     """The log column mapping options shared by ``analyze``, ``tune`` and ``report``."""
+    from monitor.logs.columns import (
+        CLIENT_COLUMN,
+        LABEL_COLUMN,
+        ORDER_COLUMNS,
+        PROBA_PATTERN,
+        TIME_COLUMN,
+    )
+
     group = parser.add_argument_group(
-        "log columns (defaults: client_id, seq or ts, p_0..p_{k-1}, pred)")
-    group.add_argument("--client-column", default=None, metavar="COLUMN",
-                       help="column saying who sent each query (default: client_id)")
+        f"log columns (defaults: {CLIENT_COLUMN}, {' or '.join(ORDER_COLUMNS)}, "
+        f"{PROBA_PATTERN}, {LABEL_COLUMN})")
+    group.add_argument("--client-column", default=CLIENT_COLUMN, metavar="COLUMN",
+                       help="column saying who sent each query (default: %(default)s)")
     group.add_argument("--time-column", default=None, metavar="COLUMN",
                        help="timestamp of each query (numbers or date-times); orders the "
                             "queries unless --order-column is given, and puts the report on "
-                            "a time axis (default: ts when present)")
+                            f"a time axis (default: {TIME_COLUMN} when present)")
     group.add_argument("--order-column", default=None, metavar="COLUMN",
-                       help="query order within a client (default: seq, else the time column)")
+                       help=f"query order within a client (default: {ORDER_COLUMNS[0]}, "
+                            "else the time column)")
     group.add_argument("--proba-columns", default=None, metavar="PATTERN|LIST",
-                       help="returned probabilities, one column per class in class order: a "
-                            "glob pattern ('prob_*') or comma-separated names "
-                            "(default: p_0..p_{k-1})")
+                       help="returned probabilities, one column per class: a glob pattern "
+                            "('prob_*') or comma-separated names, each a shared prefix or "
+                            "suffix plus a class label or class index (prob_cat, prob_0); "
+                            "they are put in the profile's class order by name, an error when "
+                            f"they name no class (default: {PROBA_PATTERN}, i.e. "
+                            "p_0..p_{k-1})")
     group.add_argument("--label-column", dest="log_label_column", default=None,
-                       metavar="COLUMN", help="returned label (default: pred when present)")
+                       metavar="COLUMN",
+                       help=f"returned label (default: {LABEL_COLUMN} when present)")
     if keep:
         group.add_argument("--keep", action="append", default=[], metavar="COLUMN",
                            help="extra column carried into the verdict table (its value at "
@@ -80,11 +100,16 @@ def add_log_arguments(parser, keep: bool = True) -> None:
                                 "repeatable)")
 
 
-def log_columns(args):
-    """The :class:`~monitor.logs.LogColumns` of the options :func:`add_log_arguments` added."""
+def log_columns(args, profile=None):
+    """The :class:`~monitor.logs.LogColumns` of the options :func:`add_log_arguments` added;
+    with the ``profile`` of a classifier, --proba-columns are checked against (and put in the
+    order of) its classes."""
     from monitor.logs import CLIENT_COLUMN, LogColumns
 
-    return LogColumns(client=args.client_column or CLIENT_COLUMN, order=args.order_column,
-                      time=args.time_column,
-                      proba=LogColumns.parse_proba(args.proba_columns),
-                      label=args.log_label_column, keep=tuple(getattr(args, "keep", ()) or ()))
+    columns = LogColumns(client=args.client_column or CLIENT_COLUMN, order=args.order_column,
+                         time=args.time_column,
+                         proba=LogColumns.parse_proba(args.proba_columns),
+                         label=args.log_label_column,
+                         keep=tuple(getattr(args, "keep", ()) or ()))
+    classes = getattr(profile, "classes_", None)
+    return columns.for_classes(classes) if classes is not None and len(classes) else columns

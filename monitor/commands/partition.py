@@ -23,8 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder to write (must be new or empty)")
     parser.add_argument("--partitions", type=int, default=None, metavar="N",
                         help="number of partitions (default: about 125k rows each)")
-    parser.add_argument("--client-column", default=None, metavar="COLUMN",
-                        help="column saying who sent each query (default: client_id)")
+    from monitor.logs import CLIENT_COLUMN
+
+    parser.add_argument("--client-column", default=CLIENT_COLUMN, metavar="COLUMN",
+                        help="column saying who sent each query (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,10 +7,11 @@ e.g. a Pipeline whose ColumnTransformer encodes them); missing values are kept w
 accepts them (probed on the model) and those rows skipped elsewhere. Without --calibration the
 profile is calibrated by cross-fitting on TRAIN.
 
-Calibration knobs: --folds (cross-fitting folds, default 5), --no-cross-fit (calibrate on CAL
-alone; faster, coarser p-values), --calibration-rows (a seeded subsample of CAL), --drift-draws
-(drifted copies of the held-out rows, default 20; 0: no drift model) and --reference-rows
-(training rows kept in the reference index, default 2000). A model fitted on a DataFrame is
+Calibration knobs (their defaults are the profile's own, shown with each option below):
+--folds (cross-fitting folds), --no-cross-fit (calibrate on CAL alone; faster, coarser
+p-values), --calibration-rows (a seeded subsample of CAL), --drift-draws (drifted copies of
+the held-out rows; 0: no drift model) and --reference-rows (training rows kept in the
+reference index). A model fitted on a DataFrame is
 called with DataFrames of its feature names throughout (no feature-name warnings).
 
 Security: MODEL is a fitted scikit-learn classifier (predict_proba, decision_function or labels
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.cli import CommandError
+from monitor.commands.inputs import TRUST_HELP
 from monitor.logs import LogError, read_table
 from monitor.model_io import ModelLoadError, load_model
 from monitor.threads import default_threads, limit_threads
@@ -37,6 +39,11 @@ DEFAULT_LABEL_COLUMN = "y"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    import inspect
+
+    from monitor.profile import Profile
+
+    defaults = {name: p.default for name, p in inspect.signature(Profile).parameters.items()}
     parser.add_argument("--model", required=True, type=Path,
                         help="fitted classifier or regressor (.skops, or .joblib/.pkl: trusted "
                              "code!)")
@@ -49,26 +56,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "if present, else none)")
     parser.add_argument("--out", required=True, type=Path, help="profile folder to write")
     parser.add_argument("--trust", action="append", default=[], metavar="TYPE",
-                        help="type name a .skops model may contain beyond skops' safe set "
-                             "(repeatable)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for subsampling and folds")
+                        help=TRUST_HELP)
+    parser.add_argument("--seed", type=int, default=defaults["seed"],
+                        help="seed for subsampling and folds (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="BLAS/OpenMP threads for fitting and model calls (default: "
                              f"{default_threads()} on this machine: its cores less one; "
                              "more threads than free cores slow HistGradientBoosting down "
                              "many times on a busy machine)")
     group = parser.add_argument_group("calibration")
-    group.add_argument("--folds", type=int, default=5, metavar="K",
-                       help="cross-fitting folds on TRAIN (default: 5)")
+    group.add_argument("--folds", type=int, default=defaults["n_folds"], metavar="K",
+                       help="cross-fitting folds on TRAIN (default: %(default)s)")
     group.add_argument("--no-cross-fit", action="store_true",
                        help="with --calibration, calibrate on it alone (no cross-fitting)")
     group.add_argument("--calibration-rows", type=int, default=None, metavar="N",
                        help="use a seeded subsample of N rows of CAL (default: all)")
-    group.add_argument("--drift-draws", type=int, default=20, metavar="N",
+    group.add_argument("--drift-draws", type=int, default=defaults["drift_draws"], metavar="N",
                        help="drifted copies of the held-out rows for the drift model "
-                            "(default: 50; 0: none)")
-    group.add_argument("--reference-rows", type=int, default=2000, metavar="N",
-                       help="training rows kept in the reference index (default: 2000)")
+                            "(default: %(default)s; 0: none)")
+    group.add_argument("--reference-rows", type=int, default=defaults["max_reference"],
+                       metavar="N",
+                       help="training rows kept in the reference index (default: %(default)s)")
 
 
 def split_table(frame: pd.DataFrame, label_column: str | None, explicit: bool, what: str,
@@ -103,16 +111,6 @@ def usable_rows(schema, frame: pd.DataFrame, y) -> np.ndarray:
     if y is not None:
         keep &= pd.notna(y)
     return keep
-
-
-def _model_calls(model, folds: int, calibration: bool, drift_draws: int) -> int:
-    """Model calls the profile fit makes (for the progress bar)."""
-    from monitor.features import model_kind
-    from monitor.geometry import TreeGeometry
-
-    margins = model_kind(model)[1] in ("proba", "decision") and \
-        TreeGeometry.from_model(model) is None
-    return (calibration and margins) + folds * (1 + margins) + drift_draws * margins + 2
 
 
 LABEL_HINTS = ("label", "target", "class", "y", "outcome", "category")
@@ -209,7 +207,9 @@ def run(args: argparse.Namespace) -> int:
         from monitor.features import FeatureSchema, model_kind
 
         model_kind(model)
-        schema = FeatureSchema.fit(X_train, with_feature_names(model))
+        probes = []  # the missing-value probes the model answers (Profile.fit repeats them)
+        with count_calls(probes.append) as key:
+            schema = FeatureSchema.fit(X_train, with_feature_names(model, calls=key))
     except InvalidInput as exc:
         raise CommandError(f"cannot fit the profile: {exc}") from exc
     keep = usable_rows(schema, X_train, y_train)
@@ -237,10 +237,10 @@ def run(args: argparse.Namespace) -> int:
     if dropped:
         print(f"skipped {dropped} rows with NaN/inf or missing values", file=sys.stderr)
     cross_fit = not args.no_cross_fit
-    folds = cross_fit or X_cal is None
-    total = _model_calls(model, args.folds if folds else 0, X_cal is not None, args.drift_draws)
     params = {"n_folds": args.folds, "cross_fit": cross_fit, "drift_draws": args.drift_draws,
               "max_reference": args.reference_rows, "seed": args.seed}
+    total = len(probes) + Profile(**params).model_calls(model, calibration=X_cal is not None,
+                                                        labels=y_train is not None)
     try:
         with Progress("fitting the profile", total=total, unit="model calls") as bar, \
                 count_calls(lambda kind: bar.advance()) as key, \

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from monitor.cli import CommandError
 from monitor.commands.inputs import (
+    TRUST_HELP,
     add_log_arguments,
     load_model_file,
     load_profile,
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the victim model when SOURCE is a log (.skops, or .joblib/.pkl: "
                              "trusted code!)")
     parser.add_argument("--trust", action="append", default=[], metavar="TYPE",
-                        help="type name a .skops model may contain beyond skops' safe set")
+                        help=TRUST_HELP)
     parser.add_argument("--title", default=None, help="report title")
     add_log_arguments(parser, keep=False)
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Progress("replaying for the report", unit="rows") as bar:
             page = build_report(args.source, profile, config, model, title=args.title,
-                                columns=log_columns(args), on_progress=bar)
+                                columns=log_columns(args, profile), on_progress=bar)
     except (LogError, InvalidInput, ValueError, OSError) as exc:
         raise CommandError(str(exc)) from exc
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,11 +38,18 @@ class LogColumns:
     ``proba`` is a glob pattern (``"prob_*"``; matches ordered by their numeric suffix when
     every match has one, else as in the file) or a sequence of names in class order.
     ``keep`` names columns carried along to the verdict table (``analyze --keep``).
+    ``classes`` are the profile's class labels (:meth:`for_classes`): given them, the columns
+    ``proba`` picks are put in the profile's class order by their names — each name is one
+    prefix or suffix shared by all of them plus a class label (``prob_benign``) or a class
+    index (``prob_0``) — and a :class:`~monitor.logs.LogError` says so when the names do not
+    map to the classes.
 
     >>> LogColumns.parse_proba("prob_*"), LogColumns.parse_proba("pa, pb")
     ('prob_*', ('pa', 'pb'))
     >>> LogColumns.from_dict(LogColumns(client="user", keep=("a",)).to_dict()).keep
     ('a',)
+    >>> LogColumns(proba=("p_yes", "p_no")).for_classes(["no", "yes"]).classes
+    ('no', 'yes')
     """
 
     client: str = CLIENT_COLUMN
@@ -51,6 +58,13 @@ class LogColumns:
     proba: str | tuple[str, ...] | None = None
     label: str | None = None
     keep: tuple[str, ...] = ()
+    classes: tuple[str, ...] | None = None
+
+    def for_classes(self, classes) -> LogColumns:
+        """This mapping, checking (and ordering) probability columns against ``classes``."""
+        from dataclasses import replace
+
+        return replace(self, classes=tuple(_class_text(c) for c in classes))
 
     @staticmethod
     def parse_proba(text: str | None) -> str | tuple[str, ...] | None:
@@ -66,6 +80,7 @@ class LogColumns:
         out = asdict(self)
         out["proba"] = list(self.proba) if isinstance(self.proba, tuple) else self.proba
         out["keep"] = list(self.keep)
+        out["classes"] = None if self.classes is None else list(self.classes)
         return out
 
     @classmethod
@@ -75,6 +90,8 @@ class LogColumns:
         proba = data.get("proba")
         data["proba"] = tuple(proba) if isinstance(proba, list) else proba
         data["keep"] = tuple(data.get("keep") or ())
+        classes = data.get("classes")
+        data["classes"] = None if classes is None else tuple(classes)
         return cls(**data)
 
     def describe(self) -> str:
@@ -178,9 +195,59 @@ def _require(name: str, present: Sequence[str], role: str, flag: str, what: str)
                        f"{_nearest_note(name, present, role)}; fix {flag}")
 
 
-def _proba_columns(columns: list[str], spec, n_classes: int, taken: Sequence[str]
-                   ) -> list[str]:
-    """The probability columns in class order, or [] when the log has none."""
+def _class_text(label) -> str:
+    """A class label as a column name would hold it (``1.0`` as ``1``)."""
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    if hasattr(label, "item"):  # numpy scalar
+        return _class_text(label.item())
+    return str(label)
+
+
+def _keyed(names: Sequence[str], keys: Sequence[str]) -> list[int] | None:
+    """Position in ``keys`` of each name, when every name is one shared prefix + a distinct
+    key, or a distinct key + one shared suffix; else None.
+
+    >>> _keyed(["prob_yes", "prob_no"], ["no", "yes"]), _keyed(["no_p", "yes_p"], ["no", "yes"])
+    ([1, 0], [0, 1])
+    >>> _keyed(["pa", "pb"], ["0", "1"]) is None
+    True
+    """
+    if len(names) != len(keys) or len(set(keys)) != len(keys):
+        return None
+    for key in keys:
+        for head, tail in ((names[0][:-len(key)], ""), ("", names[0][len(key):])):
+            if not (names[0].endswith(key) if head or not tail else names[0].startswith(key)):
+                continue
+            got = [n[len(head):len(n) - len(tail)] if n.startswith(head) and n.endswith(tail)
+                   and len(n) > len(head) + len(tail) else None for n in names]
+            if sorted(map(str, got)) == sorted(keys) and None not in got:
+                return [list(keys).index(g) for g in got]
+    return None
+
+
+def _in_class_order(names: list[str], classes: Sequence[str]) -> list[str]:
+    """``names`` (one probability column per class) in the order of ``classes``: mapped by
+    class label, else by class index; a LogError when they map to neither."""
+    for keys in (list(classes), [str(j) for j in range(len(classes))]):
+        at = _keyed(names, keys)
+        if at is not None:
+            ordered = [""] * len(names)
+            for name, j in zip(names, at, strict=True):
+                ordered[j] = name
+            return ordered
+    labels = ", ".join(classes[:6]) + (", ..." if len(classes) > 6 else "")
+    raise LogError(
+        f"--proba-columns {_short(names)} do not name the profile's classes ({labels}): "
+        "the order of probability columns decides which class each one is; name them a "
+        "shared prefix or suffix plus each class label (e.g. "
+        f"'prob_{classes[0]}') or class index (e.g. 'prob_0')")
+
+
+def _proba_columns(columns: list[str], spec, n_classes: int, taken: Sequence[str],
+                   classes: Sequence[str] | None = None) -> list[str]:
+    """The probability columns in class order, or [] when the log has none (given
+    ``classes``, a column picked by ``spec`` is put in their order by its name)."""
     if isinstance(spec, tuple | list):
         missing = [c for c in spec if c not in set(columns)]
         if missing:
@@ -214,6 +281,8 @@ def _proba_columns(columns: list[str], spec, n_classes: int, taken: Sequence[str
         raise LogError(f"--proba-columns picked {len(names)} column(s) ({_short(names)}) but "
                        f"the profile has {n_classes} classes; name one column per class, in "
                        "class order")
+    if spec is not None and classes is not None:
+        names = _in_class_order(names, classes)
     return names
 
 
@@ -250,7 +319,7 @@ def _plan(columns: Sequence[str], feature_names, n_classes: int,
     if n_classes == 0 and m.proba is not None:
         raise LogError("the profile is of a regressor: its log has no probability columns; "
                        "name the column of predicted values with --label-column (default: pred)")
-    proba = _proba_columns(columns, m.proba, n_classes, taken) if n_classes else []
+    proba = _proba_columns(columns, m.proba, n_classes, taken, m.classes) if n_classes else []
     if m.label is not None:
         _require(m.label, columns, "label", "--label-column", "the returned label")
     label = m.label or (LABEL_COLUMN if LABEL_COLUMN in present else None)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.environment import MULTIPROC_ENV, OPTIONS_ENV, Environment, default_state_uri
+from monitor.environment import MULTIPROC_ENV, OPTIONS_ENV, Environment, deployment_state_uri
 from monitor.serving.identity import resolve_salt
 from monitor.settings import Settings
 
@@ -66,11 +66,14 @@ class WorkerOptions(BaseModel):
 
 
 def resolve_deployment(settings: Settings, state: str | None, workers: int,
-                       env: Environment | None = None) -> tuple[Settings, str]:
+                       env: Environment | None = None, deployment: str | None = None
+                       ) -> tuple[Settings, str]:
     """``(settings with the store URI decided, salt)``; fails early with a clear message.
 
     ``state`` (``--state``) overrides ``[store] uri``; with neither, the embedded SQLite
-    default. The store is opened once (creating a SQLite database) to check it.
+    default of ``deployment`` (:func:`monitor.environment.deployment_state_uri`: one
+    database per deployment; ``None``: the one shared default). The store is opened once
+    (creating a SQLite database) to check it.
     """
     from monitor.settings import StoreConfig
     from monitor.stores import open_store
@@ -82,7 +85,7 @@ def resolve_deployment(settings: Settings, state: str | None, workers: int,
     if state is not None:
         store = StoreConfig.from_uri(state, **store.model_dump(exclude={"uri"}))
     elif store.uri is None:
-        store = store.replace(uri=default_state_uri(env))
+        store = store.replace(uri=deployment_state_uri(deployment, env))
     if workers > 1 and store.scheme == "memory":
         raise ValueError("memory:// keeps state inside one process; with --workers > 1 use "
                          "sqlite:///path.db or redis://host:port/db")

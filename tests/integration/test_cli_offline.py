@@ -227,12 +227,24 @@ def test_analyze_a_log_in_its_own_shape(files, profile_dir, capsys, victim, own_
     code, out, err = run_cli(capsys, "analyze", files / "own.csv", "--profile", profile_dir,
                              "--out", files / "own-v.csv", *mapping)
     assert code == 0, err
+    written = pd.read_csv(files / "own-v.csv", dtype={"user": str, "client_id": str})
+    # issue 26: the verdicts keep the log's own client column name (and client_id)
+    assert written.columns[0] == "user" and (written["user"] == written["client_id"]).all()
+    assert set(written["user"]) == set(own["user"].astype(str))
     got = pd.read_csv(files / "own-v.csv").set_index("client_id")
     code, _, err = run_cli(capsys, "analyze", files / "standard.csv", "--profile", profile_dir,
                            "--out", files / "std-v.csv")
     assert code == 0, err
     want = pd.read_csv(files / "std-v.csv").set_index("client_id")
-    pd.testing.assert_frame_equal(got.drop(columns=["request_id"]), want)
+    assert "user" not in want.columns  # a standard log names no other client column
+    pd.testing.assert_frame_equal(got.drop(columns=["request_id", "user"]), want)
+    code, _, err = run_cli(capsys, "analyze", files / "own.csv", "--profile", profile_dir,
+                           "--out", files / "own-ooc.jsonl", "--out-of-core",
+                           *mapping[:-2])  # partition by partition (no --keep there)
+    assert code == 0, err
+    partitioned = pd.read_json(files / "own-ooc.jsonl", lines=True, dtype={"user": str})
+    assert partitioned.columns[0] == "user"
+    assert sorted(partitioned["user"]) == sorted(written["user"])
     assert got.loc["scraper", "flagged"]
     # request_id of the flagging query: the scraper's (flag_at + 1)-th query in time order
     rows = own[own["user"] == "scraper"].sort_values("timestamp", kind="stable")
@@ -340,3 +352,28 @@ def test_a_dataframe_pipeline_is_called_with_its_feature_names(tmp_path, capsys,
     named = [str(w.message) for w in caught if "feature names" in str(w.message)]
     assert named == [], named[:2]
     assert "Pipeline" in (tmp_path / "profile" / "profile.json").read_text()
+
+
+def test_proba_columns_are_checked_against_the_profiles_classes(files, profile_dir, capsys,
+                                                                own_log):
+    """issue 26: `--proba-columns prob_1,prob_0` (classes listed out of order) used to score
+    class 1's probabilities as class 0's (exposure 0.88 -> 0.12); now the columns are mapped
+    to the profile's classes by name and the verdicts equal the right order's. Names that
+    map to no class are a one-line error."""
+    mapping = ["--client-column", "user", "--time-column", "timestamp"]
+    code, _, err = run_cli(capsys, "analyze", files / "own.csv", "--profile", profile_dir,
+                           "--out", files / "reversed-v.csv", *mapping,
+                           "--proba-columns", "prob_1,prob_0")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "analyze", files / "own.csv", "--profile", profile_dir,
+                           "--out", files / "ordered-v.csv", *mapping,
+                           "--proba-columns", "prob_0,prob_1")
+    assert code == 0, err
+    reversed_, ordered = (pd.read_csv(files / f"{n}-v.csv") for n in ("reversed", "ordered"))
+    assert "exposure" in ordered.columns
+    pd.testing.assert_frame_equal(reversed_, ordered)
+    renamed = own_log.rename(columns={"prob_0": "left", "prob_1": "right"})
+    renamed.to_csv(files / "renamed.csv", index=False)
+    err = _one_line_error(capsys, "analyze", files / "renamed.csv", "--profile", profile_dir,
+                          "--out", files / "x.csv", *mapping, "--proba-columns", "left,right")
+    assert "do not name the profile's classes (0, 1)" in err and "'prob_0'" in err

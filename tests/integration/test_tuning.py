@@ -188,7 +188,10 @@ def test_too_few_clients_fall_back_and_say_so(victim, profile_dir, tmp_path, cap
     said, err = capsys.readouterr()
     assert code == 2 and not out.exists()  # issue 13: an impossible target fails
     assert f"{n} benign clients cannot support a target FPR of 0.01" in said
-    assert len(err.strip().splitlines()) == 1 and "--allow-weaker" in err
+    assert len(err.strip().splitlines()) == 1 and "cannot support a target FPR" in err
+    # the fallback is refused in its own direction: --allow-weaker below, --accept-higher above
+    tuned = float(said.split()[1])
+    assert ("--accept-higher" if tuned > 2 else "--allow-weaker") in err
     assert main(["tune", "--profile", str(profile_dir), "--benign", str(log),
                  "--target-fpr", "0.01", "--horizon", "30", "--out", str(out),
                  "--allow-weaker", "--accept-higher"]) == 0
@@ -256,6 +259,8 @@ def test_tune_explains_and_refuses_a_higher_threshold(profile_dir, noisy_benign,
     assert code == 2 and not out.exists()
     assert "above the default" in err and "--accept-higher" in err
     assert len(err.strip().splitlines()) == 1
+    assert main([*argv, "--allow-weaker"]) == 2 and not out.exists()  # the wrong flag
+    capsys.readouterr()
     lines = said.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split() == ["default", "tuned"])
     table = {line[:26].strip(): line[26:].split(maxsplit=2) for line in lines[header + 1:
@@ -264,14 +269,21 @@ def test_tune_explains_and_refuses_a_higher_threshold(profile_dir, noisy_benign,
     assert tuned_t > default_t
     detected = [int(v) for v in " ".join(table["attacks detected"]).split() if v.isdigit()]
     assert detected[0] >= detected[2]  # default x of 4, tuned y of 4: never more at higher t
+    # the refusal counts the attack clients the higher threshold would lose
+    assert f"{detected[0] - detected[2]} attack clients that the default flags would be " \
+        "missed, of 4 given" in err
     drivers = lines[lines.index("benign clients that drive the threshold (highest peak "
                                 "scores):") + 1]
     assert drivers.startswith("  benign-batch-scorer: peak ")
     assert "at or above the default threshold" in drivers and "distinct queries" in drivers
 
     assert main([*argv, "--accept-higher"]) == 0
-    capsys.readouterr()
+    said = capsys.readouterr().out
+    warning = next(line for line in said.splitlines() if line.startswith("warning:"))
     tuning = tomllib.loads(out.read_text())["tuning"]
+    written = tuning["threshold"]
+    assert f"false-alarm rate of {10 ** -written:.4g} (10^-{written:.4g})" in warning
+    assert f"(10^-{default_t:.4g})" in warning
     assert tuning["threshold"] == pytest.approx(tuned_t, rel=1e-3)
     assert tuning["default_threshold"] == pytest.approx(default_t, rel=1e-3)
     assert tuning["drivers"][0]["client_id"] == "benign-batch-scorer"
@@ -293,3 +305,45 @@ def test_tune_carries_the_other_tables_through(profile_dir, mixed_log, tmp_path)
 
     assert Settings.load(out).serving.routes == ("/invocations",) or \
         list(Settings.load(out).serving.routes) == ["/invocations"]
+
+
+def test_tune_refuses_a_weaker_threshold_unless_allowed(victim, profile_dir, tmp_path, capsys):
+    """issue 26: enough quiet benign clients tune the threshold below the calibrated default
+    (a weaker false-alarm guarantee); tune refuses that without --allow-weaker (and
+    --accept-higher does not stand in for it), and with it writes the threshold and warns with
+    the calibrated per-client false-alarm rate 10^-t it stands for and the default's."""
+    log = tmp_path / "quiet.csv"
+    _benign_log(victim, range(40, 44), 60, log)
+    out = tmp_path / "weaker.toml"
+    argv = ["tune", "--profile", str(profile_dir), "--benign", str(log), "--target-fpr",
+            "0.05", "--no-detectors", "--out", str(out)]
+    code = main([*argv, "--accept-higher"])
+    said, err = capsys.readouterr()
+    tuned, default = float(said.split()[1]), float(said.split()[3].rstrip("):"))
+    assert tuned < default == 2.0, said  # alpha 0.01: the calibrated default is 2
+    assert code == 2 and not out.exists()
+    assert len(err.strip().splitlines()) == 1
+    assert "below the calibrated default 2" in err and "--allow-weaker" in err
+    assert "warning:" not in said  # nothing written, nothing to warn about
+
+    assert main([*argv, "--allow-weaker"]) == 0
+    said = capsys.readouterr().out
+    warning = next(line for line in said.splitlines() if line.startswith("warning:"))
+    written = tomllib.loads(out.read_text())["monitor"]["score_threshold"]
+    assert written == pytest.approx(tuned, rel=1e-3)
+    assert f"{10 ** -written:.4g} (10^-{written:.4g})" in warning
+    assert "instead of the default's 0.01 (10^-2)" in warning
+
+
+def test_replay_progress_counts_to_its_total_when_a_log_is_given_twice(profile_dir, mixed_log,
+                                                                        tmp_path):
+    """issue 26: progress totals match what is counted; a log given twice (here: a copy under
+    another name) is replayed once and the total says so."""
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(mixed_log.read_bytes())
+    seen: list[tuple[int, int]] = []
+    tune_logs(Profile.load(profile_dir), [mixed_log, copy], target_fpr=0.05,
+              config=MonitorConfig(detectors=("density",)),
+              on_progress=lambda done, total: seen.append((done, total)))
+    assert seen and all(total == 2 for _, total in seen)  # overall + density, one log
+    assert seen[-1] == (2, 2)

@@ -149,3 +149,44 @@ def test_log_format_and_read_table(tmp_path):
     frame.to_csv(tmp_path / "t.csv.gz", index=False)
     pd.testing.assert_frame_equal(read_table(tmp_path / "t.csv.gz"), pd.read_csv(
         tmp_path / "t.csv.gz"))
+
+
+@pytest.mark.parametrize("spec, order", [
+    ("prob_*", ["prob_benign", "prob_malignant"]),            # glob, file order reversed
+    (("prob_malignant", "prob_benign"), ["prob_benign", "prob_malignant"]),  # listed reversed
+    (("malignant_p", "benign_p"), ["benign_p", "malignant_p"]),  # label + shared suffix
+    (("q1", "q0"), ["q0", "q1"]),                               # class index
+])
+def test_proba_columns_are_put_in_the_profiles_class_order(tmp_path, spec, order):
+    """issue 26: --proba-columns in the wrong order moved exposure 0.88 -> 0.12; given the
+    profile's classes, the columns are mapped to classes by name."""
+    from monitor.logs import LogColumns
+
+    frame = _frame()
+    p0, p1 = frame.pop("p_0"), frame.pop("p_1")
+    names = {"prob_malignant": p1, "prob_benign": p0, "malignant_p": p1, "benign_p": p0,
+             "q1": p1, "q0": p0}
+    wanted = spec if isinstance(spec, tuple) else ("prob_malignant", "prob_benign")
+    for name in wanted:  # malignant first in the file
+        frame[name] = names[name]
+    path = _write(frame, tmp_path / "log.csv")
+    columns = LogColumns(proba=spec).for_classes(["benign", "malignant"])
+    log = read_log(path, NAMES, 2, columns=columns)
+    assert log.output_columns[:2] == order
+    want = _expected_order(frame)
+    assert np.allclose(log.proba[:, 1], want[order[1]]) and np.allclose(log.proba[:, 0],
+                                                                        want[order[0]])
+
+
+def test_proba_columns_that_name_no_class_are_refused(tmp_path):
+    from monitor.logs import LogColumns
+
+    frame = _frame().rename(columns={"p_0": "pa", "p_1": "pb"})
+    path = _write(frame, tmp_path / "log.csv")
+    with pytest.raises(LogError, match=r"do not name the profile's classes \(benign, "
+                                       r"malignant\).*'prob_benign'"):
+        read_log(path, NAMES, 2, columns=LogColumns(proba=("pa", "pb")).for_classes(
+            ["benign", "malignant"]))
+    # without classes to check against (a library caller), the order given is taken
+    assert read_log(path, NAMES, 2, columns=LogColumns(proba=("pb", "pa"))).output_columns[:2] == \
+        ["pb", "pa"]

@@ -90,3 +90,34 @@ def test_fit_can_be_called_on_the_class_with_default_parameters(fitted_victim):
                           X_cal=victim.X_cal, y_cal=victim.y_cal)
     np.testing.assert_array_equal(profile.calibration_["density"]["statistic"],
                                   fitted.calibration_["density"]["statistic"])
+
+
+@pytest.mark.parametrize("kind", ["proba", "decision", "tree", "regressor"])
+@pytest.mark.parametrize("calibration, labels, cross_fit", [
+    (True, True, True), (True, True, False), (False, True, True), (False, False, True)])
+def test_model_calls_is_what_fitting_calls(kind, calibration, labels, cross_fit):
+    """issue 26: the profile command's progress bar read 128/33 model calls; the count
+    Profile.model_calls gives is the number of model calls fit really makes (counted on the
+    model), for each way the boundary detector gets margins."""
+    from sklearn.datasets import make_classification, make_regression
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.svm import LinearSVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    from monitor.named_features import count_calls, with_feature_names
+
+    make = make_regression if kind == "regressor" else make_classification
+    X, y = make(240, 4, random_state=0)
+    model = {"proba": LogisticRegression(), "decision": LinearSVC(),
+             "tree": DecisionTreeClassifier(max_depth=3), "regressor": Ridge()}[kind]
+    model.fit(X[:160], y[:160])
+    profile = Profile(n_folds=3, drift_draws=4, cross_fit=cross_fit, exposure_points=40)
+    calls: list[str] = []
+    X_cal, y_cal = (X[160:], y[160:]) if calibration else (None, None)
+    # rows without missing values: the model is probed with NaN once (answered by the tree,
+    # which takes missing values; refused by the others)
+    with count_calls(calls.append) as key:
+        profile.fit(with_feature_names(model, calls=key), X[:160], y[:160] if labels else None,
+                    X_cal=X_cal, y_cal=y_cal)
+    probes = int(kind == "tree")
+    assert len(calls) == profile.model_calls(model, calibration, labels) + probes, calls

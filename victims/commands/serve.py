@@ -13,10 +13,15 @@ Routes: --route PATTERN (repeatable; /invocations, /v1/models/{name}:predict, /a
 replaces [serving] routes; the default watches the well-known inference paths of MLflow,
 KServe v1/v2, TF Serving, TorchServe and /predict. Startup logs one line per watched route.
 
+Identity: a client is whoever sends the same X-API-Key header value ([serving]
+client_header), else its peer address (identity = ["header", "peer"]; add "bearer" for
+Authorization: Bearer tokens); `admin lookup KEY --state URI` (this serve's store) gives a
+key's client id.
+
 State: --state URI keeps per-client state in a store shared by all --workers and kept across
-restarts: sqlite:///path/state.db (default: state.db in ~/.local/share/extraction-monitor or
-$XDG_DATA_HOME), redis://host:6379/0 (several hosts; needs EXTRACTION_MONITOR_SALT), or
-memory:// (one worker, forgotten on exit). Add ?ttl=SECONDS to forget idle clients; the
+restarts: sqlite:///path/state.db (default: one database per deployment, victim, output mode
+and seed, in ~/.local/share/extraction-monitor/deployments or under $XDG_DATA_HOME),
+redis://host:6379/0 (several hosts; needs EXTRACTION_MONITOR_SALT), or memory:// (one worker, forgotten on exit). Add ?ttl=SECONDS to forget idle clients; the
 [store] table of --config sets the same options.
 Client ids are salted hashes; the salt comes from [serving] salt, EXTRACTION_MONITOR_SALT, or
 a <db>.salt file (mode 0600) created beside a SQLite database, so ids survive restarts.
@@ -39,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--victim", required=True, metavar="NAME",
                         help="reference victim (e.g. cancer-logreg; see victims/)")
     parser.add_argument("--output-mode", default="proba", choices=OUTPUT_MODES,
-                        help="what /predict returns (default: proba)")
-    parser.add_argument("--seed", type=int, default=0, help="victim seed (default: 0)")
+                        help="what /predict returns (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="victim seed (default: %(default)s)")
     add_server_arguments(parser)
     parser.add_argument("--no-monitor", action="store_true",
                         help="serve the victim without the monitor (benchmark baseline)")
@@ -51,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from monitor.serving.launch import WorkerOptions
     from victims import VICTIMS, load_victim
 
-    settings, salt, token = prepare_deployment(args)
+    deployment = f"victim:{args.victim}:{args.output_mode}:{args.seed}"
+    settings, salt, token = prepare_deployment(args, deployment)
     if args.victim not in VICTIMS:
         raise CommandError(f"unknown victim {args.victim!r}; choose one of {', '.join(VICTIMS)}")
     victim = load_victim(args.victim, output_mode=args.output_mode, seed=args.seed)
