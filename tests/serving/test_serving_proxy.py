@@ -61,7 +61,7 @@ def echo_upstream(delay: float = 0.0):
     import gzip
     import json
 
-    from monitor.serving.middleware import read_body
+    from monitor.serving.http import read_body
 
     async def app(scope, receive, send):
         if scope["type"] != "http":
