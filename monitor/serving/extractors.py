@@ -687,6 +687,35 @@ class Extraction:
         return pd.DataFrame(self.X, columns=list(names))
 
 
+def column_mismatch(unknown: list[str], missing: list[str], shown: int = 3) -> str:
+    """One line naming the unknown columns (with the feature each was probably meant to be)
+    and the missing ones.
+
+    >>> column_mismatch(["petl_width"], ["petal_width"])
+    "unknown column 'petl_width' (did you mean 'petal_width'?); missing column 'petal_width'"
+    """
+    import difflib
+
+    def listed(names: list[str], what: str, hint=None) -> str:
+        parts = []
+        for name in names[:shown]:
+            near = hint(name) if hint else None
+            parts.append(f"{name[:60]!r}" + (f" (did you mean {near!r}?)" if near else ""))
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return f"{what} column{'s' if len(names) > 1 else ''} {', '.join(parts)}{more}"
+
+    def nearest(name: str) -> str | None:
+        close = difflib.get_close_matches(name, missing, n=1, cutoff=0.6)
+        return close[0] if close else None
+
+    pieces = []
+    if unknown:
+        pieces.append(listed(unknown, "unknown", nearest))
+    if missing:
+        pieces.append(listed(missing, "missing"))
+    return "; ".join(pieces)
+
+
 def _by_name(rows: ExtractedRows, feature_names: list[str] | None) -> np.ndarray:
     """Named columns in the profile's feature order; 422 naming a missing or unknown one."""
     columns = list(rows.columns or ())
@@ -701,16 +730,11 @@ def _by_name(rows: ExtractedRows, feature_names: list[str] | None) -> np.ndarray
         return rows.values
     index = {c: i for i, c in enumerate(columns)}
     missing = [n for n in feature_names if n not in index]
-    if missing:
-        raise ExtractionError(f"request lacks feature {missing[0][:60]!r} (and "
-                              f"{len(missing) - 1} more)" if len(missing) > 1 else
-                              f"request lacks feature {missing[0][:60]!r}", status=422,
-                              reason="missing_column")
     known = set(feature_names)
     unknown = [c for c in columns if c not in known]
-    if unknown:
-        raise ExtractionError(f"request has unknown feature {unknown[0][:60]!r}", status=422,
-                              reason="unknown_column")
+    if missing or unknown:
+        raise ExtractionError(column_mismatch(unknown, missing), status=422,
+                              reason="missing_column" if missing else "unknown_column")
     return rows.values[:, [index[n] for n in feature_names]]
 
 

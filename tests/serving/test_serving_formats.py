@@ -186,6 +186,20 @@ def test_a_number_past_float64_is_a_422_saying_so(victim):
         assert r.status_code == 422 and "too large" in r.text
 
 
+def test_a_typod_column_is_a_422_naming_the_unknown_and_the_missing_column(victim):
+    names = list(victim.feature_names)
+    record = dict(zip(names, victim.X_public[0].tolist(), strict=True))
+    record["malc_acid"] = record.pop("malic_acid")  # a typo
+    with running(build_victim_app(victim, build_victim_monitor(victim), ServingConfig(
+            salt=SALT), admin_token=TOKEN)) as base, client(base, "typist") as c:
+        r = c.post("/predict", json={"instances": [record]})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"] == ("unknown column 'malc_acid' (did you mean 'malic_acid'?); "
+                                     "missing column 'malic_acid'")
+        text = c.get("/monitor/metrics", headers=ADMIN).text
+        assert 'rejected_requests_total{reason="missing_column"} 1.0' in text
+
+
 def test_unreadable_bodies_per_policy(victim, caplog):
     body = {"records": [{"a": 1}]}
     with running(build_victim_app(victim, build_victim_monitor(victim), ServingConfig(
