@@ -789,21 +789,35 @@ def extract(body: bytes, n_features: int, feature_names: list[str] | None = None
     if schema is not None and (schema.has_categorical or any(schema.allow_nan)):
         coded = _schema_rows(X, schema)
         X = coded.X
-        checked = X[:, schema.numeric_mask]
-        bad = np.abs(checked) > MAX_ABS_FEATURE  # NaN passed the schema: the model takes it
+        checked = np.flatnonzero(schema.numeric_mask)
+        bad = np.zeros(X.shape, dtype=bool)  # NaN passed the schema: the model takes it
+        bad[:, checked] = np.abs(X[:, checked]) > MAX_ABS_FEATURE
     elif X.dtype == object:
         raise ExtractionError(f"{found.name!r} rows must be numbers (the model's features are "
                               "numeric)", status=422, reason="bad_values")
     else:
-        checked = X
         bad = ~(np.abs(X) <= MAX_ABS_FEATURE)  # also catches NaN
+    names = tuple(feature_names) if feature_names else None
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise ExtractionError(
-            f"row {row} feature {col} is {checked[row, col]}; features must be finite numbers "
-            f"of magnitude at most {MAX_ABS_FEATURE:.3g}", status=422, reason="non_finite")
-    names = tuple(feature_names) if feature_names else None
+        raise ExtractionError(_unusable_value(row, col, float(X[row, col]), names),
+                              status=422, reason="non_finite")
     return Extraction(payload, found, X, names, coded)
+
+
+def _unusable_value(row: int, col: int, value: float, names: tuple[str, ...] | None) -> str:
+    """What is wrong with one value, naming its column when the profile names them.
+
+    >>> _unusable_value(0, 1, float("nan"), ("age", "income"))
+    "row 0 column 'income' is null; the model cannot take missing values there"
+    >>> _unusable_value(2, 0, float("inf"), None)
+    'row 2 feature 0 is inf; features must be finite numbers of magnitude at most 3.4e+38'
+    """
+    where = f"column {names[col][:60]!r}" if names and col < len(names) else f"feature {col}"
+    if math.isnan(value):
+        return f"row {row} {where} is null; the model cannot take missing values there"
+    return (f"row {row} {where} is {value}; features must be finite numbers of magnitude at "
+            f"most {MAX_ABS_FEATURE:.3g}")
 
 
 def extract_rows(body: bytes, n_features: int, feature_names: list[str] | None = None,
