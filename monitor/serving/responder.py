@@ -133,13 +133,16 @@ class Notices:
     """Warnings a worker gives once (or once a minute) rather than on every request.
 
     >>> notices = Notices(ServingMetrics())
-    >>> notices.unread_body("/predict", "not JSON")  # logged; a second call within a minute is not
+    >>> notices.unread_answer("/predict", "no_outputs", "no outputs"), \\
+    ...     notices.unread_answer("/predict", "no_outputs", "no outputs")
+    (True, False)
     """
 
     def __init__(self, metrics: ServingMetrics) -> None:
         self.metrics = metrics
         self._warned_labels = False
         self._logged_unread: dict[str, float] = {}
+        self._unread_answers: set[str] = set()
 
     def unread_body(self, route: str, reason: str) -> None:
         """One line naming the route, at most once a minute per route."""
@@ -149,6 +152,21 @@ class Notices:
             logger.warning("a request on watched route %s passed unobserved: %s (set "
                            "[serving] unparseable, or add an extractor for this schema)",
                            route, reason)
+
+    def unread_answer(self, route: str, reason: str, detail: str,
+                      model_called: bool = False) -> bool:
+        """Count an answer whose outputs the monitor cannot use; warn once per route per
+        process, naming the route and the fix. True when this call warned."""
+        self.metrics.unread_answers.labels(reason=reason).inc()
+        if route in self._unread_answers:
+            return False
+        self._unread_answers.add(route)
+        logger.warning("answers on watched route %s cannot be read by the monitor (%s): its "
+                       "queries are observed without the model's outputs%s; tell the "
+                       "extractor where the answer is with @extractor(outputs=...)",
+                       route, detail[:200],
+                       ", and the model is called again for each" if model_called else "")
+        return True
 
     def labels_only(self, monitor) -> None:
         """Say once that the boundary detector gets no evidence from label-only answers."""
@@ -390,7 +408,8 @@ class MonitoredRequest:
         monitor = self.ctx.monitor
         try:
             payload = json.loads(captured.decoded_body(RESPONSE_DECODE_LIMIT))
-        except (ValueError, UnicodeDecodeError, RecursionError):
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            self._unread_answer("not_json", f"the answer is not JSON: {type(exc).__name__}")
             return AppAnswer()
         try:
             outputs = extractor.parse_response(payload)
@@ -398,16 +417,23 @@ class MonitoredRequest:
             logger.exception("response extractor %s failed", getattr(extractor, "name", "?"))
             outputs = None
         if outputs is None:
+            self._unread_answer("no_outputs", f"the {getattr(extractor, 'name', '?')!r} "
+                                              "extractor finds no outputs in the answer")
             return AppAnswer(payload)
         try:
             answers = check_outputs(monitor.profile, outputs, n)
-        except InvalidInput:
+        except InvalidInput as exc:
+            self._unread_answer("unusable_outputs", str(exc))
             return AppAnswer(payload)
         if monitor.task == "regression":
             return AppAnswer(payload, answers.labels)  # values, [[v], ...] flattened
         if answers.proba is None and monitor.model is None:
             self.ctx.notices.labels_only(monitor)
         return AppAnswer(payload, np.asarray(outputs))
+
+    def _unread_answer(self, reason: str, detail: str) -> None:
+        self.ctx.notices.unread_answer(self.route, reason, detail,
+                                       model_called=self.ctx.monitor.model is not None)
 
     async def _unrecognised(self, exc: Unrecognised, body: bytes, early: Decision) -> None:
         """A body no extractor understands: per ``unparseable`` (flagged clients refused)."""

@@ -317,3 +317,29 @@ def test_the_app_gets_the_rows_the_middleware_read(victim):
     assert len(seen) == 2 and all(s is not None for s in seen)
     np.testing.assert_array_equal(seen[0], X)
     np.testing.assert_array_equal(seen[1], X)  # named columns in the profile's order
+
+
+def test_an_unreadable_answer_is_warned_once_per_route_and_counted(victim, caplog):
+    """The app answers in its own shape, which no extractor reads: the monitor observes
+    without outputs, says so once for the route (naming the fix) and counts every one."""
+    caplog.set_level(logging.WARNING, logger="extraction_monitor")
+    app = FastAPI()
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        X = np.asarray((await request.json())["instances"], dtype=float)
+        return {"results": [{"p": p} for p in victim.answer(X).tolist()]}
+
+    monitor = build_victim_monitor(victim)
+    app.add_middleware(ExtractionMonitorMiddleware, monitor=monitor, routes=["/predict"],
+                       config=ServingConfig(salt=SALT), admin_token=TOKEN)
+    with running(app) as base, client(base, "custom") as c:
+        for row in victim.X_public[:4]:
+            r = c.post("/predict", json={"instances": [row.tolist()]})
+            assert r.status_code == 200 and "results" in r.json()
+        text = c.get("/monitor/metrics", headers=ADMIN).text
+    warnings = [m.getMessage() for m in caplog.records if "cannot be read" in m.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "/predict" in warnings[0] and "@extractor(outputs=...)" in warnings[0]
+    assert 'extraction_monitor_unread_answers_total{reason="no_outputs"} 4.0' in text
+    assert monitor.verdict(ClientIdentifier(SALT).hash_key("custom")).n_queries == 4
