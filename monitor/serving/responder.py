@@ -336,8 +336,7 @@ class MonitoredRequest:
 
     async def send_blocked(self) -> None:
         self.ctx.metrics.requests.labels(outcome="blocked").inc()
-        await send_error(self.send, 403, "access suspended: this client's query pattern was "
-                                         "flagged as a possible model-extraction attack")
+        await send_error(self.send, 403, self.ctx.options.refusal_message)
 
     async def send_throttled(self, wait: int, message: str | None = None) -> None:
         self.ctx.metrics.requests.labels(outcome="throttled").inc()
