@@ -809,13 +809,14 @@ def _unusable_value(row: int, col: int, value: float, names: tuple[str, ...] | N
     """What is wrong with one value, naming its column when the profile names them.
 
     >>> _unusable_value(0, 1, float("nan"), ("age", "income"))
-    "row 0 column 'income' is null; the model cannot take missing values there"
+    "row 0 column 'income' is null; the model cannot take missing values there: send a finite number"
     >>> _unusable_value(2, 0, float("inf"), None)
     'row 2 feature 0 is inf; features must be finite numbers of magnitude at most 3.4e+38'
     """
     where = f"column {names[col][:60]!r}" if names and col < len(names) else f"feature {col}"
     if math.isnan(value):
-        return f"row {row} {where} is null; the model cannot take missing values there"
+        return (f"row {row} {where} is null; the model cannot take missing values there: "
+                "send a finite number")
     return (f"row {row} {where} is {value}; features must be finite numbers of magnitude at "
             f"most {MAX_ABS_FEATURE:.3g}")
 

@@ -170,4 +170,5 @@ def test_a_null_the_model_cannot_take_is_a_422_naming_the_column():
     for answer in (r, named):
         assert answer.status_code == 422, answer.text
         assert answer.json()["error"] == (f"row 0 column {names[2]!r} is null; the model "
-                                          "cannot take missing values there")
+                                          "cannot take missing values there: send a finite "
+                                          "number")
