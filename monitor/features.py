@@ -224,9 +224,10 @@ class FeatureSchema:
         return schema
 
     def _probe_missing(self, model, first: pd.DataFrame) -> list[bool]:
-        """Per column: does ``model`` score a training row with NaN there? All columns at
-        once, then numeric and categorical ones as groups, then each column that had missing
-        values in training on its own."""
+        """Per column: does ``model`` score a training row with NaN there (``None`` in a
+        column of strings)? All columns at once, then numeric and categorical ones as groups,
+        then each categorical column, and each column that had missing values in training,
+        on its own. A categorical column that had missing values in training accepts them."""
         d = len(self.names)
         confirmed = [False] * d
         groups = [list(range(d))]
@@ -234,13 +235,20 @@ class FeatureSchema:
             group = [j for j in range(d) if self.kinds[j] == kind]
             if group and len(group) < d:
                 groups.append(group)
-        groups += [[j] for j in range(d) if self.missing_seen[j]]
+        groups += [[j] for j in range(d) if self.missing_seen[j] or self.kinds[j] == CATEGORICAL]
         for group in groups:
             if all(confirmed[j] for j in group):
                 continue
             row = first.copy()
             for j in group:
-                row[self.names[j]] = np.nan
+                if self.kinds[j] == CATEGORICAL and not isinstance(
+                        row[self.names[j]].dtype, pd.CategoricalDtype):
+                    # a request's null in a column of strings: an object column, as the
+                    # app's own DataFrame of records holds it (never a float column)
+                    row[self.names[j]] = pd.Series([None] * len(row), index=row.index,
+                                                   dtype=object)
+                else:
+                    row[self.names[j]] = np.nan
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -249,7 +257,10 @@ class FeatureSchema:
                 continue
             for j in group:
                 confirmed[j] = True
-        return confirmed
+        # a categorical column that had missing values in training: the model was fitted on
+        # them, so a missing value there is one the model knows
+        return [c or (self.missing_seen[j] and self.kinds[j] == CATEGORICAL)
+                for j, c in enumerate(confirmed)]
 
     # ---------------------------------------------------------------- properties
     @property
@@ -425,8 +436,10 @@ class FeatureSchema:
             elif name in self.category_order:
                 column = pd.Series(pd.Categorical(column, categories=self.category_order[name]),
                                    index=column.index)
-            elif column.dtype == object:
-                column = column.where(column.notna(), np.nan)
+            elif column.dtype == object:  # one missing value, NaN, kept in an object column
+                values = column.to_numpy(dtype=object)
+                column = pd.Series(np.where(column.isna().to_numpy(), np.nan, values),
+                                   index=column.index, dtype=object)
             out[name] = column
         return pd.DataFrame(out, index=rows.index)
 

@@ -393,6 +393,9 @@ class ServingConfig(_Section):
     degrade_strength: Real = Field(0.5, gt=0, le=1)
     throttle_rate: Real = Field(0.2, gt=0)
     throttle_burst: Real = Field(1, gt=0)
+    refusal_message: Text = Field("request refused", min_length=1, max_length=500)
+    """The text of a blocked client's 403 (``{"error": "..."}``): neutral by default, so the
+    answer does not tell an attacker it was caught."""
     # alerts
     webhook_url: Text | None = None
     webhook_retries: Whole = Field(3, ge=0, le=20)

@@ -19,7 +19,8 @@ from monitor.serving.extractors import (
     ExtractionError,
     extract_rows,
 )
-from monitor.serving.middleware import BodyTooLarge, ExtractionMonitorMiddleware, read_body
+from monitor.serving.http import BodyTooLarge, read_body
+from monitor.serving.middleware import ExtractionMonitorMiddleware
 from monitor.serving.responses import json_bytes
 from monitor.settings import ServingConfig
 

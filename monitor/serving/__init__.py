@@ -15,9 +15,9 @@ from monitor.serving.actions import Throttle, degrade
 from monitor.serving.admin import AdminAPI
 from monitor.serving.extractors import (
     DEFAULT_EXTRACTORS,
+    ExtractedRows,
     ExtractionError,
     FunctionExtractor,
-    Rows,
     extract,
     extract_rows,
     extractor,
@@ -32,8 +32,8 @@ from monitor.settings import ActionLevel, ServingConfig
 
 __all__ = [
     "DEFAULT_EXTRACTORS", "ActionLevel", "AdminAPI", "ClientIdentifier", "Decision",
-    "EnforcementPolicy", "ExtractionError", "ExtractionMonitorMiddleware", "FunctionExtractor",
-    "IdentityError", "ReverseProxy", "RouteTable", "Rows", "ServingConfig", "ServingMetrics",
-    "Throttle", "build_proxy_app", "degrade", "extract", "extract_rows", "extractor",
-    "resolve_salt",
+    "EnforcementPolicy", "ExtractedRows", "ExtractionError", "ExtractionMonitorMiddleware",
+    "FunctionExtractor", "IdentityError", "ReverseProxy", "RouteTable", "ServingConfig",
+    "ServingMetrics", "Throttle", "build_proxy_app", "degrade", "extract", "extract_rows",
+    "extractor", "resolve_salt",
 ]

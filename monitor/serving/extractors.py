@@ -22,8 +22,8 @@ deeper than :data:`MAX_DEPTH`, or a body that names more than one format (``inst
 answers.
 
 **Named columns.** An extractor returns rows as a matrix in the profile's feature order, or
-as named columns (:class:`Rows` with ``columns``, or a :class:`pandas.DataFrame`); named
-columns are mapped by name in one place (:func:`extract`), where a missing or unknown column
+as named columns (:class:`ExtractedRows` with ``columns``, or a :class:`pandas.DataFrame`);
+named columns are mapped by name in one place (:func:`extract`), where a missing or unknown column
 is a 422 naming it. :attr:`Extraction.frame` keeps the rows as a DataFrame with the feature
 names, so a profile with named (or later categorical) features can consume them as the model
 does.
@@ -186,7 +186,7 @@ def _object_matrix(rows: Any, what: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Rows:
+class ExtractedRows:
     """What an extractor read: ``values`` (n, k), and the name of each column if the request
     named them (``None``: the columns are the profile's features, in order)."""
 
@@ -194,7 +194,7 @@ class Rows:
     columns: tuple[str, ...] | None = None
 
 
-def _records(records: list, what: str) -> Rows:
+def _records(records: list, what: str) -> ExtractedRows:
     """Rows from a list of ``{feature: value}`` objects (every record the same keys)."""
     if not all(isinstance(r, dict) for r in records):
         raise ExtractionError(f"{what}: every record must be an object of feature values",
@@ -207,10 +207,10 @@ def _records(records: list, what: str) -> Rows:
             raise ExtractionError(f"{what}: record {i} does not have the same features as "
                                   f"record 0 (e.g. {other[:40]!r})", status=422,
                                   reason="missing_column")
-    return Rows(as_matrix([[r[c] for c in columns] for r in records], what), columns)
+    return ExtractedRows(as_matrix([[r[c] for c in columns] for r in records], what), columns)
 
 
-def _columns(table: dict, what: str) -> Rows:
+def _columns(table: dict, what: str) -> ExtractedRows:
     """Rows from ``{feature: [values...]}`` (one equal-length list per feature)."""
     if not table:
         raise ExtractionError(f"{what} must name at least one feature", status=422,
@@ -221,7 +221,7 @@ def _columns(table: dict, what: str) -> Rows:
         raise ExtractionError(f"{what}: every feature needs a list of values, all of one "
                               "length", status=422, reason="bad_shape")
     values = as_matrix([table[c] for c in columns], what)
-    return Rows(values.T, columns)
+    return ExtractedRows(values.T, columns)
 
 
 def _outputs_matrix(values: Any) -> np.ndarray | None:
@@ -257,7 +257,8 @@ class PredictionsExtractor:
     def matches(self, payload: Any) -> bool:
         return isinstance(payload, dict) and self.key in payload
 
-    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
+    def parse_request(self, payload: Any, feature_names: list[str] | None
+                      ) -> np.ndarray | ExtractedRows:
         raise NotImplementedError
 
     def parse_response(self, payload: Any) -> np.ndarray | None:
@@ -282,7 +283,8 @@ class InstancesExtractor(PredictionsExtractor):
     name = "instances"
     key = "instances"
 
-    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
+    def parse_request(self, payload: Any, feature_names: list[str] | None
+                      ) -> np.ndarray | ExtractedRows:
         rows = payload["instances"]
         if not isinstance(rows, list) or not rows:
             raise ExtractionError("'instances' must be a non-empty list of rows", status=422,
@@ -308,7 +310,8 @@ class InputsExtractor(PredictionsExtractor):
         return isinstance(inputs, dict) or not (
             isinstance(inputs, list) and inputs and isinstance(inputs[0], dict))
 
-    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
+    def parse_request(self, payload: Any, feature_names: list[str] | None
+                      ) -> np.ndarray | ExtractedRows:
         inputs = payload["inputs"]
         if isinstance(inputs, dict):
             if len(inputs) == 1 and isinstance(next(iter(inputs.values())), list) and any(
@@ -348,7 +351,8 @@ class DataframeSplitExtractor(PredictionsExtractor):
     name = "dataframe_split"
     key = "dataframe_split"
 
-    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
+    def parse_request(self, payload: Any, feature_names: list[str] | None
+                      ) -> np.ndarray | ExtractedRows:
         split = payload["dataframe_split"]
         if not isinstance(split, dict) or "data" not in split:
             raise ExtractionError("'dataframe_split' must be an object with 'data' (and "
@@ -361,7 +365,7 @@ class DataframeSplitExtractor(PredictionsExtractor):
                 or not all(isinstance(c, str) for c in columns)):
             raise ExtractionError("'dataframe_split.columns' must name every column of 'data' "
                                   "with a string", status=422, reason="bad_shape")
-        return Rows(X, tuple(columns))
+        return ExtractedRows(X, tuple(columns))
 
 
 class DataframeRecordsExtractor(PredictionsExtractor):
@@ -370,7 +374,8 @@ class DataframeRecordsExtractor(PredictionsExtractor):
     name = "dataframe_records"
     key = "dataframe_records"
 
-    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
+    def parse_request(self, payload: Any, feature_names: list[str] | None
+                      ) -> np.ndarray | ExtractedRows:
         records = payload["dataframe_records"]
         if not isinstance(records, list) or not records:
             raise ExtractionError("'dataframe_records' must be a non-empty list of objects",
@@ -451,7 +456,8 @@ class V2Extractor:
         inputs = payload.get("inputs") if isinstance(payload, dict) else None
         return isinstance(inputs, list) and bool(inputs) and isinstance(inputs[0], dict)
 
-    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
+    def parse_request(self, payload: Any, feature_names: list[str] | None
+                      ) -> np.ndarray | ExtractedRows:
         tensors = [_v2_values(t, i) for i, t in enumerate(payload["inputs"])]
         if len(tensors) == 1:
             _, shape, data = tensors[0]
@@ -465,7 +471,7 @@ class V2Extractor:
             raise ExtractionError("v2 inputs with one tensor per feature need shapes [rows] "
                                   "or [rows, 1], all with the same rows", status=422,
                                   reason="bad_shape")
-        return Rows(np.column_stack([data for _, _, data in tensors]), tuple(names))
+        return ExtractedRows(np.column_stack([data for _, _, data in tensors]), tuple(names))
 
     def _pick(self, payload: Any) -> dict | None:
         outputs = payload.get("outputs") if isinstance(payload, dict) else None
@@ -525,7 +531,7 @@ class CsvExtractor(PredictionsExtractor):
     def matches(self, payload: Any) -> bool:
         return False  # chosen by content type, never by a JSON body
 
-    def parse_body(self, body: bytes) -> Rows:
+    def parse_body(self, body: bytes) -> ExtractedRows:
         import csv
         import io
 
@@ -543,8 +549,8 @@ class CsvExtractor(PredictionsExtractor):
                                   status=422, reason="bad_shape")
         values = as_matrix([[c.strip() for c in row] for row in lines[1:]], "text/csv rows")
         if all(h.replace(".", "", 1).lstrip("-").isdigit() for h in header):
-            return Rows(values)  # a headerless file: pandas would name columns 0..k-1
-        return Rows(values, header)
+            return ExtractedRows(values)  # a headerless file: pandas would name columns 0..k-1
+        return ExtractedRows(values, header)
 
 
 CSV = CsvExtractor()
@@ -571,7 +577,8 @@ class FunctionExtractor(PredictionsExtractor):
         except Exception:  # a custom predicate must not break the request
             return False
 
-    def parse_request(self, payload: Any, feature_names: list[str] | None) -> np.ndarray | Rows:
+    def parse_request(self, payload: Any, feature_names: list[str] | None
+                      ) -> np.ndarray | ExtractedRows:
         try:
             result = self.parse(payload)
         except ExtractionError:
@@ -582,8 +589,10 @@ class FunctionExtractor(PredictionsExtractor):
                                   reason="bad_values") from None
         if hasattr(result, "columns") and hasattr(result, "to_numpy"):  # a DataFrame
             columns = tuple(str(c) for c in result.columns)
-            return Rows(as_matrix(result.to_numpy(), f"{self.name!r} rows"), columns)
-        return result if isinstance(result, Rows) else as_matrix(result, f"{self.name!r} rows")
+            return ExtractedRows(as_matrix(result.to_numpy(), f"{self.name!r} rows"), columns)
+        if isinstance(result, ExtractedRows):
+            return result
+        return as_matrix(result, f"{self.name!r} rows")
 
     def parse_response(self, payload: Any) -> np.ndarray | None:
         if self._outputs is None:
@@ -678,7 +687,36 @@ class Extraction:
         return pd.DataFrame(self.X, columns=list(names))
 
 
-def _by_name(rows: Rows, feature_names: list[str] | None) -> np.ndarray:
+def column_mismatch(unknown: list[str], missing: list[str], shown: int = 3) -> str:
+    """One line naming the unknown columns (with the feature each was probably meant to be)
+    and the missing ones.
+
+    >>> column_mismatch(["petl_width"], ["petal_width"])
+    "unknown column 'petl_width' (did you mean 'petal_width'?); missing column 'petal_width'"
+    """
+    import difflib
+
+    def listed(names: list[str], what: str, hint=None) -> str:
+        parts = []
+        for name in names[:shown]:
+            near = hint(name) if hint else None
+            parts.append(f"{name[:60]!r}" + (f" (did you mean {near!r}?)" if near else ""))
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return f"{what} column{'s' if len(names) > 1 else ''} {', '.join(parts)}{more}"
+
+    def nearest(name: str) -> str | None:
+        close = difflib.get_close_matches(name, missing, n=1, cutoff=0.6)
+        return close[0] if close else None
+
+    pieces = []
+    if unknown:
+        pieces.append(listed(unknown, "unknown", nearest))
+    if missing:
+        pieces.append(listed(missing, "missing"))
+    return "; ".join(pieces)
+
+
+def _by_name(rows: ExtractedRows, feature_names: list[str] | None) -> np.ndarray:
     """Named columns in the profile's feature order; 422 naming a missing or unknown one."""
     columns = list(rows.columns or ())
     if len(set(columns)) != len(columns):
@@ -692,16 +730,11 @@ def _by_name(rows: Rows, feature_names: list[str] | None) -> np.ndarray:
         return rows.values
     index = {c: i for i, c in enumerate(columns)}
     missing = [n for n in feature_names if n not in index]
-    if missing:
-        raise ExtractionError(f"request lacks feature {missing[0][:60]!r} (and "
-                              f"{len(missing) - 1} more)" if len(missing) > 1 else
-                              f"request lacks feature {missing[0][:60]!r}", status=422,
-                              reason="missing_column")
     known = set(feature_names)
     unknown = [c for c in columns if c not in known]
-    if unknown:
-        raise ExtractionError(f"request has unknown feature {unknown[0][:60]!r}", status=422,
-                              reason="unknown_column")
+    if missing or unknown:
+        raise ExtractionError(column_mismatch(unknown, missing), status=422,
+                              reason="missing_column" if missing else "unknown_column")
     return rows.values[:, [index[n] for n in feature_names]]
 
 
@@ -742,7 +775,7 @@ def extract(body: bytes, n_features: int, feature_names: list[str] | None = None
         payload = loads(body)
         found = find_extractor(payload, extractors)
         rows = found.parse_request(payload, feature_names)
-    if isinstance(rows, Rows):
+    if isinstance(rows, ExtractedRows):
         X = _by_name(rows, feature_names) if rows.columns is not None else rows.values
     else:
         X = as_matrix(rows, f"{found.name!r} rows")
@@ -756,21 +789,36 @@ def extract(body: bytes, n_features: int, feature_names: list[str] | None = None
     if schema is not None and (schema.has_categorical or any(schema.allow_nan)):
         coded = _schema_rows(X, schema)
         X = coded.X
-        checked = X[:, schema.numeric_mask]
-        bad = np.abs(checked) > MAX_ABS_FEATURE  # NaN passed the schema: the model takes it
+        checked = np.flatnonzero(schema.numeric_mask)
+        bad = np.zeros(X.shape, dtype=bool)  # NaN passed the schema: the model takes it
+        bad[:, checked] = np.abs(X[:, checked]) > MAX_ABS_FEATURE
     elif X.dtype == object:
         raise ExtractionError(f"{found.name!r} rows must be numbers (the model's features are "
                               "numeric)", status=422, reason="bad_values")
     else:
-        checked = X
         bad = ~(np.abs(X) <= MAX_ABS_FEATURE)  # also catches NaN
+    names = tuple(feature_names) if feature_names else None
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise ExtractionError(
-            f"row {row} feature {col} is {checked[row, col]}; features must be finite numbers "
-            f"of magnitude at most {MAX_ABS_FEATURE:.3g}", status=422, reason="non_finite")
-    names = tuple(feature_names) if feature_names else None
+        raise ExtractionError(_unusable_value(row, col, float(X[row, col]), names),
+                              status=422, reason="non_finite")
     return Extraction(payload, found, X, names, coded)
+
+
+def _unusable_value(row: int, col: int, value: float, names: tuple[str, ...] | None) -> str:
+    """What is wrong with one value, naming its column when the profile names them.
+
+    >>> _unusable_value(0, 1, float("nan"), ("age", "income"))
+    "row 0 column 'income' is null; the model cannot take missing values there: send a finite number"
+    >>> _unusable_value(2, 0, float("inf"), None)
+    'row 2 feature 0 is inf; features must be finite numbers of magnitude at most 3.4e+38'
+    """
+    where = f"column {names[col][:60]!r}" if names and col < len(names) else f"feature {col}"
+    if math.isnan(value):
+        return (f"row {row} {where} is null; the model cannot take missing values there: "
+                "send a finite number")
+    return (f"row {row} {where} is {value}; features must be finite numbers of magnitude at "
+            f"most {MAX_ABS_FEATURE:.3g}")
 
 
 def extract_rows(body: bytes, n_features: int, feature_names: list[str] | None = None,

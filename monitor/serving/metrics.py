@@ -80,6 +80,10 @@ class ServingMetrics:
             f"{PREFIX}_unobserved_requests", "Requests passed to the app without being "
             "observed, by reason (unrecognised_format, unwatched_route).", ["reason"],
             registry=r)
+        self.unread_answers = Counter(
+            f"{PREFIX}_unread_answers", "Answers whose model outputs the monitor could not "
+            "read (observed without them), by reason (not_json, no_outputs, "
+            "unusable_outputs).", ["reason"], registry=r)
         self.silences = Counter(
             f"{PREFIX}_silence_warnings", "Warnings that requests flowed but none was "
             "observed for silence_seconds.", registry=r)

@@ -1,4 +1,5 @@
-"""Webhook alerts with retries, and fail-open / fail-closed when the monitor breaks."""
+"""Webhook alerts with retries, fail-open / fail-closed when the monitor breaks, and the text
+a blocked client gets."""
 
 from __future__ import annotations
 
@@ -120,3 +121,22 @@ def test_shadow_mode_answers_the_flagging_request_and_blocks_from_the_next(shado
         assert first_refused == flag_query, (statuses, flag_query)
     assert all(s == 200 for s in statuses[:first_refused])
     assert all(s == 403 for s in statuses[first_refused:])
+
+
+@pytest.mark.parametrize("configured", [None, "service unavailable for this key"])
+def test_a_blocked_client_gets_the_configured_refusal_text(configured):
+    """The 403 does not tell an attacker it was caught: a neutral default, or the
+    operator's own words."""
+    v = load_victim("wine-tree", output_mode="proba")
+    options = {} if configured is None else {"refusal_message": configured}
+    app = build_victim_app(v, build_victim_monitor(v),
+                           ServingConfig(salt="refusal", actions=["block"], **options))
+    rng = np.random.default_rng(5)
+    with running(app) as base, client(base, "thief") as c:
+        answers = [c.post("/predict", json={"features": row.tolist()})
+                   for row in rng.uniform(v.lower, v.upper, (60, v.n_features))]
+    refused = [a for a in answers if a.status_code == 403]
+    assert refused and answers[0].status_code == 200
+    expected = configured or "request refused"
+    assert all(a.json() == {"error": expected} for a in refused), refused[0].text
+    assert all("flag" not in a.text and "extraction" not in a.text for a in refused)

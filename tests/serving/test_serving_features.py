@@ -182,3 +182,34 @@ def test_a_regressor_is_served_observed_and_degraded_to_significant_digits():
     assert verdict.n_queries == 30 and verdict.flagged, verdict.reason
     values = [a.json()["predictions"][0] for a in answers[verdict.flag_at + 1:]]
     assert values and all(np.ravel(v)[0] == float(f"{np.ravel(v)[0]:.2g}") for v in values)
+
+
+def test_a_null_category_the_model_takes_is_served_and_observed(served):
+    """Training had no missing colour, but the pipeline's encoder ignores unknown values, so
+    the model answers a null colour: the monitor must let it through and observe it."""
+    base, monitor, _ = served
+    assert monitor.profile.schema_.allow_nan[monitor.feature_names.index("color")]
+    records = [{"color": None, "income": 20000.0, "age": 35.0},
+               {"color": "red", "income": None, "age": 44.0}]
+    with client(base, "no-colour") as http:
+        answer = http.post(ROUTE, json={"dataframe_records": records})
+    assert answer.status_code == 200, answer.text
+    assert np.asarray(answer.json()["predictions"]).shape == (2, 2)
+    assert monitor.verdict(_id("no-colour")).n_queries == 2
+
+
+def test_a_null_category_the_model_cannot_take_is_a_422_naming_the_column():
+    frame, y = training_frame()
+    strict = make_pipeline(  # an encoder that refuses values it never saw, null included
+        ColumnTransformer([("color", OneHotEncoder(), ["color"])], remainder="passthrough"),
+        HistGradientBoostingClassifier(max_iter=10, random_state=0)).fit(frame, y)
+    monitor = Monitor(Profile(seed=0).fit(strict, frame, y))
+    app = model_app(strict)
+    app.add_middleware(ExtractionMonitorMiddleware, monitor=monitor, routes=[ROUTE],
+                       config=ServingConfig(salt="features"))
+    with running(app) as base, client(base, "no-colour") as http:
+        answer = http.post(ROUTE, json={"dataframe_records": [
+            {"color": None, "income": 1.0, "age": 30.0}]})
+    assert answer.status_code == 422, answer.text
+    assert "'color'" in answer.json()["error"] and "missing" in answer.json()["error"]
+    assert monitor.state(_id("no-colour")) is None

@@ -186,6 +186,20 @@ def test_a_number_past_float64_is_a_422_saying_so(victim):
         assert r.status_code == 422 and "too large" in r.text
 
 
+def test_a_typod_column_is_a_422_naming_the_unknown_and_the_missing_column(victim):
+    names = list(victim.feature_names)
+    record = dict(zip(names, victim.X_public[0].tolist(), strict=True))
+    record["malc_acid"] = record.pop("malic_acid")  # a typo
+    with running(build_victim_app(victim, build_victim_monitor(victim), ServingConfig(
+            salt=SALT), admin_token=TOKEN)) as base, client(base, "typist") as c:
+        r = c.post("/predict", json={"instances": [record]})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"] == ("unknown column 'malc_acid' (did you mean 'malic_acid'?); "
+                                     "missing column 'malic_acid'")
+        text = c.get("/monitor/metrics", headers=ADMIN).text
+        assert 'rejected_requests_total{reason="missing_column"} 1.0' in text
+
+
 def test_unreadable_bodies_per_policy(victim, caplog):
     body = {"records": [{"a": 1}]}
     with running(build_victim_app(victim, build_victim_monitor(victim), ServingConfig(
@@ -303,3 +317,29 @@ def test_the_app_gets_the_rows_the_middleware_read(victim):
     assert len(seen) == 2 and all(s is not None for s in seen)
     np.testing.assert_array_equal(seen[0], X)
     np.testing.assert_array_equal(seen[1], X)  # named columns in the profile's order
+
+
+def test_an_unreadable_answer_is_warned_once_per_route_and_counted(victim, caplog):
+    """The app answers in its own shape, which no extractor reads: the monitor observes
+    without outputs, says so once for the route (naming the fix) and counts every one."""
+    caplog.set_level(logging.WARNING, logger="extraction_monitor")
+    app = FastAPI()
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        X = np.asarray((await request.json())["instances"], dtype=float)
+        return {"results": [{"p": p} for p in victim.answer(X).tolist()]}
+
+    monitor = build_victim_monitor(victim)
+    app.add_middleware(ExtractionMonitorMiddleware, monitor=monitor, routes=["/predict"],
+                       config=ServingConfig(salt=SALT), admin_token=TOKEN)
+    with running(app) as base, client(base, "custom") as c:
+        for row in victim.X_public[:4]:
+            r = c.post("/predict", json={"instances": [row.tolist()]})
+            assert r.status_code == 200 and "results" in r.json()
+        text = c.get("/monitor/metrics", headers=ADMIN).text
+    warnings = [m.getMessage() for m in caplog.records if "cannot be read" in m.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "/predict" in warnings[0] and "@extractor(outputs=...)" in warnings[0]
+    assert 'extraction_monitor_unread_answers_total{reason="no_outputs"} 4.0' in text
+    assert monitor.verdict(ClientIdentifier(SALT).hash_key("custom")).n_queries == 4

@@ -61,7 +61,7 @@ def echo_upstream(delay: float = 0.0):
     import gzip
     import json
 
-    from monitor.serving.middleware import read_body
+    from monitor.serving.http import read_body
 
     async def app(scope, receive, send):
         if scope["type"] != "http":
@@ -151,3 +151,24 @@ def test_a_slow_upstream_gives_504():
             r = c.get("/anything")
             assert r.status_code == 504 and "did not answer within 0.5 s" in r.json()["error"]
             assert upstream.split(":")[-1] not in r.text  # names no host or port
+
+
+def test_a_null_the_model_cannot_take_is_a_422_naming_the_column():
+    from upstreams import lenient_upstream
+
+    v = load_victim("cancer-logreg", seed=0)  # logistic regression: no missing values
+    monitor = build_victim_monitor(v)
+    assert not any(monitor.profile.schema_.allow_nan)
+    names = monitor.feature_names  # the profile's names
+    row = v.X_public[0].tolist()
+    row[2] = None
+    with running(lenient_upstream(v)) as upstream:
+        app = build_proxy_app(upstream, monitor, ServingConfig(salt="p"), TOKEN)
+        with running(app) as base, client(base, "gappy") as c:
+            r = c.post("/predict", json={"instances": [row]})
+            named = c.post("/predict", json={"instances": [dict(zip(names, row, strict=True))]})
+    for answer in (r, named):
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"] == (f"row 0 column {names[2]!r} is null; the model "
+                                          "cannot take missing values there: send a finite "
+                                          "number")
