@@ -220,9 +220,11 @@ class Monitor:
 
     # ----------------------------------------------------------------- input checks
     def _outputs(self, rows, outputs) -> Answers:
-        """The checked outputs, completed from the model where it is given."""
-        return complete_answers(self.profile, self.model, rows,
-                                check_outputs(self.profile, outputs, len(rows)))
+        """The checked outputs (checked here unless they are already :class:`Answers`, as
+        the serving layer hands them), completed from the model where it is given."""
+        checked = outputs if isinstance(outputs, Answers) else check_outputs(
+            self.profile, outputs, len(rows))
+        return complete_answers(self.profile, self.model, rows, checked)
 
     # ----------------------------------------------------------------- the stream
     def observe(self, client_id: str, X, outputs=None) -> Verdict:
@@ -231,7 +233,7 @@ class Monitor:
         ``X`` is a DataFrame or named records (columns mapped by name, in any order), or an
         ``(n, d)`` array (or one row) in the profile's column order. ``outputs`` are what the
         API returned: ``(n, k)`` probabilities or ``(n,)`` labels, or a regressor's ``(n,)``
-        values. Raises :class:`~monitor.errors.InvalidInput` before touching any state
+        values, or those already checked (:class:`monitor.answers.Answers`). Raises :class:`~monitor.errors.InvalidInput` before touching any state
         if the rows or outputs are malformed.
         """
         rows = self.profile.rows(X)

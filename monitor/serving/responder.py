@@ -46,7 +46,7 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 
-from monitor.answers import check_outputs
+from monitor.answers import Answers, check_outputs
 from monitor.errors import InvalidInput
 from monitor.eventlog import log_event, verdict_fields
 from monitor.serving.actions import degrade
@@ -204,10 +204,13 @@ class RequestContext:
 @dataclass(frozen=True)
 class AppAnswer:
     """The app's answer as the monitor read it: the parsed JSON ``payload`` (``None`` if it is
-    not JSON) and the model's ``outputs`` checked against the model (``None`` if unusable)."""
+    not JSON), the model's ``outputs`` as the app sent them (what a degraded answer is made
+    from) and the same ``answers`` checked against the model, which the monitor observes
+    (both ``None`` if unusable)."""
 
     payload: Any = None
     outputs: np.ndarray | None = None
+    answers: Answers | None = None
 
 
 class MonitoredRequest:
@@ -288,11 +291,11 @@ class MonitoredRequest:
             await captured.replay(self.send)  # the answer first; enforcement from the next one
             ctx.metrics.added_latency.observe(
                 max(0.0, time.perf_counter() - self.started - app_time))
-            await self._observe_in_shadow(ex, answer.outputs)
+            await self._observe_in_shadow(ex, answer.answers)
             return
         try:
             verdict, decision = await ctx.calls.run(self._observe_and_decide, ex.observed,
-                                                    answer.outputs, ex.n_rows, rows=ex.n_rows)
+                                                    answer.answers, ex.n_rows, rows=ex.n_rows)
         except InvalidInput as exc:
             await self.reject(422, "invalid_outputs", str(exc))
             return
@@ -346,13 +349,13 @@ class MonitoredRequest:
                          headers=[(b"retry-after", str(wait).encode())])
 
     # ------------------------------------------------------------------ observing
-    async def _observe_in_shadow(self, ex: Extraction, outputs: np.ndarray | None) -> None:
+    async def _observe_in_shadow(self, ex: Extraction, answers: Answers | None) -> None:
         """Shadow mode: observe after the answer was sent (see the module docstring); the
         verdict acts from this client's next request. Nothing is sent from here."""
         ctx = self.ctx
         try:
             verdict, decision = await ctx.calls.run(self._observe_and_decide, ex.observed,
-                                                    outputs, ex.n_rows, rows=ex.n_rows)
+                                                    answers, ex.n_rows, rows=ex.n_rows)
         except (InvalidInput, StoreUnavailable, StoreWriteError) as exc:
             if isinstance(exc, StoreWriteError):
                 ctx.health.failed("state store writes failing", lost=1)
@@ -365,11 +368,11 @@ class MonitoredRequest:
             return
         self._act_on(verdict, decision, ex.n_rows)
 
-    def _observe_and_decide(self, X, outputs: np.ndarray | None, n_rows: int
+    def _observe_and_decide(self, X, answers: Answers | None, n_rows: int
                             ) -> tuple[Any, Decision]:
         """The verdict on these rows and the policy's decision on it, in one call (a
         decision that starts a throttle writes to the store)."""
-        verdict = self.ctx.monitor.observe(self.client_id, X, outputs)
+        verdict = self.ctx.monitor.observe(self.client_id, X, answers)
         return verdict, self.ctx.policy.after_verdict(self.client_id, verdict, n_rows)
 
     def _act_on(self, verdict, decision: Decision, n_rows: int) -> None:
@@ -425,10 +428,10 @@ class MonitoredRequest:
             self._unread_answer("unusable_outputs", str(exc))
             return AppAnswer(payload)
         if monitor.task == "regression":
-            return AppAnswer(payload, answers.labels)  # values, [[v], ...] flattened
+            return AppAnswer(payload, answers.labels, answers)  # values, [[v], ...] flattened
         if answers.proba is None and monitor.model is None:
             self.ctx.notices.labels_only(monitor)
-        return AppAnswer(payload, np.asarray(outputs))
+        return AppAnswer(payload, np.asarray(outputs), answers)
 
     def _unread_answer(self, reason: str, detail: str) -> None:
         self.ctx.notices.unread_answer(self.route, reason, detail,
