@@ -215,14 +215,15 @@ def _keyed(names: Sequence[str], keys: Sequence[str]) -> list[int] | None:
     """
     if len(names) != len(keys) or len(set(keys)) != len(keys):
         return None
-    for key in keys:
-        for head, tail in ((names[0][:-len(key)], ""), ("", names[0][len(key):])):
-            if not (names[0].endswith(key) if head or not tail else names[0].startswith(key)):
-                continue
-            got = [n[len(head):len(n) - len(tail)] if n.startswith(head) and n.endswith(tail)
-                   and len(n) > len(head) + len(tail) else None for n in names]
-            if sorted(map(str, got)) == sorted(keys) and None not in got:
-                return [list(keys).index(g) for g in got]
+    first = names[0]
+    affixes = ([(first[:-len(key)], "") for key in keys if key and first.endswith(key)]
+               + [("", first[len(key):]) for key in keys if key and first.startswith(key)])
+    for head, tail in affixes:  # (shared prefix, shared suffix) candidates
+        got = [n[len(head):len(n) - len(tail)]
+               if n.startswith(head) and n.endswith(tail) and len(n) > len(head) + len(tail)
+               else None for n in names]
+        if None not in got and sorted(got) == sorted(keys):
+            return [list(keys).index(g) for g in got]
     return None
 
 
