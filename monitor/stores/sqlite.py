@@ -153,6 +153,7 @@ class SQLiteStore(StateStore):
         self.checkpoints = 0
         """Passive checkpoints the background thread has run in this process."""
         self._written = threading.Event()  # set by every write, cleared by the checkpointer
+        self._checkpointing = threading.Lock()  # held from that clear to the checkpoint's end
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self._checkpointer_pid = -1
@@ -267,15 +268,16 @@ class SQLiteStore(StateStore):
             while not self._stop.wait(self.checkpoint_seconds):
                 if not self._written.is_set():
                     continue
-                self._written.clear()
-                if conn is None:
-                    conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
-                                           isolation_level=None, check_same_thread=False)
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    self.checkpoints += 1
-                except sqlite3.Error:  # the commits' safety net still checkpoints
-                    self._written.set()
+                with self._checkpointing:
+                    self._written.clear()
+                    if conn is None:
+                        conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
+                                               isolation_level=None, check_same_thread=False)
+                    try:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                        self.checkpoints += 1
+                    except sqlite3.Error:  # the commits' safety net still checkpoints
+                        self._written.set()
         finally:
             if conn is not None:
                 conn.close()

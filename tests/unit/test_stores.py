@@ -509,22 +509,35 @@ def test_sqlite_checkpoints_in_the_background_and_keeps_the_wal_small(tmp_path):
     growing with every write, and an idle store does no checkpoint work."""
     from monitor.stores.sqlite import AUTOCHECKPOINT_PAGES
 
+    padding = np.zeros(3000)  # about 24 KB per record: six WAL pages per write
+
+    def burst(store: SQLiteStore, number: int) -> None:
+        for i in range(150):
+            with store.transaction(f"c{i % 30}") as tx:
+                tx.save(StateRecord.of({**client_arrays(number * 150 + i), "padding": padding}))
+
+    # one burst's frames, measured where nothing checkpoints (the timer never fires)
+    reference = tmp_path / "reference.db"
+    unchecked = SQLiteStore(reference, checkpoint_seconds=3600)
+    burst(unchecked, 0)
+    burst_bytes = reference.with_name(reference.name + "-wal").stat().st_size
+    unchecked.close()
+
     db = tmp_path / "state.db"
     store = SQLiteStore(db, checkpoint_seconds=0.05)
     wal = db.with_name(db.name + "-wal")
-    padding = np.zeros(3000)  # about 24 KB per record: six WAL pages per write
-    burst_bytes = 0
-    for burst in range(4):
-        before = store.checkpoints
-        for i in range(150):
-            with store.transaction(f"c{i % 30}") as tx:
-                tx.save(StateRecord.of({**client_arrays(burst * 150 + i), "padding": padding}))
-        if burst == 0:
-            burst_bytes = wal.stat().st_size  # one burst's frames, nothing checkpointed yet
+    for number in range(4):
+        burst(store, number)
+        # wait until a checkpoint has finished after the burst's last write: one that ran
+        # mid-burst missed the later frames, and a writer that follows it at once (a
+        # loaded machine) appends to the WAL instead of restarting it
         deadline = time.monotonic() + 10
-        while store.checkpoints == before and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            with store._checkpointing:  # no checkpoint is running while this is held
+                if not store._written.is_set() and store.checkpoints > 0:
+                    break
             time.sleep(0.02)
-        assert store.checkpoints > before
+        assert not store._written.is_set()
     # four bursts went through a WAL about one burst long (it restarts once checkpointed)
     assert wal.stat().st_size < 2 * burst_bytes
     # the checkpoint that ended the last wait may have run mid-burst; let the rest settle,
