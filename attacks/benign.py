@@ -106,6 +106,22 @@ def drifted_records(victim, n: int, rng: np.random.Generator, noise: float = 0.1
                         meta={"scale": scale.tolist()})
 
 
+def rounded_records(victim, n: int, rng: np.random.Generator,
+                    client_id: str = "benign-rounded") -> ClientStream:
+    """Public records with every value rounded to ``r`` decimals, as a fixed-point column
+    stores them: ``r`` is the coarsest whole number of
+    decimals whose step is at most the smallest feature spread (so no feature is wiped
+    out), or one decimal finer, drawn per client."""
+    public = victim.X_public
+    spread = public.std(axis=0)
+    smallest = spread[spread > 0].min() if (spread > 0).any() else 1.0
+    coarsest = max(0, int(np.ceil(-np.log10(smallest))))
+    decimals = coarsest + int(rng.integers(0, 2))
+    X = np.round(public[_pick(len(public), n, rng)], decimals)
+    return ClientStream(client_id, "benign-rounded", False, X, poisson_times(n, rng),
+                        meta={"decimals": decimals})
+
+
 def duplicate_records(victim, n: int, rng: np.random.Generator,
                       client_id: str = "benign-duplicates") -> ClientStream:
     """A client that retries: each record is sent 1-4 times in a row."""
@@ -267,6 +283,7 @@ BENIGN_BEHAVIOURS = {
     "benign-one-class": one_class_user,
     "benign-two-class": two_class_user,
     "benign-drift": drifted_records,
+    "benign-rounded": rounded_records,
     "benign-duplicates": duplicate_records,
     "benign-sorted-batch": sorted_batch,
     "benign-tiny": tiny_client,

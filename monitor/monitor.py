@@ -41,6 +41,7 @@ from monitor.exposure import ExposureTracker
 from monitor.hashing import digest_key as new_digest_key
 from monitor.hashing import duplicate_mask, row_hashes
 from monitor.profile import Profile
+from monitor.rounding import RoundingNull
 from monitor.scoring import ScoredRows, Windows, score_rows
 from monitor.settings import MonitorConfig
 from monitor.state import ClientState
@@ -129,6 +130,8 @@ class Monitor:
         """Detectors scored on every distinct query (before units are formed)."""
         self._per_unit = [d for d in self.detectors if d not in self._per_query]
         """Detectors scored on new units only (stateful ones, and those reading the stream)."""
+        self.rounding = RoundingNull(profile, [d.name for d in self._per_query])
+        """Rows on a coarse decimal grid judged against rounded held-out data (rounding.py)."""
         stateful = [d for d in self.detectors if d.stateful] + [self.units]
         self.layout = StateLayout(
             self.tests, stateful + ([self.exposure] if self.exposure is not None else []),
@@ -342,6 +345,7 @@ class Monitor:
         queries = Batch(X=X, Z=Z, proba=known.proba, decision=known.decision)
         # per-query detectors first: their p-values also tell the units which queries escalate
         per_query = self._pvalues(self._per_query, queries, state, precomputed, distinct)
+        per_query = self.rounding.adjust(per_query, X)  # rounded rows: the rounded null
         smallest = reduce(np.minimum, per_query.values()) if per_query and m else None
         assigned = self.units.assign(Z, state.detector_state[self.units.name], smallest)
         if assigned.new_unit.all():  # every distinct query starts a unit (the usual case)

@@ -163,6 +163,7 @@ class Profile:
         self.calibration_ = {name: dict(cls.calibrate(data)) for name, cls in REGISTRY.items()}
         held_out = cal if cal is not None else train
         self._calibrate_drift(data, rng)
+        self._calibrate_rounding(data, np.random.default_rng([self.seed, 3]))
         self.exposure_ = {}
         if self.exposure_points > 0:
             from monitor.exposure import ExposureTracker
@@ -280,6 +281,52 @@ class Profile:
         for name, draws in pvalues.items():
             self.calibration_[name]["drift_pvalues"] = np.asarray(draws, np.float32).reshape(
                 len(draws), -1)
+
+    def _calibrate_rounding(self, data, rng) -> None:
+        """Each density-type detector's p-values on held-out rows rounded to each kept grid
+        (:mod:`monitor.rounding`), plain and after a few draws of the drift model, stored as
+        sorted surprises ``rounded_surprise`` (members, rows) and ``rounded_decimals``.
+        Detectors that read the model's answers are left out: no model call is made."""
+        from monitor.detectors import REGISTRY, HeldOutSplit
+        from monitor.rounding import ROUNDED_DRAWS, kept_grids
+        from monitor.tails import MIN_PVALUE, tail_pvalues
+
+        detectors = {name: cls(self) for name, cls in REGISTRY.items()
+                     if not cls.stateful and not getattr(cls, "needs_stream", False)
+                     and not getattr(cls, "reads_answers", False)}
+        pooled = np.concatenate([split.X for split in data.splits])
+        numeric = self.schema_.numeric_mask
+        grids = kept_grids(pooled, numeric)
+        if not detectors or not grids:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            std = np.nan_to_num(np.nanstd(pooled, axis=0))
+            non_negative = ~(np.nanmin(pooled, axis=0) < 0)
+        surprises: dict[str, list[np.ndarray]] = {name: [] for name in detectors}
+        decimals = []
+        for r in grids:
+            for draw in range(1 + ROUNDED_DRAWS):
+                scale = rng.uniform(*self.drift_scale, size=pooled.shape[1]) if draw else 1.0
+                splits = []
+                for split in data.splits:
+                    X = split.X * scale
+                    if draw:
+                        X = X + rng.normal(size=X.shape) * (self.drift_noise * std)
+                        X = np.where(non_negative, np.maximum(X, 0.0), X)
+                    X = np.where(numeric, np.round(X, r), split.X)
+                    splits.append(HeldOutSplit(
+                        X=X, Z=self.transform(X), reference=split.reference, proba=None,
+                        tree=split.tree, source=f"rounded {split.source}", decision=None))
+                rounded = data.with_splits(splits)
+                for name, detector in detectors.items():
+                    stats = REGISTRY[name].calibrate(rounded)["statistic"]
+                    p = tail_pvalues(stats, detector.calibration, getattr(detector, "tail", None))
+                    surprises[name].append(np.sort(-np.log(np.maximum(p, MIN_PVALUE))))
+                decimals.append(r)
+        for name, members in surprises.items():
+            self.calibration_[name]["rounded_surprise"] = np.asarray(members, np.float32)
+            self.calibration_[name]["rounded_decimals"] = np.asarray(decimals, np.int64)
 
     def unit_radius(self) -> float:
         """The evidence-unit radius (:mod:`monitor.units`): a low quantile of held-out rows'

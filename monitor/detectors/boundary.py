@@ -40,6 +40,8 @@ class BoundaryDetector(StatelessDetector):
     """Near the decision boundary: closer than real inputs usually are."""
 
     name: ClassVar[str] = "boundary"
+    reads_answers: ClassVar[bool] = True
+    """Its statistic reads the model's answers (the rounding null asks no model: left out)."""
 
     def __init__(self, profile, config=None) -> None:
         self.profile = profile

@@ -3,7 +3,7 @@
 For each victim — a 4-feature and a 13-feature one among them, and a label-only API whose
 monitor has no model — many benign clients of each kind send records the victim never trained
 on (the public split, which the profile's calibration never saw): random records, drifted
-records (the profile's drift model), and the dependence-heavy kinds (a tail record re-sent
+records (the profile's drift model), rounded records (every value to a few decimals), and the dependence-heavy kinds (a tail record re-sent
 with jitter, a what-if sweep, a prototype's neighbourhood). At alpha = 0.01 the fraction of
 each kind's clients flagged over its whole stream must be at most 2 * alpha.
 """
@@ -17,6 +17,7 @@ from attacks.benign import (
     drifted_records,
     prototype_user,
     random_records,
+    rounded_records,
     tail_jitter,
     what_if,
 )
@@ -26,6 +27,7 @@ N_CLIENTS, N_QUERIES, ALPHA = 100, 200, 0.01
 KINDS = {
     "random": random_records,
     "drift": drifted_records,
+    "rounded": rounded_records,
     "tail-jitter": tail_jitter,
     "what-if": what_if,
     "prototype": prototype_user,

@@ -1,0 +1,101 @@
+"""Rounded queries are judged against rounded held-out data (monitor/rounding.py).
+
+The case that motivated it (issue 25, ``benchmarks/drift_calibration.py``): benign wine
+clients whose records went through a unit change and were stored with 0 or 1 decimals were
+flagged 27 of 100 times at alpha 0.01. Seeded streams here; each test can fail.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor import Monitor, MonitorConfig, Profile
+from monitor.rounding import RoundingNull, coarsest_grid, feature_decimals, kept_grids
+
+ALPHA, N_CLIENTS, N_QUERIES = 0.01, 100, 200
+
+
+def scaled_and_rounded(victim, rng):
+    """Client ids and rows: public records times one factor in [0.9, 1.15] per client,
+    rounded to 0 or 1 decimals (drawn per client)."""
+    ids, rows = [], []
+    for i in range(N_CLIENTS):
+        X = victim.X_public[rng.choice(len(victim.X_public), N_QUERIES)]
+        rows.append(np.round(X * rng.uniform(0.9, 1.15), int(rng.integers(0, 2))))
+        ids += [f"rounded-{i}"] * N_QUERIES
+    return np.asarray(ids, dtype=object), np.concatenate(rows)
+
+
+@pytest.fixture(scope="module")
+def wine():
+    from victims import load_victim
+
+    victim = load_victim("wine-tree")
+    profile = Profile(seed=0).fit(victim.model, victim.X_train, victim.y_train,
+                                  X_cal=victim.X_cal, y_cal=victim.y_cal)
+    return victim, profile
+
+
+def flagged(profile, victim, ids, X, rounding: bool = True) -> int:
+    monitor = Monitor(profile, MonitorConfig(alpha=ALPHA), model=victim.model)
+    if not rounding:
+        monitor.rounding = RoundingNull(profile, [])  # the plain null, as before
+    return sum(v.flagged for v in monitor.observe_many(ids, X).values())
+
+
+def test_scaled_and_rounded_benign_clients_stay_calibrated(wine):
+    victim, profile = wine
+    ids, X = scaled_and_rounded(victim, np.random.default_rng(1))
+    without = flagged(profile, victim, ids, X, rounding=False)
+    assert without > 2 * ALPHA * N_CLIENTS  # the failure this fixes is real on these streams
+    assert flagged(profile, victim, ids, X) <= 2 * ALPHA * N_CLIENTS
+
+
+@pytest.mark.parametrize("decimals", [0, 1, 2])
+def test_rounded_attack_queries_are_still_flagged(wine, decimals):
+    """Uniform queries over the training box, rounded: rounding must not be an escape."""
+    victim, profile = wine
+    lower, upper = victim.X_train.min(axis=0), victim.X_train.max(axis=0)
+    hits = 0
+    for seed in range(10):
+        Q = np.round(np.random.default_rng(seed).uniform(lower, upper, (300, len(lower))),
+                     decimals)
+        monitor = Monitor(profile, MonitorConfig(alpha=ALPHA), model=victim.model)
+        hits += monitor.observe(f"uniform-{seed}", Q).flagged
+    assert hits >= 9
+
+
+def test_rounded_members_survive_save_and_load(wine, tmp_path):
+    victim, profile = wine
+    loaded = Profile.load(profile.save(tmp_path / "profile"))
+    for name in ("density", "local_density"):
+        for key in ("rounded_surprise", "rounded_decimals"):
+            np.testing.assert_array_equal(loaded.calibration_[name][key],
+                                          profile.calibration_[name][key])
+    ids, X = scaled_and_rounded(victim, np.random.default_rng(2))
+    ids, X = ids[:2000], X[:2000]
+    one = Monitor(profile, MonitorConfig(alpha=ALPHA), model=victim.model).observe_many(ids, X)
+    two = Monitor(loaded, MonitorConfig(alpha=ALPHA), model=victim.model).observe_many(ids, X)
+    assert {k: v.score for k, v in one.items()} == {k: v.score for k, v in two.items()}
+
+
+def test_grids_are_read_from_the_data():
+    numeric = np.array([True, True, False])
+    X = np.array([[1.25, 10.0, 3.0], [3.5, 20.0, 1.0], [0.75, 35.0, 2.0]])
+    assert feature_decimals(X).tolist() == [2, 0, 0]
+    rows = np.array([[1.2, 7.0, 0.5], [1.0, 2.0, 0.5], [1.23, 2.0, 0.5], [np.nan, 1.5, 0.0]])
+    # the third column is categorical: never read; a missing value sits on every grid
+    assert coarsest_grid(rows, numeric, [0, 1]).tolist() == [1, 0, -1, 1]
+    continuous = np.random.default_rng(0).normal(0, 5.0, size=(200, 3))
+    assert kept_grids(continuous, np.ones(3, bool)) == [0, 1, 2, 3]
+    # one decimal: integers drop one digit of each of three columns (kept); finer, nothing
+    assert kept_grids(np.round(continuous, 1), np.ones(3, bool)) == [0]
+
+
+def test_rows_off_every_grid_keep_their_pvalues(wine):
+    _, profile = wine
+    null = RoundingNull(profile, ["density", "local_density"])
+    X = np.random.default_rng(3).normal(size=(5, profile.n_features_)) * 1.2345678
+    p = {"density": np.full(5, 1e-5), "local_density": np.full(5, 1e-4)}
+    assert null.adjust(p, X) is p
