@@ -250,16 +250,12 @@ class Profile:
         on them — through each detector's own ``calibrate``.
         """
         from monitor.detectors import REGISTRY, HeldOutSplit
-        from monitor.tails import tail_pvalues
 
         detectors = {name: cls(self) for name, cls in REGISTRY.items()
                      if not cls.stateful and not getattr(cls, "needs_stream", False)}
         pooled = np.concatenate([split.X for split in data.splits])
         numeric = self.schema_.numeric_mask
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            std = np.nan_to_num(np.nanstd(pooled, axis=0))
-            non_negative = ~(np.nanmin(pooled, axis=0) < 0)
+        std, non_negative = _spread(pooled)
         pvalues: dict[str, list[np.ndarray]] = {name: [] for name in detectors}
         for _ in range(self.drift_draws):
             scale = rng.uniform(*self.drift_scale, size=pooled.shape[1])
@@ -273,11 +269,8 @@ class Profile:
                 splits.append(HeldOutSplit(
                     X=X, Z=self.transform(X), reference=split.reference, proba=proba,
                     tree=split.tree, source=f"drifted {split.source}", decision=decision))
-            drifted = data.with_splits(splits)
-            for name, detector in detectors.items():
-                stats = REGISTRY[name].calibrate(drifted)["statistic"]
-                pvalues[name].append(tail_pvalues(stats, detector.calibration,
-                                                  getattr(detector, "tail", None)))
+            for name, p in _member_pvalues(detectors, data.with_splits(splits)).items():
+                pvalues[name].append(p)
         for name, draws in pvalues.items():
             self.calibration_[name]["drift_pvalues"] = np.asarray(draws, np.float32).reshape(
                 len(draws), -1)
@@ -289,7 +282,7 @@ class Profile:
         Detectors that read the model's answers are left out: no model call is made."""
         from monitor.detectors import REGISTRY, HeldOutSplit
         from monitor.rounding import ROUNDED_DRAWS, kept_grids
-        from monitor.tails import MIN_PVALUE, tail_pvalues
+        from monitor.tails import MIN_PVALUE
 
         detectors = {name: cls(self) for name, cls in REGISTRY.items()
                      if not cls.stateful and not getattr(cls, "needs_stream", False)
@@ -299,10 +292,7 @@ class Profile:
         grids = kept_grids(pooled, numeric)
         if not detectors or not grids:
             return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            std = np.nan_to_num(np.nanstd(pooled, axis=0))
-            non_negative = ~(np.nanmin(pooled, axis=0) < 0)
+        std, non_negative = _spread(pooled)
         surprises: dict[str, list[np.ndarray]] = {name: [] for name in detectors}
         decimals = []
         for r in grids:
@@ -318,10 +308,7 @@ class Profile:
                     splits.append(HeldOutSplit(
                         X=X, Z=self.transform(X), reference=split.reference, proba=None,
                         tree=split.tree, source=f"rounded {split.source}", decision=None))
-                rounded = data.with_splits(splits)
-                for name, detector in detectors.items():
-                    stats = REGISTRY[name].calibrate(rounded)["statistic"]
-                    p = tail_pvalues(stats, detector.calibration, getattr(detector, "tail", None))
+                for name, p in _member_pvalues(detectors, data.with_splits(splits)).items():
                     surprises[name].append(np.sort(-np.log(np.maximum(p, MIN_PVALUE))))
                 decimals.append(r)
         for name, members in surprises.items():
@@ -445,6 +432,26 @@ class Profile:
         profile.calibration_source_ = meta["calibration_source"]
         profile.meta_ = {k: meta[k] for k in ("model", "n_train", "sklearn", "python")}
         return profile
+
+
+def _spread(pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's standard deviation (0 where undefined) and whether it is never
+    negative: what the drift model's noise and clipping are measured against."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return (np.nan_to_num(np.nanstd(pooled, axis=0)),
+                ~(np.nanmin(pooled, axis=0) < 0))
+
+
+def _member_pvalues(detectors: dict, data) -> dict[str, np.ndarray]:
+    """Each detector's tail-aware p-values on one changed copy of the held-out splits,
+    measured through its own ``calibrate`` against its plain calibration."""
+    from monitor.detectors import REGISTRY
+    from monitor.tails import tail_pvalues
+
+    return {name: tail_pvalues(REGISTRY[name].calibrate(data)["statistic"],
+                               detector.calibration, getattr(detector, "tail", None))
+            for name, detector in detectors.items()}
 
 
 def _take(inputs, index):
