@@ -352,18 +352,19 @@ class Monitor:
         per_query = self._pvalues(self._per_query, queries, state, precomputed, distinct)
         per_query = self.rounding.adjust(per_query, X)  # rounded rows: the rounded null
         smallest = reduce(np.minimum, per_query.values()) if per_query and m else None
+        leaders = state.detector_state[self.units.name]["leaders"]  # before this call's units
         assigned = self.units.assign(Z, state.detector_state[self.units.name], smallest)
         if assigned.new_unit.all():  # every distinct query starts a unit (the usual case)
             starts, units = np.arange(m), distinct
             batch = Batch(X, Z, known.proba, assigned.nearest_leader, known.decision,
-                          labels=codes)
+                          leaders=leaders, labels=codes)
             pvalues = dict(per_query)
         else:
             starts = np.flatnonzero(assigned.new_unit)  # positions among the distinct rows
             units = distinct[starts]  # rows of this call that start a new unit
             batch = queries.take(starts)
             batch = Batch(batch.X, batch.Z, batch.proba, assigned.nearest_leader[starts],
-                          batch.decision, labels=batch.labels)
+                          batch.decision, leaders=leaders, labels=batch.labels)
             pvalues = {name: p[starts] for name, p in per_query.items()}
         pvalues.update(self._pvalues(self._per_unit, batch, state))
         new_unit = np.zeros(n, dtype=bool)

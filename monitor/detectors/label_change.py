@@ -14,20 +14,23 @@ the nearest differently-labelled one among them is at least as far as the neares
 whole split's rows whenever they come from such a pool, in any order, so under a benign
 client the p-value is super-uniform. Needs only labels: the API's labels, or the argmax of
 its probabilities. Without labels (a regressor, nothing answered) there is no evidence
-(p = 1) and the state is left as it is.
+(p = 1); outside a client's stream (no leaders) too.
 
-Per client: the last :data:`LABEL_MEMORY` units' scaled rows (half precision) and their
-label codes; each batch is one vectorised pass over blocks of queries.
+The rows compared with are the unit tracker's leaders (:attr:`Batch.leaders`, the ones the
+``chain`` detector reads too), so per client this detector keeps only their label codes
+(:data:`LABEL_MEMORY` of them, int16, aligned with the leaders; -1 for a unit answered
+without a label); each batch is one vectorised pass over blocks of queries.
 
 >>> import numpy as np
 >>> from types import SimpleNamespace
 >>> from monitor.detectors.base import Batch
->>> profile = SimpleNamespace(reference_=np.zeros((1, 2)), calibration_={"label_change": {
+>>> profile = SimpleNamespace(calibration_={"label_change": {
 ...     "statistic": np.sort(-np.linspace(0.5, 5.0, 99))}})
 >>> detector = LabelChangeDetector(profile)
 >>> state = detector.initial_state()
 >>> Z = np.array([[0.0, 0.0], [4.0, 0.0], [2.0, 0.0], [1.0, 0.0], [9.0, 9.0]])
->>> batch = Batch(X=Z, Z=Z, proba=None, labels=np.array([0, 1, 0, 1, 1]))
+>>> batch = Batch(X=Z, Z=Z, proba=None, leaders=np.zeros((0, 2), np.float16),
+...               labels=np.array([0, 1, 0, 1, 1]))
 >>> detector.pvalues(batch, state).round(2).tolist()  # 4, 2 and 1 from a differing label
 [1.0, 0.78, 0.34, 0.12, 1.0]
 """
@@ -40,10 +43,10 @@ import numpy as np
 
 from monitor.conformal import conformal_pvalues
 from monitor.detectors.base import Batch, CalibrationData, DetectorState
+from monitor.units import N_LEADERS
 
-LABEL_MEMORY = 48
-"""Recent units (their rows and labels) kept per client: as many as the unit tracker's
-leaders."""
+LABEL_MEMORY = N_LEADERS
+"""Labels of recent units kept per client: one per unit-tracker leader."""
 MAX_POOL = 4000
 """Rows of one held-out split compared with each other at calibration (a random subset of a
 larger split: distances among 4000 rows are still far smaller than among a client's 48)."""
@@ -97,7 +100,10 @@ class LabelChangeDetector:
 
     name: ClassVar[str] = "label_change"
     stateful: ClassVar[bool] = True
-    state_keys: ClassVar[tuple[str, ...]] = ("rows", "labels")
+    state_keys: ClassVar[tuple[str, ...]] = ("labels",)
+    needs_stream: ClassVar[bool] = True
+    """Its evidence depends on the client's own stream: outside one (no
+    :attr:`Batch.leaders`, e.g. at fit time) it has none."""
     needs_labels: ClassVar[bool] = True
     """Reads the answers' labels (:attr:`Batch.labels`), which the monitor then codes."""
 
@@ -128,9 +134,7 @@ class LabelChangeDetector:
         return {"statistic": np.sort(np.concatenate(stats))}
 
     def initial_state(self) -> DetectorState:
-        d = int(self.profile.reference_.shape[1])
-        return {"rows": np.zeros((0, d), dtype=np.float16),
-                "labels": np.zeros(0, dtype=np.int16)}
+        return {"labels": np.zeros(0, dtype=np.int16)}
 
     def phrase(self, level: float) -> str:
         return ("land closer to an earlier query of the client that got another label than "
@@ -140,25 +144,26 @@ class LabelChangeDetector:
         return label_codes(batch) is not None
 
     def pvalues(self, batch: Batch, state: DetectorState | None = None) -> np.ndarray:
-        codes = label_codes(batch)
         m = len(batch.Z)
+        if batch.leaders is None or state is None:  # outside a client's stream: no evidence
+            return np.ones(m)
+        codes = label_codes(batch)
+        stored = state["labels"].astype(np.int64)
+        if m:  # one code per new leader, -1 when unlabelled
+            new = np.full(m, -1) if codes is None else codes
+            state["labels"] = np.concatenate([stored, new])[-self.memory:].astype(np.int16)
         if codes is None or not len(self.calibration) or not m:
             return np.ones(m)
-        # as stored (half precision, saturating), so a batch equals its rows one at a time
+        # the leaders as the tracker stores them (half precision, saturating)
         Z = np.clip(np.asarray(batch.Z, dtype=np.float64), -_F16_MAX, _F16_MAX).astype(
             np.float16).astype(np.float64)
-        if state is None:  # outside a client's stream: the batch alone
-            state = {"rows": np.zeros((0, Z.shape[1]), np.float16),
-                     "labels": np.zeros(0, np.int16)}
-        old = state["rows"].astype(np.float64)
-        old_labels = state["labels"].astype(np.int64)
+        old = np.asarray(batch.leaders, dtype=np.float64)
+        n_old = min(len(old), len(stored))  # aligned from the most recent (a reset state)
+        old, old_labels = old[len(old) - n_old:], stored[len(stored) - n_old:]
         rows = np.concatenate([old, Z[:-1]])
         row_labels = np.concatenate([old_labels, codes[:-1]])
-        distance = self._windowed(Z, codes, rows, row_labels, len(old))
-        pvalues = conformal_pvalues(-distance, self.calibration)
-        state["rows"] = np.concatenate([old, Z])[-self.memory:].astype(np.float16)
-        state["labels"] = np.concatenate([old_labels, codes])[-self.memory:].astype(np.int16)
-        return pvalues
+        distance = self._windowed(Z, codes, rows, row_labels, n_old)
+        return conformal_pvalues(-distance, self.calibration)
 
     def _windowed(self, Z: np.ndarray, codes: np.ndarray, rows: np.ndarray,
                   row_labels: np.ndarray, n_old: int) -> np.ndarray:

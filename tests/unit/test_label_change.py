@@ -40,7 +40,8 @@ def _line_search(victim, seed: int, budget: int = 1000) -> np.ndarray:
     """A label-only line search whose starting points are all real (public) records."""
     rng = np.random.default_rng(seed)
     labels_only = load_victim(victim.name, output_mode="label")
-    anchors = victim.X_public[rng.choice(len(victim.X_public), 100, replace=False)]
+    n_anchors = min(100, len(victim.X_public))
+    anchors = victim.X_public[rng.choice(len(victim.X_public), n_anchors, replace=False)]
     box = (victim.X_public.min(axis=0), victim.X_public.max(axis=0))
     result = line_search_retraining(Oracle(labels_only.answer, budget), box, budget, rng,
                                     victim.classes, anchors=anchors, steps=8,
@@ -73,6 +74,25 @@ def test_no_labels_no_evidence(fitted_victim):
     detector = LabelChangeDetector(profile)
     X = victim.X_public[:20]
     state = detector.initial_state()
-    batch = Batch(X=X, Z=profile.transform(X), proba=None)
+    Z = profile.transform(X)
+    batch = Batch(X=X, Z=Z, proba=None, leaders=Z[:5].astype(np.float16))
     assert (detector.pvalues(batch, state) == 1).all()
-    assert len(state["rows"]) == 0 and not detector.has_evidence(batch)
+    assert not detector.has_evidence(batch)
+    assert state["labels"].tolist() == [-1] * 20  # aligned with the tracker's new leaders
+
+
+def test_a_stream_at_once_equals_it_row_by_row(fitted_victim):
+    """Through the monitor (the unit tracker's leaders): one call or one call per row."""
+    victim, profile = fitted_victim("wine-tree")
+    X = _line_search(victim, 3, budget=300)
+    labels = victim.model.predict(X)
+    config = MonitorConfig(alpha=ALPHA, detectors=("label_change",), dedup_memory=0)
+    at_once = Monitor(profile, config)
+    whole = at_once.observe("a", X, outputs=labels)
+    by_row = Monitor(profile, config)
+    scores = [by_row.observe("a", X[i:i + 1], outputs=labels[i:i + 1]).score
+              for i in range(len(X))]
+    np.testing.assert_allclose(whole.row_scores, scores, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(at_once.state("a").detector_state["label_change"]["labels"],
+                                  by_row.state("a").detector_state["label_change"]["labels"])
+    assert whole.flag_at is not None
