@@ -8,11 +8,11 @@ last :data:`LABEL_MEMORY` units (leaders) answered with another label, in the pr
 scaled space; ``-inf`` (p = 1) when none of them differs.
 
 Calibration (honest, on held-out data): for every held-out row, minus its distance to the
-nearest *other row of the same held-out split* that the split's model (one that did not
-train on it) labels differently. A benign client's recent units are a few dozen records;
-the nearest differently-labelled one among them is at least as far as the nearest among a
-whole split's rows whenever they come from such a pool, in any order, so under a benign
-client the p-value is super-uniform. Needs only labels: the API's labels, or the argmax of
+nearest *other held-out row* (all splits pooled, each row labelled by its split's model,
+one that did not train on it) that is labelled differently. A benign client's recent units
+are a few dozen records; the nearest differently-labelled one among them is at least as far
+as the nearest among the (larger) pool whenever they come from such a pool, in any order, so
+under a benign client the p-value is super-uniform. Needs only labels: the API's labels, or the argmax of
 its probabilities. Without labels (a regressor, nothing answered) there is no evidence
 (p = 1); outside a client's stream (no leaders) too.
 
@@ -48,8 +48,9 @@ from monitor.units import N_LEADERS
 LABEL_MEMORY = N_LEADERS
 """Labels of recent units kept per client: one per unit-tracker leader."""
 MAX_POOL = 4000
-"""Rows of one held-out split compared with each other at calibration (a random subset of a
-larger split: distances among 4000 rows are still far smaller than among a client's 48)."""
+"""Held-out rows (all splits pooled) compared with each other at calibration: a random subset
+when there are more (distances among 4000 rows are still far smaller than among a client's
+48, so the null stays conservative)."""
 _F16_MAX = float(np.finfo(np.float16).max)
 _BLOCK_VALUES = 2_000_000
 """Floats one block of pairwise differences may hold (bounds the memory of a pass)."""
@@ -115,23 +116,25 @@ class LabelChangeDetector:
     @classmethod
     def calibrate(cls, data: CalibrationData) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(0)
-        stats = []
-        for split in data.splits:
-            if split.labels is None or len(split.Z) < 2:
-                continue
-            Z = np.asarray(split.Z, dtype=np.float64)
-            labels = np.asarray(split.labels, dtype=np.int64)
-            pool = np.sort(rng.permutation(len(Z))[:MAX_POOL])
-            where = np.full(len(Z), -1)
-            where[pool] = np.arange(len(pool))
-            # rows in the pool are not compared with themselves; others with all of it
-            exclude = np.where(where >= 0, where, len(pool))
-            padded = np.concatenate([Z[pool], np.zeros((1, Z.shape[1]))])
-            padded_labels = np.concatenate([labels[pool], [-1]])
-            stats.append(-nearest_other_label(Z, labels, padded, padded_labels, exclude))
-        if not stats:  # a regressor: no labels, nothing to calibrate
+        labelled = [split for split in data.splits if split.labels is not None]
+        if not labelled:  # a regressor: no labels, nothing to calibrate
             return {"statistic": np.zeros(0)}
-        return {"statistic": np.sort(np.concatenate(stats))}
+        # all held-out rows, each labelled by the model of its split (one that did not train
+        # on it): pooled, so a small dataset's splits still give a pool larger than a
+        # client's LABEL_MEMORY recent units (a smaller pool would be anti-conservative)
+        Z = np.concatenate([np.asarray(s.Z, dtype=np.float64) for s in labelled])
+        labels = np.concatenate([np.asarray(s.labels, dtype=np.int64) for s in labelled])
+        if len(Z) < 2:
+            return {"statistic": np.zeros(0)}
+        pool = np.sort(rng.permutation(len(Z))[:MAX_POOL])
+        where = np.full(len(Z), -1)
+        where[pool] = np.arange(len(pool))
+        # rows in the pool are not compared with themselves; others with all of it
+        exclude = np.where(where >= 0, where, len(pool))
+        padded = np.concatenate([Z[pool], np.zeros((1, Z.shape[1]))])
+        padded_labels = np.concatenate([labels[pool], [-1]])
+        return {"statistic": np.sort(-nearest_other_label(Z, labels, padded, padded_labels,
+                                                           exclude))}
 
     def initial_state(self) -> DetectorState:
         return {"labels": np.zeros(0, dtype=np.int16)}
