@@ -125,6 +125,9 @@ class Monitor:
                                  if self.config.units else 0)
         self.detector_errors: dict[str, int] = {d.name: 0 for d in self.detectors}
         self._answer_codes = AnswerCodes(np.asarray(self.profile.classes_))
+        self._codes_labels = self.task == "classification" and any(
+            getattr(d, "needs_labels", False) for d in self.detectors)
+        """Whether a detector reads the answers' labels (coded once per call for it)."""
         self._per_query = [d for d in self.detectors
                            if not d.stateful and not getattr(d, "needs_stream", False)]
         """Detectors scored on every distinct query (before units are formed)."""
@@ -342,22 +345,26 @@ class Monitor:
         m = len(distinct)
         Z = self.profile.transform(X)
         labels = answers.labels
-        queries = Batch(X=X, Z=Z, proba=known.proba, decision=known.decision)
+        codes = self._answer_codes.of(known.labels) if self._codes_labels and \
+            known.labels is not None and m else None
+        queries = Batch(X=X, Z=Z, proba=known.proba, decision=known.decision, labels=codes)
         # per-query detectors first: their p-values also tell the units which queries escalate
         per_query = self._pvalues(self._per_query, queries, state, precomputed, distinct)
         per_query = self.rounding.adjust(per_query, X)  # rounded rows: the rounded null
         smallest = reduce(np.minimum, per_query.values()) if per_query and m else None
+        leaders = state.detector_state[self.units.name]["leaders"]  # before this call's units
         assigned = self.units.assign(Z, state.detector_state[self.units.name], smallest)
         if assigned.new_unit.all():  # every distinct query starts a unit (the usual case)
             starts, units = np.arange(m), distinct
-            batch = Batch(X, Z, known.proba, assigned.nearest_leader, known.decision)
+            batch = Batch(X, Z, known.proba, assigned.nearest_leader, known.decision,
+                          leaders=leaders, labels=codes)
             pvalues = dict(per_query)
         else:
             starts = np.flatnonzero(assigned.new_unit)  # positions among the distinct rows
             units = distinct[starts]  # rows of this call that start a new unit
             batch = queries.take(starts)
             batch = Batch(batch.X, batch.Z, batch.proba, assigned.nearest_leader[starts],
-                          batch.decision)
+                          batch.decision, leaders=leaders, labels=batch.labels)
             pvalues = {name: p[starts] for name, p in per_query.items()}
         pvalues.update(self._pvalues(self._per_unit, batch, state))
         new_unit = np.zeros(n, dtype=bool)

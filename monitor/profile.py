@@ -148,7 +148,8 @@ class Profile:
             splits.append(HeldOutSplit(
                 X=cal.X, Z=self.transform(cal.X), reference=self.reference_.astype(np.float64),
                 proba=proba, tree=self.tree_, source=f"calibration split ({len(cal)} rows)",
-                decision=decision, model=model))
+                decision=decision, model=model,
+                labels=self._answer_codes(model, cal, proba, decision)))
         if self.cross_fit or X_cal is None:
             y = np.asarray(y_train) if y_train is not None else \
                 np.asarray(model.predict(train.model_input()))
@@ -193,13 +194,14 @@ class Profile:
         """
         from monitor.features import model_kind
 
-        outputs = model_kind(model)[1]
+        task, outputs = model_kind(model)
         margins = int(outputs in ("proba", "decision") and TreeGeometry.from_model(model) is None)
+        answers = int(task == "classification" and not margins)  # labels without margins
         folds = self.n_folds if (self.cross_fit or not calibration) else 0
         splits = int(calibration) + folds
-        return (int(calibration) * margins            # margins on the calibration split
+        return (int(calibration) * (margins + answers)  # margins (or labels), calibration split
                 + (folds > 0 and not labels)          # the model labels the training rows
-                + folds * (1 + margins)               # each fold's clone: fit, margins
+                + folds * (1 + margins + answers)     # each fold's clone: fit, margins/labels
                 + self.drift_draws * splits * margins  # margins on each drifted split
                 + int(self.exposure_points > 0))      # labels for exposure accounting
 
@@ -220,6 +222,25 @@ class Profile:
             return None, np.asarray(model.decision_function(rows.model_input()), np.float64)
         return None, None
 
+    def _answer_codes(self, model, rows: Rows, proba: np.ndarray | None,
+                      decision: np.ndarray | None) -> np.ndarray | None:
+        """Class index (in :attr:`classes_` order, -1 for a class the victim lacks) of what
+        ``model`` answers for ``rows``: from the margins already computed, else one
+        ``predict`` call (trees, labels-only classifiers); ``None`` for a regressor."""
+        if self.task_ != "classification":
+            return None
+        own = np.asarray(model.classes_)
+        if proba is not None:
+            answers = own[np.asarray(proba).argmax(axis=1)]
+        elif decision is not None:
+            decision = np.asarray(decision)
+            answers = own[(decision > 0).astype(int)] if decision.ndim == 1 else \
+                own[decision.argmax(axis=1)]
+        else:
+            answers = np.asarray(model.predict(rows.model_input()))
+        at = np.clip(np.searchsorted(self.classes_, answers), 0, len(self.classes_) - 1)
+        return np.where(self.classes_[at] == answers, at, -1).astype(np.int16)
+
     def _cross_fit_splits(self, model, train: Rows, Z, y, rng) -> list[HeldOutSplit]:
         """One held-out split per fold: scored by a clone fitted on the other folds, with
         distances measured to (a subsample of) the other folds only."""
@@ -231,11 +252,13 @@ class Profile:
         for fit_idx, held_idx in folds.split(train.X, y):
             ref_idx = fit_idx[rng.permutation(len(fit_idx))[: self.max_reference]]
             fold_model = clone(model).fit(_take(inputs, fit_idx), y[fit_idx])
-            proba, decision = self._margins(fold_model, train.take(held_idx))
+            held = train.take(held_idx)
+            proba, decision = self._margins(fold_model, held)
             splits.append(HeldOutSplit(
                 X=train.X[held_idx], Z=Z[held_idx], reference=Z[ref_idx], proba=proba,
                 tree=TreeGeometry.from_model(fold_model), source="cross-fitting fold",
-                decision=decision, model=fold_model))
+                decision=decision, model=fold_model,
+                labels=self._answer_codes(fold_model, held, proba, decision)))
         return splits
 
     def _calibrate_drift(self, data, rng) -> None:

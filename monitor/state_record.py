@@ -148,12 +148,13 @@ def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
 
     ``8*dedup_memory + 4*history + sum(windows)*len(detectors)`` (one byte per unit per
     test), the unit tracker's leaders and roots (``2*(48+16)*n_features`` plus their
-    bookkeeping), the exposure tracker (4 bytes per reference point), plus a fixed 1.5 KiB for
-    scalars and the JSON header, and a flag reason of up to ``reason_chars`` characters.
+    bookkeeping), the exposure tracker (4 bytes per reference point), ``label_change``'s
+    label codes (2 bytes per leader), plus a fixed 1.5 KiB for scalars and the JSON header,
+    and a flag reason of up to ``reason_chars`` characters.
 
     >>> from monitor import MonitorConfig
     >>> state_size_bound(MonitorConfig(), n_features=30)
-    11176
+    11440
     """
     from monitor.settings import MonitorConfig
     from monitor.units import N_LEADERS, N_ROOTS, N_VARIANTS
@@ -162,8 +163,9 @@ def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
     units = 2 * (N_LEADERS + N_ROOTS) * n_features + 2 * N_LEADERS + 10 * N_ROOTS \
         + 8 * N_VARIANTS + 8
     exposure = 4 * exposure_points if c.exposure else 0
+    label_codes = 2 * N_LEADERS if "label_change" in c.detectors else 0
     return (8 * c.dedup_memory + 4 * c.history + sum(c.windows) * len(c.detectors) + units
-            + exposure + 1536 + 4 * reason_chars)
+            + exposure + label_codes + 1536 + 4 * reason_chars)
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,15 @@ p-values into window counts and scores.
   spacing;
 * :class:`BoundaryDetector` (victim specific): near the decision boundary;
 * :class:`ChainDetector` (victim-specific distribution shift): new queries unusually close to
-  the client's own earlier ones (perturbation chains).
+  the client's own earlier ones (perturbation chains);
+* :class:`LabelChangeDetector` (victim specific, labels only): new queries unusually close to
+  an earlier query of the client that got another label (line searches, bisections).
 
 Adding a detector is one module defining the class plus one :func:`register_detector` line
 below (see docs/architecture.md, "How to add a detector").
 
 >>> list(REGISTRY)
-['density', 'local_density', 'boundary', 'chain']
+['density', 'local_density', 'boundary', 'chain', 'label_change']
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from monitor.detectors.base import (
 from monitor.detectors.boundary import BoundaryDetector
 from monitor.detectors.chain import ChainDetector
 from monitor.detectors.density import DensityDetector
+from monitor.detectors.label_change import LabelChangeDetector
 from monitor.detectors.local_density import LocalDensityDetector
 
 REGISTRY: dict[str, type[Detector]] = {}
@@ -52,6 +55,7 @@ register_detector(DensityDetector)
 register_detector(LocalDensityDetector)
 register_detector(BoundaryDetector)
 register_detector(ChainDetector)
+register_detector(LabelChangeDetector)
 
 
 def build_detectors(profile: FittedProfile, config: Any) -> list[Detector]:
@@ -105,6 +109,12 @@ def evidence_notes(profile: FittedProfile, detectors, outputs: str = "proba",
             notes.append("boundary: no evidence: the model answers labels only (no "
                          "predict_proba, no decision_function), so no margin exists; density, "
                          "local_density and chain still apply")
+    if "label_change" in detectors:
+        if regression:
+            notes.append("label_change: off for a regressor (its answers carry no labels)")
+        elif outputs in ("none", "values") and not has_model:
+            notes.append("label_change: no evidence: the answers carry no labels and no model "
+                         "was given to label the queries")
     if exposure and outputs == "none" and not has_model:
         notes.append("exposure: not measured: neither the answers nor a model are known")
     return notes
@@ -112,7 +122,7 @@ def evidence_notes(profile: FittedProfile, detectors, outputs: str = "proba",
 
 __all__ = [
     "REGISTRY", "Batch", "BoundaryDetector", "CalibrationData", "ChainDetector",
-    "DensityDetector", "LocalDensityDetector", "Detector", "DetectorState", "FittedProfile", "HeldOutSplit",
+    "DensityDetector", "LabelChangeDetector", "LocalDensityDetector", "Detector", "DetectorState", "FittedProfile", "HeldOutSplit",
     "StatelessDetector",
     "OUTPUT_KINDS", "build_detectors", "evidence_notes", "register_detector",
 ]

@@ -50,12 +50,22 @@ class Batch:
     without ``predict_proba``, or ``None`` when unknown."""
     memo: dict = field(default_factory=dict, compare=False, repr=False)
     """Results detectors share within one batch (e.g. the reference neighbours)."""
+    leaders: np.ndarray | None = None
+    """The client's recent evidence-unit leaders before this batch (scaled, half precision,
+    oldest first; :mod:`monitor.units`), or ``None`` outside a client's stream. The batch's
+    own new units follow them, in order."""
+    labels: np.ndarray | None = None
+    """Class index (in ``profile.classes_`` order; -1 for a label the victim does not have) of
+    each query's answer, or ``None`` when the answers carry no labels (a regressor, nothing
+    answered)."""
 
     def take(self, rows: np.ndarray) -> Batch:
         """The sub-batch of ``rows``."""
         return Batch(self.X[rows], self.Z[rows], None if self.proba is None else self.proba[rows],
                      None if self.nearest_leader is None else self.nearest_leader[rows],
-                     None if self.decision is None else self.decision[rows])
+                     None if self.decision is None else self.decision[rows],
+                     leaders=self.leaders,
+                     labels=None if self.labels is None else self.labels[rows])
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,9 @@ class HeldOutSplit:
     """``decision_function`` scores of a classifier without ``predict_proba``."""
     model: Any = field(default=None, repr=False, compare=False)
     """The model that scored this split (only while the profile is fitted)."""
+    labels: np.ndarray | None = None
+    """Class index (in the victim's ``classes_`` order) of that model's answer for each row;
+    ``None`` for a regressor."""
 
 
 @dataclass

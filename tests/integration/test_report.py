@@ -7,6 +7,8 @@ rendered by real headless Chromium with no console errors and no network request
 
 from __future__ import annotations
 
+import dataclasses
+
 import html
 import json
 import re
@@ -113,7 +115,10 @@ def setup(tmp_path_factory):
     Profile(seed=0).fit(v.model, v.X_train, v.y_train, X_cal=v.X_cal, y_cal=v.y_cal).save(
         tmp / "profile")
     attacks = [run_attack(name, v, budget=150, seed=0).stream
-               for name in ("uniform", "boundary-walk", "jbda", "mixup")]  # mixup: missed
+               for name in ("uniform", "boundary-walk", "jbda", "mixup")]
+    # a thief that stopped after 5 queries: some evidence, not flagged (drilled into, collapsed)
+    short = run_attack("uniform", v, budget=5, seed=1).stream
+    attacks.append(dataclasses.replace(short, client_id="short-uniform"))
     benign = benign_streams(v, seed=3, n=60)
     frame = to_log(attacks + benign, v)
     write_log(frame, tmp / "log.csv")

@@ -79,6 +79,7 @@ def test_state_is_bounded_whatever_the_history(fitted_victim):
     limit = (8 * config.dedup_memory + 4 * config.history
              + sum(config.windows) * len(config.detectors)  # uint8 unit evidence per test
              + 2 * (N_LEADERS + N_ROOTS) * d + 2 * N_LEADERS + 10 * N_ROOTS + 8 * N_VARIANTS
+             + 2 * N_LEADERS  # label_change: the leaders' label codes (int16)
              + 4 * len(profile.exposure_["points"])  # exposure: float16 + int16 per point
              + 64 + 8)
     assert state.nbytes() <= limit <= 16 * 1024
@@ -94,7 +95,7 @@ def test_a_failing_detector_is_counted_and_never_breaks_observe(fitted_victim):
     mon.detectors[mon.detector_index("boundary")].pvalues = broken
     verdict = mon.observe("c", _uniform(victim, 40))
     assert mon.detector_errors == {"density": 0, "local_density": 0, "boundary": 1,
-                                   "chain": 0}
+                                   "chain": 0, "label_change": 0}
     assert verdict.flagged  # the density detector still works
     assert verdict.n_queries == 40
 
