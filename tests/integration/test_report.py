@@ -8,7 +8,6 @@ rendered by real headless Chromium with no console errors and no network request
 from __future__ import annotations
 
 import dataclasses
-
 import html
 import json
 import re
