@@ -42,6 +42,7 @@ from monitor.hashing import digest_key as new_digest_key
 from monitor.hashing import duplicate_mask, row_hashes
 from monitor.profile import Profile
 from monitor.rounding import RoundingNull
+from monitor.scaling import ScalingNull
 from monitor.scoring import ScoredRows, Windows, score_rows
 from monitor.settings import MonitorConfig
 from monitor.state import ClientState
@@ -135,7 +136,11 @@ class Monitor:
         """Detectors scored on new units only (stateful ones, and those reading the stream)."""
         self.rounding = RoundingNull(profile, [d.name for d in self._per_query])
         """Rows on a coarse decimal grid judged against rounded held-out data (rounding.py)."""
-        stateful = [d for d in self.detectors if d.stateful] + [self.units]
+        self.scaling = ScalingNull(profile, self._per_query,
+                                   max((t.truncation for t in self.tests), default=1.0))
+        """Rows with evidence also judged as records after the client's unit change
+        (scaling.py)."""
+        stateful = [d for d in self.detectors if d.stateful] + [self.units, self.scaling]
         self.layout = StateLayout(
             self.tests, stateful + ([self.exposure] if self.exposure is not None else []),
             self.config.prada_max_stored
@@ -351,6 +356,8 @@ class Monitor:
         # per-query detectors first: their p-values also tell the units which queries escalate
         per_query = self._pvalues(self._per_query, queries, state, precomputed, distinct)
         per_query = self.rounding.adjust(per_query, X)  # rounded rows: the rounded null
+        per_query = self.scaling.adjust(  # and taken back by the client's unit change
+            per_query, X, state.detector_state[self.scaling.name])
         smallest = reduce(np.minimum, per_query.values()) if per_query and m else None
         leaders = state.detector_state[self.units.name]["leaders"]  # before this call's units
         assigned = self.units.assign(Z, state.detector_state[self.units.name], smallest)

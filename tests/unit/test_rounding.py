@@ -37,18 +37,20 @@ def wine():
     return victim, profile
 
 
-def flagged(profile, victim, ids, X, rounding: bool = True) -> int:
+def flagged(profile, victim, ids, X, rounding: bool = True, scaling: bool = True) -> int:
     monitor = Monitor(profile, MonitorConfig(alpha=ALPHA), model=victim.model)
     if not rounding:
         monitor.rounding = RoundingNull(profile, [])  # the plain null, as before
+    monitor.scaling.active = scaling  # the unit-change null (test_scaling.py) apart
     return sum(v.flagged for v in monitor.observe_many(ids, X).values())
 
 
 def test_scaled_and_rounded_benign_clients_stay_calibrated(wine):
     victim, profile = wine
     ids, X = scaled_and_rounded(victim, np.random.default_rng(1))
-    without = flagged(profile, victim, ids, X, rounding=False)
+    without = flagged(profile, victim, ids, X, rounding=False, scaling=False)
     assert without > 2 * ALPHA * N_CLIENTS  # the failure this fixes is real on these streams
+    assert flagged(profile, victim, ids, X, scaling=False) <= 2 * ALPHA * N_CLIENTS
     assert flagged(profile, victim, ids, X) <= 2 * ALPHA * N_CLIENTS
 
 
