@@ -41,6 +41,7 @@ CONFIGS: dict[str, MonitorConfig] = {
     "chain": MonitorConfig(detectors=("chain",)),
     "combined": MonitorConfig(),
     "combined+chain": MonitorConfig(detectors=("density", "boundary", "chain")),
+    "combined+block": MonitorConfig(detectors=MonitorConfig().detectors + ("block",)),
 }
 """Configuration name -> monitor settings. For ``prada`` only the PRADA baseline's own
 alarm (``verdict.prada``) is read; the density detector there is unused ballast."""
