@@ -1,6 +1,6 @@
 """The ``block`` detector: calibrated on benign clients whose sets are not like the whole
-reference (one class, sorted, drifted, rounded, prototypes), and able to see attacks whose
-queries are each plausible (seed noise, feature sweeps) where the default monitor cannot."""
+reference (one class, sorted, drifted, rounded, prototypes), and able to see an attack whose
+queries are each plausible (noisy copies of seed records) where the default monitor cannot."""
 
 from __future__ import annotations
 
@@ -43,12 +43,12 @@ def test_benign_sets_are_flagged_at_most_twice_alpha(fitted_victim, name, kind):
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "attack", "floor"), [
     ("cancer-logreg", "seed-noise", 8),
-    ("digits-mlp", "seed-noise", 5),
-    ("cancer-logreg", "feature-sweep", 8),
+    ("wine-tree", "seed-noise", 8),
 ])
 def test_plausible_attacks_are_seen_as_sets(fitted_victim, name, attack, floor):
     """Power floor: at least ``floor`` of 10 attack seeds flagged by the default detectors plus
-    ``block``, where the default detectors alone flag fewer (seed noise: none)."""
+    ``block``, where the default detectors alone flag none (measured: 10 of 10 with block,
+    0 of 10 without, on both victims)."""
     victim, profile = fitted_victim(name)
     with_block = MonitorConfig(alpha=ALPHA, detectors=MonitorConfig().detectors + ("block",))
     counts = {}
@@ -61,7 +61,7 @@ def test_plausible_attacks_are_seen_as_sets(fitted_victim, name, attack, floor):
         counts[label] = hits
     print(f"{name} {attack}: {counts}")
     assert counts["with block"] >= floor
-    assert counts["with block"] >= counts["default"]
+    assert counts["default"] <= 2
 
 
 def test_one_pvalue_per_disjoint_block_and_batch_equals_replay(fitted_victim):
