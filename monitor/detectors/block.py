@@ -37,6 +37,12 @@ Each split is whitened on its own reference (the rows never shaped the axes they
 on, as at serving time). Per statistic the p-value is the largest of the members' tail-aware
 p-values, so it is super-uniform under each member.
 
+**Rounded sets.** A block whose every unit lies on one coarse decimal grid (dropping at
+least 3 of the digits the held-out data has; :mod:`monitor.rounding`) gets ``p = 1``: rounding
+to a spreadsheet's format moves rows off the correlation structure much as noise does, and
+a constant p-value is trivially valid (a thief who rounds its queries loses this detector).
+The current block's per-grid counts are kept (4 integers).
+
 **Dependence.** Block means over overlapping windows would be strongly dependent, while the
 window tests (:mod:`monitor.evidence`) assume independent p-values under the null. So a
 p-value is emitted only by the unit that completes a block (the client's units
@@ -47,8 +53,10 @@ and the constants change nothing: the truncated products, the uniform benign nul
 union bound apply exactly as for the per-query detectors. The detector declares
 :meth:`values_per_window`: a window of ``W`` consecutive units holds at most ``ceil(W /
 BLOCK)`` emitted p-values, and its null table is built for that many draws (a table for ``W``
-uniform draws would be valid too, but would bury the evidence under 15 absent draws per block). State: the count of units seen (8 bytes); the block's
-members are the unit tracker's stored leaders (half precision), read back, not copied.
+uniform draws would be valid too, but would bury the evidence under 15 absent draws per
+block). State: the count of units seen and the current block's per-grid counts (40 bytes);
+the block's members are the unit tracker's stored leaders (half precision), read back, not
+copied.
 
 >>> import numpy as np
 >>> from sklearn.linear_model import LogisticRegression
@@ -76,6 +84,7 @@ import numpy as np
 
 from monitor.detectors.base import Batch, CalibrationData, DetectorState
 from monitor.neighbors import knn
+from monitor.rounding import DECIMALS, MIN_GRID_DIGITS, _on_grid, feature_decimals
 from monitor.tails import NO_TAIL, Tail, fit_tail, tail_pvalues
 
 BLOCK = 16
@@ -186,7 +195,7 @@ class BlockDetector:
     stateful: ClassVar[bool] = True
     needs_stream: ClassVar[bool] = True
     """Its evidence depends on the client's own stream (never precomputed for a log chunk)."""
-    state_keys: ClassVar[tuple[str, ...]] = ("units_seen",)
+    state_keys: ClassVar[tuple[str, ...]] = ("units_seen", "on_grid")
 
     def __init__(self, profile, config=None) -> None:
         self.profile = profile
@@ -196,6 +205,7 @@ class BlockDetector:
         self.k = int(profile.k_neighbors)
         self.white_ref = (np.asarray(profile.reference_, dtype=np.float64) - self.center) @ self.W
         self.own = np.asarray(cal["own"], dtype=np.float64)
+        self.grids = [int(r) for r in cal.get("rounding_grids", np.zeros(0, np.int64))]
         self.members = {statistic: [] for statistic in STATISTICS}
         for m in MEMBERS:
             for statistic in STATISTICS:
@@ -224,7 +234,11 @@ class BlockDetector:
             runs.append(offset + _sorted_blocks(split.X, rng, NULL_BLOCKS // len(data.splits)))
             offset += len(split.Z)
         white, ratios = np.concatenate(white), np.concatenate(ratios)
-        out = {"center": center, "whitening": W, "own": own}
+        pooled = np.concatenate([split.X for split in data.splits])
+        decimals = feature_decimals(pooled)
+        grids = [r for r in DECIMALS if np.maximum(decimals - r, 0).sum() >= MIN_GRID_DIGITS]
+        out = {"center": center, "whitening": W, "own": own,
+               "rounding_grids": np.asarray(grids, dtype=np.int64)}
         members = {"random": _random_blocks(groups, rng, NULL_BLOCKS),
                    "one_class": _random_blocks(classes, rng, NULL_BLOCKS),
                    "sorted": np.concatenate(runs)}
@@ -263,7 +277,8 @@ class BlockDetector:
         return -(-window // BLOCK)
 
     def initial_state(self) -> DetectorState:
-        return {"units_seen": np.zeros(1, dtype=np.int64)}
+        return {"units_seen": np.zeros(1, dtype=np.int64),
+                "on_grid": np.zeros(len(DECIMALS), dtype=np.int64)}
 
     def phrase(self, level: float) -> str:
         return (f"form sets of {BLOCK} units further off the data's correlation structure "
@@ -284,6 +299,26 @@ class BlockDetector:
             p.append(q)
         return np.minimum(1.0, len(STATISTICS) * np.minimum(*p))
 
+    def _rounded_blocks(self, X: np.ndarray, closing: np.ndarray, state: DetectorState
+                        ) -> np.ndarray:
+        """For each closing unit, whether every unit of its block lies on one coarse decimal
+        grid (one that drops at least :data:`~monitor.rounding.MIN_GRID_DIGITS` digits the
+        held-out data has); ``state["on_grid"]`` carries the current block's per-grid counts
+        across calls."""
+        g = len(DECIMALS)
+        on = np.zeros((len(X), g), dtype=np.int64)
+        for i, r in enumerate(DECIMALS):  # a loop over grids
+            if r in self.grids:
+                on[:, i] = _on_grid(np.asarray(X, dtype=np.float64), r).all(axis=1)
+        prefix = np.vstack([np.zeros((1, g), dtype=np.int64), np.cumsum(on, axis=0)])
+        carry = np.asarray(state.get("on_grid", np.zeros(g, np.int64)), dtype=np.int64)
+        starts = closing - BLOCK + 1
+        counts = prefix[closing + 1] - prefix[np.maximum(starts, 0)]
+        counts[starts < 0] += carry  # the block began in an earlier call
+        last = int(closing[-1]) + 1 if len(closing) else None
+        state["on_grid"] = (prefix[-1] - prefix[last]) if last is not None else carry + prefix[-1]
+        return (counts == BLOCK).any(axis=1) if len(closing) else np.zeros(0, dtype=bool)
+
     def pvalues(self, batch: Batch, state: DetectorState | None = None) -> np.ndarray:
         u = len(batch.Z)
         p = np.ones(u)
@@ -292,6 +327,7 @@ class BlockDetector:
         seen = int(state["units_seen"][0])
         state["units_seen"] = np.array([seen + u], dtype=np.int64)
         closing = np.flatnonzero((seen + 1 + np.arange(u)) % BLOCK == 0)
+        rounded = self._rounded_blocks(batch.X, closing, state)
         before = np.asarray(batch.leaders, dtype=np.float64)[-(BLOCK - 1):]
         if not len(closing) or len(before) + closing[0] + 1 < BLOCK:
             return p  # no block closes (or the leaders were reset mid-block)
@@ -303,5 +339,6 @@ class BlockDetector:
         white = (rows[first:] - self.center) @ self.W
         ratios = _ratios(white, self.white_ref, self.own, self.k)
         index = ends[:, None] - BLOCK - first + np.arange(BLOCK)[None, :]
-        p[closing] = self.block_pvalues(*block_statistics(white, ratios, index))
+        p[closing] = np.where(rounded, 1.0, self.block_pvalues(*block_statistics(white, ratios,
+                                                                                  index)))
         return p

@@ -103,3 +103,23 @@ def test_profile_round_trip_keeps_the_block_calibration(fitted_victim, tmp_path)
     loaded = Profile.load(profile.save(tmp_path / "p"))
     for key, value in profile.calibration_["block"].items():
         np.testing.assert_array_equal(loaded.calibration_["block"][key], value)
+
+
+def test_a_block_of_rounded_units_carries_no_evidence(fitted_victim):
+    """Every unit on one coarse grid (here: integers): p = 1 for the block, even across
+    calls; the same rows unrounded keep their evidence."""
+    victim, profile = fitted_victim("cancer-logreg")
+    X = run_attack("seed-noise", victim, seed=0).stream.X[:4 * BLOCK]
+    detector = BlockDetector(profile)
+    assert 0 in detector.grids
+    for rows, rounded in ((X, False), (np.round(X), True)):
+        state = detector.initial_state()
+        leaders = np.zeros((0, profile.reference_.shape[1]), np.float16)
+        p = []
+        for start in range(0, len(rows), 5):  # the block's grid counts carried across calls
+            chunk = rows[start:start + 5]
+            Z = profile.transform(chunk)
+            p.append(detector.pvalues(Batch(X=chunk, Z=Z, proba=None, leaders=leaders), state))
+            leaders = np.concatenate([leaders, Z.astype(np.float16)])[-48:]
+        p = np.concatenate(p)
+        assert (p == 1).all() == rounded

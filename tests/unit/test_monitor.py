@@ -83,7 +83,7 @@ def test_state_is_bounded_whatever_the_history(fitted_victim, detectors):
              + 2 * (N_LEADERS + N_ROOTS) * d + 2 * N_LEADERS + 10 * N_ROOTS + 8 * N_VARIANTS
              + 2 * N_LEADERS  # label_change: the leaders' label codes (int16)
              + 4 * len(profile.exposure_["points"])  # exposure: float16 + int16 per point
-             + 8 * ("block" in config.detectors)  # block: its unit count (sets = leaders)
+             + 40 * ("block" in config.detectors)  # block: its counts (sets = leaders)
              + 64 + 8)
     assert state.nbytes() <= limit <= 16 * 1024
 
