@@ -2,7 +2,8 @@
 
 Every client stream (an attack run or a benign behaviour) is sent ONCE through one fresh
 :class:`~monitor.Monitor` per configuration of :data:`CONFIGS` (PRADA baseline, each
-calibrated detector alone, the default combined monitor, combined + chain). Per client and
+calibrated detector alone, the default combined monitor, combined + chain, and the default
+detectors plus the opt-in set-level ``block`` detector). Per client and
 configuration it records whether and when the client was flagged, its peak score, and for
 attacks the fidelity (agreement with the victim on its public records) of the surrogate
 retrained on the answers received up to and including the flagged query, next to the
@@ -12,7 +13,7 @@ fidelity of the attack's final surrogate (what it steals without any monitor).
 ``per_client.csv``, ``adaptive.csv``, ``summary.md``, ``roc.png`` and ``timelines.png``.
 
 >>> list(CONFIGS)
-['prada', 'density', 'boundary', 'chain', 'combined', 'combined+chain']
+['prada', 'density', 'boundary', 'chain', 'combined', 'combined+chain', 'combined+block']
 
 A small run (seconds): ``run_bench(BenchSpec(victims=("cancer-logreg",),
 attacks=("uniform",), benign_seeds=(0,), adaptive_attacks=()))``.
@@ -41,6 +42,7 @@ CONFIGS: dict[str, MonitorConfig] = {
     "chain": MonitorConfig(detectors=("chain",)),
     "combined": MonitorConfig(),
     "combined+chain": MonitorConfig(detectors=("density", "boundary", "chain")),
+    "combined+block": MonitorConfig(detectors=MonitorConfig().detectors + ("block",)),
 }
 """Configuration name -> monitor settings. For ``prada`` only the PRADA baseline's own
 alarm (``verdict.prada``) is read; the density detector there is unused ballast."""
@@ -536,7 +538,8 @@ def summary_markdown(result: BenchResult, command: str = "") -> str:
         "Configurations: `prada` = PRADA baseline (Juuti et al. 2019, its own W < 0.95 alarm); "
         "`density`, `boundary`, `chain` = one calibrated detector alone; `combined` = the "
         "default monitor (`MonitorConfig()`: density + boundary); `combined+chain` adds the "
-        "opt-in chain detector.\n",
+        "opt-in chain detector; `combined+block` = the default detectors plus the opt-in "
+        "set-level block detector.\n",
         "Fidelity = agreement with the victim on its public records. *At flag*: the attack's "
         "surrogate retrained on the answers up to and including the flagged query "
         "(`AttackResult.refit`; path finding has none, so a surrogate of the victim's family "

@@ -94,10 +94,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--victims", default="wine-tree,wine-logreg")
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--extra-detectors", default="",
+                        help="comma-separated opt-in detectors (e.g. block): each alone, and "
+                             "all+extra = the default ones plus them")
     args = parser.parse_args(argv)
+    extra = tuple(d for d in args.extra_detectors.split(",") if d)
     configs = {"all": MonitorConfig(alpha=args.alpha)}
     configs.update({d: MonitorConfig(alpha=args.alpha, detectors=(d,))
-                    for d in DEFAULT_DETECTORS if d != "chain"})
+                    for d in DEFAULT_DETECTORS + extra if d != "chain"})
+    if extra:
+        configs["all+extra"] = MonitorConfig(alpha=args.alpha,
+                                             detectors=DEFAULT_DETECTORS + extra)
     print(f"flagged of {args.clients} benign clients ({args.queries} queries each), "
           f"alpha = {args.alpha} (2 alpha = {2 * args.alpha * args.clients:g} clients)")
     print(f"{'victim':12} {'kind':15} " + " ".join(f"{c:>13}" for c in configs))

@@ -181,6 +181,11 @@ class WindowTest:
     alpha: float
     threshold: float | None = None
     null_members: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
+    values: int | None = None
+    """P-values other than 1 the window can hold under the detector's design, when fewer
+    than ``window`` (a detector that emits one p-value per block of units declares
+    ``values_per_window``); its null table is that many draws' (the other units' ``p = 1``
+    carry no evidence), ``None``: one per unit."""
     evidence: TruncatedProduct = field(init=False, repr=False, compare=False)
 
     name: str = field(init=False, compare=False)
@@ -190,8 +195,8 @@ class WindowTest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "evidence", TruncatedProduct(
-            self.window, self.truncation, self.horizon, self.n_tests, self.alpha,
-            self.threshold, self.null_members))
+            self.window if self.values is None else self.values, self.truncation,
+            self.horizon, self.n_tests, self.alpha, self.threshold, self.null_members))
         object.__setattr__(self, "name", f"w{self.window}")
         object.__setattr__(self, "key", f"{self.detector}.w{self.window}")
 
@@ -234,10 +239,18 @@ def build_window_tests(detectors: Sequence[Detector], config: MonitorConfig,
         return cached[key]
     tests = [WindowTest(detector.name, window, config.truncation, config.horizon, n_tests,
                         config.alpha, config.score_threshold,
-                        tuple(profile.null_members(detector.name)))
+                        tuple(profile.null_members(detector.name)),
+                        _values(detector, window))
              for window in config.windows for detector in detectors]
     cached[key] = tests
     return tests
+
+
+def _values(detector, window: int) -> int | None:
+    """P-values a window of ``window`` units can hold for ``detector`` (``None``: one per
+    unit), at most ``window``."""
+    values = getattr(detector, "values_per_window", None)
+    return None if values is None else max(1, min(window, int(values(window))))
 
 
 __all__ = ["CAP", "LEVELS", "QUANTUM", "TruncatedProduct", "WindowTest",

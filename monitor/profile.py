@@ -280,6 +280,7 @@ class Profile:
         numeric = self.schema_.numeric_mask
         std, non_negative = _spread(pooled)
         pvalues: dict[str, list[np.ndarray]] = {name: [] for name in detectors}
+        drifted = []  # each draw's rows, for detectors that calibrate sets of them
         for _ in range(self.drift_draws):
             scale = rng.uniform(*self.drift_scale, size=pooled.shape[1])
             splits = []
@@ -292,8 +293,13 @@ class Profile:
                 splits.append(HeldOutSplit(
                     X=X, Z=self.transform(X), reference=split.reference, proba=proba,
                     tree=split.tree, source=f"drifted {split.source}", decision=decision))
-            for name, p in _member_pvalues(detectors, data.with_splits(splits)).items():
+            drifted.append(data.with_splits(splits))
+            for name, p in _member_pvalues(detectors, drifted[-1]).items():
                 pvalues[name].append(p)
+        for name, cls in REGISTRY.items():  # e.g. block: one drifted client per draw
+            if hasattr(cls, "calibrate_drift") and name in self.calibration_:
+                self.calibration_[name].update(cls.calibrate_drift(drifted,
+                                                                   self.calibration_[name]))
         for name, draws in pvalues.items():
             self.calibration_[name]["drift_pvalues"] = np.asarray(draws, np.float32).reshape(
                 len(draws), -1)

@@ -149,12 +149,15 @@ def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
     ``8*dedup_memory + 4*history + sum(windows)*len(detectors)`` (one byte per unit per
     test), the unit tracker's leaders and roots (``2*(48+16)*n_features`` plus their
     bookkeeping), the exposure tracker (4 bytes per reference point), ``label_change``'s
-    label codes (2 bytes per leader), plus a fixed 1.5 KiB for scalars and the JSON header,
-    and a flag reason of up to ``reason_chars`` characters.
+    label codes (2 bytes per leader), the ``block`` detector's counts (40 bytes; its sets
+    are the tracker's leaders), plus a fixed 1.5 KiB for scalars and the JSON header, and a
+    flag reason of up to ``reason_chars`` characters.
 
     >>> from monitor import MonitorConfig
     >>> state_size_bound(MonitorConfig(), n_features=30)
     11440
+    >>> state_size_bound(MonitorConfig(detectors=["density", "block"]), n_features=64) <= 16384
+    True
     """
     from monitor.settings import MonitorConfig
     from monitor.units import N_LEADERS, N_ROOTS, N_VARIANTS
@@ -164,8 +167,9 @@ def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
         + 8 * N_VARIANTS + 8
     exposure = 4 * exposure_points if c.exposure else 0
     label_codes = 2 * N_LEADERS if "label_change" in c.detectors else 0
+    block = 40 if "block" in c.detectors else 0
     return (8 * c.dedup_memory + 4 * c.history + sum(c.windows) * len(c.detectors) + units
-            + exposure + label_codes + 1536 + 4 * reason_chars)
+            + exposure + label_codes + block + 1536 + 4 * reason_chars)
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,15 @@ p-values into window counts and scores.
 * :class:`ChainDetector` (victim-specific distribution shift): new queries unusually close to
   the client's own earlier ones (perturbation chains);
 * :class:`LabelChangeDetector` (victim specific, labels only): new queries unusually close to
-  an earlier query of the client that got another label (line searches, bisections).
+  an earlier query of the client that got another label (line searches, bisections);
+* :class:`BlockDetector` (set-level, off by default): a client's last 16 evidence units, as
+  a set, off the data's correlation structure (mixup, seed noise, feature sweeps).
 
 Adding a detector is one module defining the class plus one :func:`register_detector` line
 below (see docs/architecture.md, "How to add a detector").
 
 >>> list(REGISTRY)
-['density', 'local_density', 'boundary', 'chain', 'label_change']
+['density', 'local_density', 'boundary', 'chain', 'label_change', 'block']
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from monitor.detectors.base import (
     HeldOutSplit,
     StatelessDetector,
 )
+from monitor.detectors.block import BlockDetector
 from monitor.detectors.boundary import BoundaryDetector
 from monitor.detectors.chain import ChainDetector
 from monitor.detectors.density import DensityDetector
@@ -56,6 +59,7 @@ register_detector(LocalDensityDetector)
 register_detector(BoundaryDetector)
 register_detector(ChainDetector)
 register_detector(LabelChangeDetector)
+register_detector(BlockDetector)
 
 
 def build_detectors(profile: FittedProfile, config: Any) -> list[Detector]:
@@ -121,7 +125,7 @@ def evidence_notes(profile: FittedProfile, detectors, outputs: str = "proba",
 
 
 __all__ = [
-    "REGISTRY", "Batch", "BoundaryDetector", "CalibrationData", "ChainDetector",
+    "REGISTRY", "Batch", "BlockDetector", "BoundaryDetector", "CalibrationData", "ChainDetector",
     "DensityDetector", "LabelChangeDetector", "LocalDensityDetector", "Detector", "DetectorState", "FittedProfile", "HeldOutSplit",
     "StatelessDetector",
     "OUTPUT_KINDS", "build_detectors", "evidence_notes", "register_detector",

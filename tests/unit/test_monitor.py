@@ -62,11 +62,13 @@ def test_retries_add_no_evidence(fitted_victim):
     assert mon.observe("fresh", _uniform(victim, 200)).flagged
 
 
-def test_state_is_bounded_whatever_the_history(fitted_victim):
+@pytest.mark.parametrize("detectors", [None, ("density", "local_density", "boundary", "chain",
+                                                "block")], ids=["default", "with-block"])
+def test_state_is_bounded_whatever_the_history(fitted_victim, detectors):
     from monitor.units import N_LEADERS, N_ROOTS, N_VARIANTS
 
     victim, profile = fitted_victim("digits-mlp")
-    config = MonitorConfig()
+    config = MonitorConfig() if detectors is None else MonitorConfig(detectors=detectors)
     mon = Monitor(profile, config, model=victim.model)
     rng = np.random.default_rng(0)
     mon.observe("c", rng.uniform(victim.lower, victim.upper, (1000, 64)))
@@ -81,6 +83,7 @@ def test_state_is_bounded_whatever_the_history(fitted_victim):
              + 2 * (N_LEADERS + N_ROOTS) * d + 2 * N_LEADERS + 10 * N_ROOTS + 8 * N_VARIANTS
              + 2 * N_LEADERS  # label_change: the leaders' label codes (int16)
              + 4 * len(profile.exposure_["points"])  # exposure: float16 + int16 per point
+             + 40 * ("block" in config.detectors)  # block: its counts (sets = leaders)
              + 64 + 8)
     assert state.nbytes() <= limit <= 16 * 1024
 
