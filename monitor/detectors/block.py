@@ -253,13 +253,21 @@ class BlockDetector:
         (the profile's drift model; each copy is one drifted client)."""
         rng = np.random.default_rng(26)
         scatter, outlying = [], []
+        references: dict[int, tuple] = {}  # drifted copies share their split's reference:
+        # its whitening and own spacing are computed once, not once per draw
         for data in drifted:  # a loop over drift draws
             white, ratios, groups, offset = [], [], [], 0
             for split in data.splits:
-                white_ref = _whitened(split)
-                white.append(white_ref[0])
-                ratios.append(_ratios(white_ref[0], white_ref[1],
-                                      _own(white_ref[1], data.k_neighbors), data.k_neighbors))
+                key = id(split.reference)
+                if key not in references:
+                    center, W = whitening(split.reference)
+                    white_ref = (split.reference - center) @ W
+                    references[key] = (center, W, white_ref,
+                                       _own(white_ref, data.k_neighbors), split.reference)
+                center, W, white_ref, own, _ = references[key]
+                rows = (split.Z - center) @ W
+                white.append(rows)
+                ratios.append(_ratios(rows, white_ref, own, data.k_neighbors))
                 groups.append(offset + np.arange(len(split.Z)))
                 offset += len(split.Z)
             blocks = _random_blocks(groups, rng, max(1, NULL_BLOCKS // len(drifted)))
