@@ -36,15 +36,20 @@ CASES = [("cancer-logreg", "proba"), ("wine-tree", "proba"), ("iris-knn", "proba
          ("digits-mlp", "proba"), ("cancer-logreg", "label")]
 
 
-@pytest.mark.parametrize(("name", "mode"), CASES, ids=[f"{n}-{m}" for n, m in CASES])
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_each_benign_kind_is_flagged_at_most_twice_alpha(fitted_victim, name, mode, kind):
-    victim, profile = fitted_victim(name)
+def benign_log(victim, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Client ids and rows of :data:`N_CLIENTS` seeded benign clients of ``kind``."""
     rng = np.random.default_rng(2024)
     streams = [KINDS[kind](victim, N_QUERIES, rng, client_id=f"{kind}-{i}")
                for i in range(N_CLIENTS)]
     ids = np.concatenate([[s.client_id] * len(s.X) for s in streams]).astype(object)
-    X = np.concatenate([s.X for s in streams])
+    return ids, np.concatenate([s.X for s in streams])
+
+
+@pytest.mark.parametrize(("name", "mode"), CASES, ids=[f"{n}-{m}" for n, m in CASES])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_each_benign_kind_is_flagged_at_most_twice_alpha(fitted_victim, name, mode, kind):
+    victim, profile = fitted_victim(name)
+    ids, X = benign_log(victim, kind)
     if mode == "label":  # a label-only API and no model: margins are unknown
         monitor = Monitor(profile, MonitorConfig(alpha=ALPHA))
         verdicts = monitor.observe_many(ids, X, outputs=victim.model.predict(X))
@@ -67,11 +72,7 @@ def test_each_benign_kind_with_the_block_detector(fitted_victim, name, mode, kin
     """The opt-in ``block`` detector added to the default ones keeps every kind within
     2 alpha (its own kinds: tests/unit/test_block.py)."""
     victim, profile = fitted_victim(name)
-    rng = np.random.default_rng(2024)
-    streams = [KINDS[kind](victim, N_QUERIES, rng, client_id=f"{kind}-{i}")
-               for i in range(N_CLIENTS)]
-    ids = np.concatenate([[s.client_id] * len(s.X) for s in streams]).astype(object)
-    X = np.concatenate([s.X for s in streams])
+    ids, X = benign_log(victim, kind)
     config = MonitorConfig(alpha=ALPHA, detectors=MonitorConfig().detectors + ("block",))
     verdicts = Monitor(profile, config, model=victim.model).observe_many(ids, X)
     flagged = sum(v.flagged for v in verdicts.values())

@@ -28,13 +28,8 @@ def scaled_and_rounded(victim, rng):
 
 
 @pytest.fixture(scope="module")
-def wine():
-    from victims import load_victim
-
-    victim = load_victim("wine-tree")
-    profile = Profile(seed=0).fit(victim.model, victim.X_train, victim.y_train,
-                                  X_cal=victim.X_cal, y_cal=victim.y_cal)
-    return victim, profile
+def wine(fitted_victim):
+    return fitted_victim("wine-tree")
 
 
 def flagged(profile, victim, ids, X, rounding: bool = True, scaling: bool = True) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor import Monitor, MonitorConfig, Profile
+from monitor import Monitor, MonitorConfig
 from monitor.scaling import ScalingNull, row_factors
 
 ALPHA, N_CLIENTS, N_QUERIES = 0.01, 100, 200
@@ -28,13 +28,8 @@ def scaled_clients(victim, rng):
 
 
 @pytest.fixture(scope="module")
-def wine():
-    from victims import load_victim
-
-    victim = load_victim("wine-tree")
-    profile = Profile(seed=0).fit(victim.model, victim.X_train, victim.y_train,
-                                  X_cal=victim.X_cal, y_cal=victim.y_cal)
-    return victim, profile
+def wine(fitted_victim):
+    return fitted_victim("wine-tree")
 
 
 def monitor_for(profile, victim, scaling: bool = True) -> Monitor:
