@@ -537,9 +537,9 @@ def summary_markdown(result: BenchResult, command: str = "") -> str:
         f"Run time {result.seconds:.0f} s.\n",
         "Configurations: `prada` = PRADA baseline (Juuti et al. 2019, its own W < 0.95 alarm); "
         "`density`, `boundary`, `chain` = one calibrated detector alone; `combined` = the "
-        "default monitor (`MonitorConfig()`: density + boundary); `combined+chain` adds the "
-        "opt-in chain detector; `combined+block` = the default detectors plus the opt-in "
-        "set-level block detector.\n",
+        f"default monitor (`MonitorConfig()`: {' + '.join(MonitorConfig().detectors)}); "
+        "`combined+chain` = density + boundary + chain; `combined+block` = the default "
+        "detectors plus the opt-in set-level block detector.\n",
         "Fidelity = agreement with the victim on its public records. *At flag*: the attack's "
         "surrogate retrained on the answers up to and including the flagged query "
         "(`AttackResult.refit`; path finding has none, so a surrogate of the victim's family "
