@@ -149,6 +149,16 @@ class Monitor:
         self._decoded = DecodedStates(self.config.decoded_states)
         """The states this process wrote last, kept decoded."""
 
+    def _label_codes(self, answers: Answers) -> np.ndarray | None:
+        """Each answer's class index (``profile.classes_`` order, -1 for a label the victim
+        lacks): its label, else the argmax of its probabilities; ``None`` when neither is
+        known. Coded here once, so no detector decides this itself."""
+        if answers.labels is not None:
+            return self._answer_codes.of(answers.labels)
+        if answers.proba is not None and np.ndim(answers.proba) == 2:
+            return np.asarray(answers.proba).argmax(axis=1).astype(np.int16)
+        return None
+
     def use_store(self, store: StateStore) -> None:
         """Keep client state in ``store`` from now on (before the first query)."""
         self.store = store
@@ -350,8 +360,7 @@ class Monitor:
         m = len(distinct)
         Z = self.profile.transform(X)
         labels = answers.labels
-        codes = self._answer_codes.of(known.labels) if self._codes_labels and \
-            known.labels is not None and m else None
+        codes = self._label_codes(known) if self._codes_labels and m else None
         queries = Batch(X=X, Z=Z, proba=known.proba, decision=known.decision, labels=codes)
         # per-query detectors first: their p-values also tell the units which queries escalate
         per_query = self._pvalues(self._per_query, queries, state, precomputed, distinct)

@@ -40,6 +40,7 @@ import sklearn
 from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from monitor.answers import AnswerCodes
 from monitor.detectors.base import HeldOutSplit
 from monitor.errors import InvalidInput
 from monitor.features import FeatureSchema, FeatureSpace, Rows, model_kind
@@ -171,7 +172,7 @@ class Profile:
 
             answers = np.asarray(model.predict(held_out.model_input()))
             if self.task_ == "classification":
-                answers = np.searchsorted(self.classes_, answers)
+                answers = AnswerCodes(self.classes_).of(answers)
             self.exposure_ = ExposureTracker.calibrate(
                 self.transform(held_out.X), answers, np.random.default_rng([self.seed, 1]),
                 self.exposure_points, values=self.task_ == "regression")
@@ -238,8 +239,7 @@ class Profile:
                 own[decision.argmax(axis=1)]
         else:
             answers = np.asarray(model.predict(rows.model_input()))
-        at = np.clip(np.searchsorted(self.classes_, answers), 0, len(self.classes_) - 1)
-        return np.where(self.classes_[at] == answers, at, -1).astype(np.int16)
+        return AnswerCodes(self.classes_).of(answers)
 
     def _cross_fit_splits(self, model, train: Rows, Z, y, rng) -> list[HeldOutSplit]:
         """One held-out split per fold: scored by a clone fitted on the other folds, with

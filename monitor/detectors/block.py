@@ -167,16 +167,6 @@ def block_statistics(white: np.ndarray, ratios: np.ndarray, blocks: np.ndarray
     return np.log(np.maximum(spread, 1e-12)), ratios[blocks].mean(axis=1)
 
 
-def _classes(split) -> np.ndarray | None:
-    """Each row's predicted class (``None`` without margins, e.g. a regressor)."""
-    if split.proba is not None:
-        return np.asarray(split.proba).argmax(axis=1)
-    if split.decision is not None:
-        d = np.asarray(split.decision)
-        return (d > 0).astype(int) if d.ndim == 1 else d.argmax(axis=1)
-    return None
-
-
 def _member(name: str, *stats: np.ndarray) -> dict[str, np.ndarray]:
     """One null member's sorted block statistics and their tails, per statistic."""
     out = {}
@@ -228,9 +218,9 @@ class BlockDetector:
             ratios.append(_ratios(white_ref[0], white_ref[1], _own(white_ref[1], k), k))
             index = offset + np.arange(len(split.Z))
             groups.append(index)
-            predicted = _classes(split)
+            predicted = split.labels  # the split's model's own labels (-1: unknown)
             if predicted is not None:
-                classes.extend(index[predicted == c] for c in np.unique(predicted))
+                classes.extend(index[predicted == c] for c in np.unique(predicted[predicted >= 0]))
             runs.append(offset + _sorted_blocks(split.X, rng, NULL_BLOCKS // len(data.splits)))
             offset += len(split.Z)
         white, ratios = np.concatenate(white), np.concatenate(ratios)

@@ -57,13 +57,9 @@ _BLOCK_VALUES = 2_000_000
 
 
 def label_codes(batch: Batch) -> np.ndarray | None:
-    """Each query's answer as a class index: the batch's labels, else the argmax of its
-    probabilities; ``None`` when neither is known."""
-    if batch.labels is not None:
-        return np.asarray(batch.labels, dtype=np.int64)
-    if batch.proba is not None and np.ndim(batch.proba) == 2:
-        return np.asarray(batch.proba).argmax(axis=1).astype(np.int64)
-    return None
+    """Each query's answer as a class index (the monitor codes labels, or the argmax of the
+    probabilities, into :attr:`Batch.labels`); ``None`` when no answer is known."""
+    return None if batch.labels is None else np.asarray(batch.labels, dtype=np.int64)
 
 
 def nearest_other_label(Z: np.ndarray, labels: np.ndarray, pool: np.ndarray,
