@@ -3,7 +3,7 @@
 Every client stream (an attack run or a benign behaviour) is sent ONCE through one fresh
 :class:`~monitor.Monitor` per configuration of :data:`CONFIGS` (PRADA baseline, each
 calibrated detector alone, the default combined monitor, combined + chain, and the default
-detectors plus the opt-in set-level ``block`` detector). Per client and
+detectors without the set-level ``block`` detector, to show what it adds). Per client and
 configuration it records whether and when the client was flagged, its peak score, and for
 attacks the fidelity (agreement with the victim on its public records) of the surrogate
 retrained on the answers received up to and including the flagged query, next to the
@@ -13,7 +13,7 @@ fidelity of the attack's final surrogate (what it steals without any monitor).
 ``per_client.csv``, ``adaptive.csv``, ``summary.md``, ``roc.png`` and ``timelines.png``.
 
 >>> list(CONFIGS)
-['prada', 'density', 'boundary', 'chain', 'combined', 'combined+chain', 'combined+block']
+['prada', 'density', 'boundary', 'chain', 'combined', 'combined+chain', 'combined-block']
 
 A small run (seconds): ``run_bench(BenchSpec(victims=("cancer-logreg",),
 attacks=("uniform",), benign_seeds=(0,), adaptive_attacks=()))``.
@@ -42,7 +42,8 @@ CONFIGS: dict[str, MonitorConfig] = {
     "chain": MonitorConfig(detectors=("chain",)),
     "combined": MonitorConfig(),
     "combined+chain": MonitorConfig(detectors=("density", "boundary", "chain")),
-    "combined+block": MonitorConfig(detectors=MonitorConfig().detectors + ("block",)),
+    "combined-block": MonitorConfig(detectors=tuple(
+        d for d in MonitorConfig().detectors if d != "block")),
 }
 """Configuration name -> monitor settings. For ``prada`` only the PRADA baseline's own
 alarm (``verdict.prada``) is read; the density detector there is unused ballast."""
@@ -538,8 +539,8 @@ def summary_markdown(result: BenchResult, command: str = "") -> str:
         "Configurations: `prada` = PRADA baseline (Juuti et al. 2019, its own W < 0.95 alarm); "
         "`density`, `boundary`, `chain` = one calibrated detector alone; `combined` = the "
         f"default monitor (`MonitorConfig()`: {' + '.join(MonitorConfig().detectors)}); "
-        "`combined+chain` = density + boundary + chain; `combined+block` = the default "
-        "detectors plus the opt-in set-level block detector.\n",
+        "`combined+chain` = density + boundary + chain; `combined-block` = the default "
+        "detectors without the set-level block detector.\n",
         "Fidelity = agreement with the victim on its public records. *At flag*: the attack's "
         "surrogate retrained on the answers up to and including the flagged query "
         "(`AttackResult.refit`; path finding has none, so a surrogate of the victim's family "
@@ -629,8 +630,12 @@ def plot_timelines(timelines: list[dict], path: str | Path, per_victim: int = 6)
     import matplotlib.pyplot as plt
 
     victims = list(dict.fromkeys(t["victim"] for t in timelines))
-    fig, axes = plt.subplots(len(victims), 1, figsize=(8, 2.8 * max(len(victims), 1)),
+    fig, axes = plt.subplots(max(len(victims), 1), 1, figsize=(8, 2.8 * max(len(victims), 1)),
                              squeeze=False)
+    if not victims:  # the combined monitor was not among the run's configurations
+        axes[0, 0].text(0.5, 0.5, "no timelines: the run did not include `combined`",
+                        ha="center", va="center")
+        axes[0, 0].set_axis_off()
     for ax, victim in zip(axes[:, 0], victims, strict=True):
         mine = [t for t in timelines if t["victim"] == victim]
         attacks = [t for t in mine if t["kind"] != "benign"][:per_victim]

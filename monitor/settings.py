@@ -152,7 +152,7 @@ class _Section(BaseModel):
 
 
 # ----------------------------------------------------------------------------- [monitor]
-DEFAULT_DETECTORS = ("density", "local_density", "boundary", "chain", "label_change")
+DEFAULT_DETECTORS = ("density", "local_density", "boundary", "chain", "label_change", "block")
 """The detectors on by default (:mod:`monitor.detectors` lists them all)."""
 
 REMOVED_MONITOR_KEYS = ("extreme_level", "tolerated_rate", "broad_level",

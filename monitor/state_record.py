@@ -155,7 +155,7 @@ def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
 
     >>> from monitor import MonitorConfig
     >>> state_size_bound(MonitorConfig(), n_features=30)
-    11440
+    11648
     >>> state_size_bound(MonitorConfig(detectors=["density", "block"]), n_features=64) <= 16384
     True
     """

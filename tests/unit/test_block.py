@@ -46,13 +46,15 @@ def test_benign_sets_are_flagged_at_most_twice_alpha(fitted_victim, name, kind):
     ("wine-tree", "seed-noise", 8),
 ])
 def test_plausible_attacks_are_seen_as_sets(fitted_victim, name, attack, floor):
-    """Power floor: at least ``floor`` of 10 attack seeds flagged by the default detectors plus
-    ``block``, where the default detectors alone flag none (measured: 10 of 10 with block,
+    """Power floor: at least ``floor`` of 10 attack seeds flagged by the default detectors
+    (``block`` among them), where the others alone flag none (measured: 10 of 10 with block,
     0 of 10 without, on both victims)."""
     victim, profile = fitted_victim(name)
-    with_block = MonitorConfig(alpha=ALPHA, detectors=MonitorConfig().detectors + ("block",))
+    others = tuple(d for d in MonitorConfig().detectors if d != "block")
+    assert "block" in MonitorConfig().detectors
     counts = {}
-    for label, config in (("default", MonitorConfig(alpha=ALPHA)), ("with block", with_block)):
+    for label, config in (("default", MonitorConfig(alpha=ALPHA, detectors=others)),
+                          ("with block", MonitorConfig(alpha=ALPHA))):
         hits = 0
         for seed in range(10):
             X = run_attack(attack, victim, seed=seed).stream.X

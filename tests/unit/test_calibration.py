@@ -60,21 +60,3 @@ def test_each_benign_kind_is_flagged_at_most_twice_alpha(fitted_victim, name, mo
     print(f"{name} ({mode}) {kind}: {flagged} of {N_CLIENTS} benign clients flagged")
     assert len(verdicts) == N_CLIENTS
     assert flagged / N_CLIENTS <= 2 * ALPHA
-
-
-BLOCK_CASES = [("cancer-logreg", "proba"), ("wine-tree", "proba")]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("name", "mode"), BLOCK_CASES, ids=[f"{n}-{m}" for n, m in BLOCK_CASES])
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_each_benign_kind_with_the_block_detector(fitted_victim, name, mode, kind):
-    """The opt-in ``block`` detector added to the default ones keeps every kind within
-    2 alpha (its own kinds: tests/unit/test_block.py)."""
-    victim, profile = fitted_victim(name)
-    ids, X = benign_log(victim, kind)
-    config = MonitorConfig(alpha=ALPHA, detectors=MonitorConfig().detectors + ("block",))
-    verdicts = Monitor(profile, config, model=victim.model).observe_many(ids, X)
-    flagged = sum(v.flagged for v in verdicts.values())
-    print(f"{name} ({mode}) {kind} with block: {flagged} of {N_CLIENTS} flagged")
-    assert flagged / N_CLIENTS <= 2 * ALPHA

@@ -98,7 +98,7 @@ def test_a_failing_detector_is_counted_and_never_breaks_observe(fitted_victim):
     mon.detectors[mon.detector_index("boundary")].pvalues = broken
     verdict = mon.observe("c", _uniform(victim, 40))
     assert mon.detector_errors == {"density": 0, "local_density": 0, "boundary": 1,
-                                   "chain": 0, "label_change": 0}
+                                   "chain": 0, "label_change": 0, "block": 0}
     assert verdict.flagged  # the density detector still works
     assert verdict.n_queries == 40
 
