@@ -43,6 +43,7 @@ SCRIPTS = (
     ("exposure_fidelity.py", ["--quick"], "exposure_fidelity.json"),
     ("flame_served.py", ["--quick"], "flame_served.svg"),
     ("detection.py", ["--quick", "--out", "{results}/detection"], "detection/summary.md"),
+    ("unseen_victims.py", ["--quick", "--out", "{results}"], "unseen_victims.json"),
 )
 
 
