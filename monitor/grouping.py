@@ -119,7 +119,9 @@ class CohortGrouping:
 
 Grouping = HeaderGrouping | PeerGrouping | CohortGrouping
 
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+"""What an HTTP header name may hold (``[serving] group_by`` checks it; a log column may be
+named otherwise)."""
 _PEER = re.compile(r"^(?P<column>[^/]*)(?:/(?P<v4>\d+)(?:/(?P<v6>\d+))?)?$")
 
 
@@ -130,7 +132,7 @@ def parse_grouping(spec: str) -> Grouping:
     kind = kind.strip().lower()
     if kind == "header":
         name = arg.strip()
-        if not sep or not _HEADER_NAME.match(name):
+        if not sep or not name:
             raise GroupingError(f"grouping {text!r}: write header:NAME with the header (or log "
                                 "column) that holds the account or tenant")
         return HeaderGrouping(name)
@@ -174,4 +176,4 @@ def checked_group(group) -> str | None:
 
 
 __all__ = ["FORMS", "MAX_GROUP_CHARS", "CohortGrouping", "Grouping", "GroupingError",
-           "HeaderGrouping", "PeerGrouping", "checked_group", "parse_grouping"]
+           "HEADER_NAME", "HeaderGrouping", "PeerGrouping", "checked_group", "parse_grouping"]

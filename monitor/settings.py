@@ -453,11 +453,13 @@ class ServingConfig(_Section):
     @field_validator("group_by")
     @classmethod
     def _grouping(cls, spec: str | None) -> str | None:
-        from monitor.grouping import PeerGrouping, parse_grouping
+        from monitor.grouping import HEADER_NAME, HeaderGrouping, PeerGrouping, parse_grouping
 
         if spec is None:
             return None
         grouping = parse_grouping(spec)  # GroupingError (a ValueError) says what to write
+        if isinstance(grouping, HeaderGrouping) and not HEADER_NAME.match(grouping.name):
+            raise ValueError(f"{spec!r}: {grouping.name!r} is not an HTTP header name")
         if isinstance(grouping, PeerGrouping) and grouping.column is not None:
             raise ValueError(f"{spec!r}: a log column is for offline analysis; online write "
                              "peer or peer:/24/48")
