@@ -320,12 +320,27 @@ def adaptive_rows(spec: BenchSpec, victim_name: str, victim, profile: Profile, r
         # attack queries answered to sybils before each one's flag (all of an unflagged one's)
         answered = sum(s.n_queries if f is None else f + 1 for s, f in zip(streams, flags,
                                                                             strict=True))
+        group_flag_at = sybil_group_flag_at(profile, victim.model, result.stream.X, k)
         rows.append({**base, "strategy": "sybil", "mix_ratio": 0.0, "sybils": k,
                      "n_clients_flagged": len(flagged), "detected": bool(flagged),
                      "stream_queries": int(np.mean([s.n_queries for s in streams])),
                      "first_flag_at": min(flagged) if flagged else np.nan,
-                     "attack_queries_before_flag": answered if flagged else np.nan})
+                     "attack_queries_before_flag": answered if flagged else np.nan,
+                     "group_flagged": group_flag_at is not None,
+                     "group_flag_at": np.nan if group_flag_at is None else group_flag_at})
     return rows
+
+
+def sybil_group_flag_at(profile: Profile, model, X: np.ndarray, k: int) -> int | None:
+    """The group query (0-based, over all ``k`` sybils' queries) at which the sybils' group is
+    flagged, or ``None``: the attack's queries sent round-robin by ``k`` sybils of one group,
+    one query per request, as ``split_sybils`` splits them."""
+    monitor = Monitor(profile, CONFIGS[COMBINED], model=model)
+    for i in range(len(X)):
+        verdict = monitor.observe(f"sybil-{i % k}", X[i:i + 1], group="sybils")
+        if verdict.group["flagged"]:
+            return verdict.group["flag_at"]
+    return None
 
 
 def _tasks(spec: BenchSpec) -> list[tuple[Callable, tuple]]:
@@ -481,6 +496,10 @@ def adaptive_table(adaptive: pd.DataFrame) -> pd.DataFrame:
             "sybils_flagged_of_k": " ".join(f"{n}/{k}" for n, k in
                                             zip(syb.n_clients_flagged, syb.sybils, strict=True)),
             "k_where_detection_fails": str(int(syb_fail.min())) if len(syb_fail) else "none",
+            "group_flag_at_by_k": " ".join(
+                f"{k}:{'n' if pd.isna(a) else int(a) + 1}" for k, a in
+                zip(syb.sybils, syb.get("group_flag_at", pd.Series(np.nan, syb.index)),
+                    strict=True)),
         })
     return pd.DataFrame(rows)
 
@@ -571,8 +590,9 @@ def summary_markdown(result: BenchResult, command: str = "") -> str:
         "`mix r` = fraction of the stream that is camouflage (public records interleaved "
         "with the attack queries, `mix_with_public` with ratio r/(1-r)); `k` = sybils the "
         "attack is split over round-robin (`split_sybils`); an attack counts as detected "
-        "when at least one of its sybils is flagged. Only r and k values in the table were "
-        "tested.\n",
+        "when at least one of its sybils is flagged; `group_flag_at_by_k` = the group query "
+        "(1-based, over all k sybils' queries, `[serving] group_by`) at which the sybils' "
+        "group is flagged (`n`: never). Only r and k values in the table were tested.\n",
         _md(adaptive_table(result.adaptive)),
         "\nFiles: `per_client.csv` (one row per client x configuration), `adaptive.csv`, "
         "`roc.png`, `timelines.png`.\n",

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
+from monitor.grouping import CohortGrouping, Grouping, HeaderGrouping
 from monitor.logs import QueryLog
 from monitor.monitor import GROUP_PREFIX
 from monitor.replay import DEFAULT_BATCH_ROWS, choose_outputs, replay_log
@@ -37,12 +39,61 @@ def client_groups(log: QueryLog, column: str) -> dict[str, str]:
     return dict(frame.drop_duplicates("client").itertuples(index=False, name=None))
 
 
+def groups_by(log: QueryLog, grouping: Grouping) -> dict[str, str]:
+    """Each client's group under ``grouping`` (:mod:`monitor.grouping`), as the online monitor
+    keeps it: ``header:COL`` — column ``COL`` (one group per client, as :func:`client_groups`);
+    ``peer:COL`` — the network of the first address in column ``COL`` among the client's
+    queries; ``cohort:SECONDS`` — the bucket of the client's first query's time (the log's
+    time column). Clients with no group are left out; :class:`~monitor.logs.LogError` when a
+    column is missing.
+
+    >>> import numpy as np
+    >>> from monitor.grouping import parse_grouping
+    >>> log = QueryLog(client_ids=np.array(["a", "a", "b"], dtype=object),
+    ...                order=np.arange(3.0), order_column="seq", X=np.zeros((3, 1)),
+    ...                time=np.array([5.0, 70.0, 61.0]), time_column="ts", time_kind="numeric",
+    ...                extra={"ip": np.array(["10.0.0.1", "10.9.9.9", "10.0.0.2"], dtype=object)})
+    >>> groups_by(log, parse_grouping("cohort:60"))
+    {'a': 'cohort-0', 'b': 'cohort-1'}
+    >>> groups_by(log, parse_grouping("peer:ip"))
+    {'a': '10.0.0.0/24', 'b': '10.0.0.0/24'}
+    """
+    from monitor.logs import LogError
+
+    if isinstance(grouping, HeaderGrouping):
+        return {c: g for c, g in client_groups(log, grouping.name).items()
+                if grouping.group(g) is not None}
+    if isinstance(grouping, CohortGrouping):
+        if log.time is None:
+            raise LogError("cohort grouping needs each query's time: name the log's time "
+                           "column (--time-column)")
+        seconds = np.asarray(log.time, dtype=np.float64)
+        if log.time_kind == "datetime":
+            seconds = seconds / 1e9
+        return {client: grouping.group(seconds[part.start])
+                for client, part in log.client_slices()}
+    if grouping.column is None or grouping.column not in log.extra:
+        raise LogError(f"log has no address column {grouping.column!r}; offline, write "
+                       "--group-by peer:COLUMN (peer:COLUMN/24) with the column holding "
+                       "each query's peer address")
+    addresses = log.extra[grouping.column]
+    out = {}
+    for client, part in log.client_slices():
+        for i in range(part.start, part.stop):  # the first query with an address
+            network = grouping.group(addresses[i])
+            if network is not None:
+                out[client] = network
+                break
+    return out
+
+
 def analyze_log(
     log: QueryLog,
     monitor,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     on_progress: Callable[[int, int], None] | None = None,
     group_column: str | None = None,
+    groups: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Replay ``log`` through ``monitor`` (use a fresh one) and return one row per client.
 
@@ -51,8 +102,9 @@ def analyze_log(
     ``score_<detector>`` per detector, prada_flagged/prada_flag_at when the PRADA baseline is
     on, n_skipped (rows dropped for NaN/inf/missing values).
     Clients whose rows were all skipped get a row with n_queries 0 and no scores.
-    ``on_progress(rows_done, rows_total)`` is called after each batch. With ``group_column``
-    (the monitor built with ``group_of`` from :func:`client_groups`), each group's rows are
+    ``on_progress(rows_done, rows_total)`` is called after each batch. With ``groups``
+    (each client's group, :func:`groups_by`; or ``group_column``, :func:`client_groups`; the
+    monitor built with ``group_of`` from the same mapping), each group's rows are
     replayed in log order and every row also carries its group's final verdict (group_id,
     group_flagged, group_flag_at, group_peak_score, group_exposure).
 
@@ -70,14 +122,14 @@ def analyze_log(
     >>> table[["client_id", "n_queries", "flagged"]].to_dict("records")
     [{'client_id': 'a', 'n_queries': 20, 'flagged': False}]
     """
-    groups = None
-    if group_column is not None:
-        client_groups(log, group_column)  # one group per client, or a one-line error
-        groups = pd.Series(log.extra[group_column]).astype(str).to_numpy(dtype=object)
+    if groups is None and group_column is not None:
+        groups = client_groups(log, group_column)  # one group per client, or a one-line error
+    per_row = None if groups is None else np.array(
+        [groups.get(c) for c in log.client_ids], dtype=object)
     replay = replay_log(log, monitor, batch_rows=batch_rows, on_progress=on_progress,
-                        groups=groups)
+                        groups=per_row)
     verdicts = list(replay.verdicts.values())
-    if groups is not None:  # each client row carries its group's final verdict
+    if per_row is not None:  # each client row carries its group's final verdict
         final = {g: monitor.group_verdict(g) for g in monitor.groups()}
         for verdict in verdicts:
             if verdict.group is not None:
@@ -142,4 +194,4 @@ def summary_line(table: pd.DataFrame, n_skipped: int | None = None) -> str:
 
 
 __all__ = ["BASE_COLUMNS", "DEFAULT_BATCH_ROWS", "analyze_log", "attach_kept", "choose_outputs", "client_groups",
-           "group_table", "summary_line"]
+           "group_table", "groups_by", "summary_line"]

@@ -38,6 +38,7 @@ from monitor.detectors import Batch, build_detectors
 from monitor.errors import InvalidInput
 from monitor.evidence import build_window_tests
 from monitor.exposure import ExposureTracker
+from monitor.grouping import checked_group
 from monitor.hashing import digest_key as new_digest_key
 from monitor.hashing import duplicate_mask, row_hashes
 from monitor.profile import Profile
@@ -97,7 +98,23 @@ class Monitor:
     optional: it maps a client id to a group id (an account, a subnet, a tenant — or one
     constant for "all traffic"); every query then also feeds the group's own state, so an
     attack split across sybil clients of one group is seen whole (``verdict.group``).
-    Exact duplicates are recognised across the group too.
+    Exact duplicates are recognised across the group too. ``observe(..., group=...)`` names
+    the group per call instead (the serving layer's ``[serving] group_by``,
+    :mod:`monitor.grouping`); either way a client keeps the group of its first query that
+    named one (kept in its state).
+
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 3)); y = (X[:, 0] > 0).astype(int)
+    >>> model = LogisticRegression().fit(X, y)
+    >>> monitor = Monitor(Profile(seed=0).fit(model, X, y), model=model)
+    >>> monitor.observe("key-1", X[:5], group="acme").group["group_id"]
+    'acme'
+    >>> monitor.observe("key-1", X[5:9], group="other").group["n_queries"]  # keeps acme
+    9
+    >>> monitor.groups()
+    ['acme']
     """
 
     def __init__(self, profile: Profile, config: MonitorConfig | dict | None = None, model=None,
@@ -248,18 +265,24 @@ class Monitor:
         return complete_answers(self.profile, self.model, rows, checked)
 
     # ----------------------------------------------------------------- the stream
-    def observe(self, client_id: str, X, outputs=None) -> Verdict:
+    def observe(self, client_id: str, X, outputs=None, group: str | None = None) -> Verdict:
         """Process rows ``X`` from ``client_id``; return its verdict.
 
         ``X`` is a DataFrame or named records (columns mapped by name, in any order), or an
         ``(n, d)`` array (or one row) in the profile's column order. ``outputs`` are what the
         API returned: ``(n, k)`` probabilities or ``(n,)`` labels, or a regressor's ``(n,)``
         values, or those already checked (:class:`monitor.answers.Answers`). Raises :class:`~monitor.errors.InvalidInput` before touching any state
-        if the rows or outputs are malformed.
+        if the rows or outputs are malformed. ``group`` names the client's group for this call
+        (else ``group_of``'s); a client keeps its first one.
         """
         rows = self.profile.rows(X)
         answers = self._outputs(rows, outputs)
-        return self._observe_rows(client_id, rows.X, answers, self._hashes(rows.X))
+        try:
+            group = checked_group(group)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        return self._observe_rows(client_id, rows.X, answers, self._hashes(rows.X),
+                                  group=group)
 
     def observe_many(self, client_ids, X, outputs=None) -> dict[str, Verdict]:
         """Rows from many clients at once (a log chunk); each client's rows in their order.
@@ -303,24 +326,40 @@ class Monitor:
         return row_hashes(X, self.digest_key)
 
     def _observe_rows(self, client_id, X, answers: Answers, hashes,
-                      precomputed=None) -> Verdict:
-        verdict = self._observe_key(client_id, X, answers, hashes, precomputed)
-        group_id = self.group_of(client_id) if self.group_of is not None else None
+                      precomputed=None, group: str | None = None) -> Verdict:
+        if group is None and self.group_of is not None:
+            group = checked_group(self.group_of(client_id))
+        kept: list[str | None] = [None]
+        member: dict[str, np.ndarray] = {}
+        verdict = self._observe_key(client_id, X, answers, hashes, precomputed,
+                                    group=group, kept=kept, member=member)
+        group_id = kept[0]
         if group_id is not None:
-            group = self._observe_key(GROUP_PREFIX + str(group_id), X, answers, hashes,
-                                      precomputed)
-            verdict.group = group.group_entry(group_id)
+            group_verdict = self._observe_key(GROUP_PREFIX + group_id, X, answers, hashes,
+                                              group_pvalues=member)
+            verdict.group = group_verdict.group_entry(group_id)
         return verdict
 
-    def _observe_key(self, key: str, X, answers: Answers, hashes, precomputed=None) -> Verdict:
+    def _observe_key(self, key: str, X, answers: Answers, hashes, precomputed=None,
+                     group: str | None = None, kept: list | None = None,
+                     member: dict | None = None, group_pvalues: dict | None = None) -> Verdict:
+        """Update ``key``'s state with these rows; a client's first ``group`` is stored in its
+        state, and the group it keeps is put in ``kept[0]``. ``member`` receives the client's
+        per-query p-values (see :meth:`_update`); ``group_pvalues`` are a member's, for a
+        group's state."""
         done = []
 
         def compute(blob):  # the store may rerun it (optimistic stores): no side effects
             state = self._decoded.take(key, blob) or self.layout.load(key, blob)
-            done[:] = [state, self._update(state, X, answers, hashes, precomputed)]
+            if state.group is None and group is not None:
+                state.group = group
+            done[:] = [state, self._update(state, X, answers, hashes, precomputed,
+                                           member=member, group_pvalues=group_pvalues)]
             return state.to_record()
 
         written = self.store.update(key, compute)  # detectors outside the store's lock
+        if kept is not None:
+            kept[0] = done[0].group
         verdict = self._verdict(key, *done)
         if written is not None:
             self._decoded.put(key, written, done[0])
@@ -346,10 +385,18 @@ class Monitor:
                 pvalues[detector.name] = np.ones(len(batch.X))
         return pvalues
 
-    def _update(self, state: ClientState, X, answers: Answers, hashes,
-                precomputed=None) -> ScoredRows:
+    def _update(self, state: ClientState, X, answers: Answers, hashes, precomputed=None,
+                member: dict | None = None, group_pvalues: dict | None = None) -> ScoredRows:
         """Advance the client's state by rows ``X``: retries drop out, distinct rows are
-        mapped to evidence units, and each new unit's p-values enter the window tests."""
+        mapped to evidence units, and each new unit's p-values enter the window tests.
+
+        Group evidence: ``member`` (a dict, filled here) receives this client's per-query
+        p-values, one per row of the call (1 for its retries), each already judged with the
+        client's own rounding and unit-change nulls. A group's state is advanced with
+        ``group_pvalues`` (a member's) instead of its own per-query p-values, and its
+        member-order-dependent detectors (chain, label_change, block: they would compare
+        queries of different members) give no evidence (p = 1), so a group of benign
+        clients is a stream of valid per-query p-values however its members interleave."""
         n = len(X)
         duplicate = duplicate_mask(hashes, state.hashes)
         if duplicate.any():
@@ -363,10 +410,18 @@ class Monitor:
         codes = self._label_codes(known) if self._codes_labels and m else None
         queries = Batch(X=X, Z=Z, proba=known.proba, decision=known.decision, labels=codes)
         # per-query detectors first: their p-values also tell the units which queries escalate
-        per_query = self._pvalues(self._per_query, queries, state, precomputed, distinct)
-        per_query = self.rounding.adjust(per_query, X)  # rounded rows: the rounded null
-        per_query = self.scaling.adjust(  # and taken back by the client's unit change
-            per_query, X, state.detector_state[self.scaling.name])
+        if group_pvalues is None:
+            per_query = self._pvalues(self._per_query, queries, state, precomputed, distinct)
+            per_query = self.rounding.adjust(per_query, X)  # rounded rows: the rounded null
+            per_query = self.scaling.adjust(  # and taken back by the client's unit change
+                per_query, X, state.detector_state[self.scaling.name])
+        else:  # a group: its member's p-values, judged with the member's own nulls
+            per_query = {name: p[distinct] for name, p in group_pvalues.items()}
+        if member is not None:
+            member.clear()
+            for name, p in per_query.items():
+                member[name] = np.ones(n)
+                member[name][distinct] = p
         smallest = reduce(np.minimum, per_query.values()) if per_query and m else None
         leaders = state.detector_state[self.units.name]["leaders"]  # before this call's units
         assigned = self.units.assign(Z, state.detector_state[self.units.name], smallest)
@@ -382,7 +437,10 @@ class Monitor:
             batch = Batch(batch.X, batch.Z, batch.proba, assigned.nearest_leader[starts],
                           batch.decision, leaders=leaders, labels=batch.labels)
             pvalues = {name: p[starts] for name, p in per_query.items()}
-        pvalues.update(self._pvalues(self._per_unit, batch, state))
+        if group_pvalues is None:
+            pvalues.update(self._pvalues(self._per_unit, batch, state))
+        else:
+            pvalues.update({d.name: np.ones(len(batch.X)) for d in self._per_unit})
         new_unit = np.zeros(n, dtype=bool)
         new_unit[units] = True
         scored = score_rows(Windows(state.windows, state.window_meta), pvalues, new_unit,

@@ -362,6 +362,12 @@ class ServingConfig(_Section):
     salt: Text | None = None
     """Salt of client-id hashes; ``None``: decided at startup (see
     :func:`monitor.serving.identity.resolve_salt`)."""
+    group_by: Text | None = None
+    """Group evidence (:mod:`monitor.grouping`): ``header:NAME`` (an account or tenant
+    header), ``peer`` / ``peer:/24/48`` (the network of the peer address, through
+    ``trusted_proxies`` only) or ``cohort:SECONDS`` (ids first seen in the same time bucket).
+    Each group's queries are also tested together; a flagged group is logged and alerted
+    (``group_flagged``), its members are not refused for it. ``None``: no groups."""
     # input handling
     max_body_bytes: Whole = Field(1 << 20, gt=0)
     max_rows: Whole = Field(10_000, gt=0)
@@ -443,6 +449,28 @@ class ServingConfig(_Section):
         if self.identity is not None:
             return self.identity
         return ("bearer", "header", "peer") if self.use_bearer else ("header", "peer")
+
+    @field_validator("group_by")
+    @classmethod
+    def _grouping(cls, spec: str | None) -> str | None:
+        from monitor.grouping import HEADER_NAME, HeaderGrouping, PeerGrouping, parse_grouping
+
+        if spec is None:
+            return None
+        grouping = parse_grouping(spec)  # GroupingError (a ValueError) says what to write
+        if isinstance(grouping, HeaderGrouping) and not HEADER_NAME.match(grouping.name):
+            raise ValueError(f"{spec!r}: {grouping.name!r} is not an HTTP header name")
+        if isinstance(grouping, PeerGrouping) and grouping.column is not None:
+            raise ValueError(f"{spec!r}: a log column is for offline analysis; online write "
+                             "peer or peer:/24/48")
+        return spec
+
+    @property
+    def grouping(self):
+        """The parsed ``group_by`` (:mod:`monitor.grouping`), or ``None``."""
+        from monitor.grouping import parse_grouping
+
+        return None if self.group_by is None else parse_grouping(self.group_by)
 
     @field_validator("client_header")
     @classmethod

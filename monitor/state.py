@@ -71,6 +71,9 @@ class ClientState:
     history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float16))
     prada: PradaState | None = None
     """The PRADA baseline's state (only when ``prada`` is on)."""
+    group: str | None = None
+    """The group of the client's first query that named one (:mod:`monitor.grouping`): a
+    client keeps it. Safety state: an evidence reset keeps it."""
 
     @property
     def flagged(self) -> bool:
@@ -109,6 +112,7 @@ class ClientState:
             "hashes": self.hashes, "history": self.history,
             "flag_reason": np.array([self.flag_reason or ""]),
             "flag_test": np.array([self.flag_test or ""]),
+            "group": np.array([self.group or ""]),
             "window_meta": self.window_meta,
         }
         for key, window in self.windows.items():
@@ -181,10 +185,12 @@ def _scalars(arrays) -> dict:
     score, peak, query_score, peak_query = scores[:4]
     reason = str(arrays["flag_reason"][0])
     flag_test = str(arrays["flag_test"][0]) if "flag_test" in arrays else ""
+    group = str(arrays["group"][0]) if "group" in arrays else ""
     return {"n_queries": n_queries, "n_distinct": n_distinct, "n_units": n_units,
             "score": score, "peak_score": peak, "query_score": query_score,
             "peak_query_score": peak_query, "flag_at": None if flag_at < 0 else flag_at,
             "flag_reason": reason or None, "flag_test": flag_test or None,
+            "group": group or None,
             "exposure_at": None if exposure_at < 0 else exposure_at,
             "evidence_seen": evidence_seen}
 

@@ -143,19 +143,20 @@ def _decoded_header(header: bytes) -> _Layout:
 
 
 def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
-                     exposure_points: int = 256) -> int:
+                     exposure_points: int = 256, group_chars: int = 128) -> int:
     """Upper bound in bytes of one client's encoded record for ``config`` (PRADA excluded).
 
     ``8*dedup_memory + 4*history + sum(windows)*len(detectors)`` (one byte per unit per
     test), the unit tracker's leaders and roots (``2*(48+16)*n_features`` plus their
     bookkeeping), the exposure tracker (4 bytes per reference point), ``label_change``'s
     label codes (2 bytes per leader), the ``block`` detector's counts (40 bytes; its sets
-    are the tracker's leaders), plus a fixed 1.5 KiB for scalars and the JSON header, and a
-    flag reason of up to ``reason_chars`` characters.
+    are the tracker's leaders), plus a fixed 1.5 KiB for scalars and the JSON header, a
+    flag reason of up to ``reason_chars`` characters and a group id of up to ``group_chars``
+    (:data:`monitor.grouping.MAX_GROUP_CHARS`).
 
     >>> from monitor import MonitorConfig
     >>> state_size_bound(MonitorConfig(), n_features=30)
-    11648
+    12160
     >>> state_size_bound(MonitorConfig(detectors=["density", "block"]), n_features=64) <= 16384
     True
     """
@@ -169,7 +170,7 @@ def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
     label_codes = 2 * N_LEADERS if "label_change" in c.detectors else 0
     block = 40 if "block" in c.detectors else 0
     return (8 * c.dedup_memory + 4 * c.history + sum(c.windows) * len(c.detectors) + units
-            + exposure + label_codes + block + 1536 + 4 * reason_chars)
+            + exposure + label_codes + block + 1536 + 4 * reason_chars + 4 * group_chars)
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ def merge_records(theirs: bytes, base: bytes | None, mine: bytes) -> StateRecord
     if t.flag_at is None and m.flag_at is not None:
         t.flag_at = max(0, m.flag_at + offset)
         t.flag_reason = m.flag_reason
+    t.group = t.group or m.group
     if t.exposure_at is None and m.exposure_at is not None:
         t.exposure_at = max(0, m.exposure_at + offset)
     return t.to_record()

@@ -63,12 +63,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=TRUST_HELP)
     parser.add_argument("--config", type=Path, default=None,
                         help="config file (TOML or JSON; its [monitor] table is used)")
+    parser.add_argument("--group-by", default=None, metavar="SPEC",
+                        help="group evidence, as [serving] group_by online: header:COLUMN "
+                             "(an account or tenant column), peer:COLUMN[/24[/48]] (the network "
+                             "of an address column) or cohort:SECONDS (ids whose first query "
+                             "falls in one time bucket); each group's queries are also tested "
+                             "together")
     parser.add_argument("--group-column", default=None, metavar="COLUMN",
-                        help="log column naming each client's group (account, tenant, subnet): "
-                             "each group's queries are also tested together, as "
-                             "Monitor(group_of=...) does online")
+                        help="the same as --group-by header:COLUMN")
     parser.add_argument("--group-out", type=Path, default=None, metavar="PATH",
-                        help="with --group-column: write one verdict per group here")
+                        help="with --group-by: write one verdict per group here")
     parser.add_argument("--progress", action="store_true",
                         help="show a progress bar on stderr even when it is not a terminal")
     add_log_arguments(parser)
@@ -118,6 +122,21 @@ def wants_engine(args: argparse.Namespace) -> bool:
     return args.engine == "dask" or args.out_of_core or log.is_dir() or big
 
 
+def _grouping(args: argparse.Namespace):
+    """The parsed ``--group-by`` (``--group-column COL`` is ``header:COL``), or ``None``."""
+    from monitor.grouping import GroupingError, parse_grouping
+
+    if args.group_by is not None and args.group_column is not None:
+        raise CommandError("give --group-by or --group-column, not both")
+    spec = args.group_by if args.group_column is None else f"header:{args.group_column}"
+    if spec is None:
+        return None
+    try:
+        return parse_grouping(spec)
+    except GroupingError as exc:
+        raise CommandError(f"--group-by: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from monitor.tables import check_table_path
 
@@ -125,14 +144,15 @@ def run(args: argparse.Namespace) -> int:
         check_table_path(args.out)
     except ValueError as exc:
         raise CommandError(f"--out {exc}") from None
-    if args.group_out is not None and args.group_column is None:
-        raise CommandError("--group-out needs --group-column")
+    args.grouping = _grouping(args)
+    if args.group_out is not None and args.grouping is None:
+        raise CommandError("--group-out needs --group-by (or --group-column)")
     profile = load_profile(args.profile)
     config = load_settings(args.config).monitor
     model = load_model_file(args.model, args.trust, profile)
     if wants_engine(args):
-        if args.group_column is not None:
-            raise CommandError("--group-column needs the whole log in one process: groups "
+        if args.grouping is not None:
+            raise CommandError("--group-by needs the whole log in one process: groups "
                                "span partitions; drop --engine/--out-of-core")
         return _run_partitioned(args, profile, config, model)
     return _run_in_memory(args, profile, config, model)
@@ -143,20 +163,22 @@ def _run_in_memory(args, profile, config, model) -> int:
     from monitor.analyze import (
         analyze_log,
         attach_kept,
-        client_groups,
         group_table,
+        groups_by,
         summary_line,
     )
     from monitor.errors import InvalidInput
     from monitor.logs import LogError, read_log
     from monitor.tables import with_client_column, write_table
 
-    extra = [args.group_column] if args.group_column else []
+    grouping = args.grouping
+    column = getattr(grouping, "name", None) or getattr(grouping, "column", None)
+    extra = [column] if column else []
     columns = log_columns(args, profile)
     try:
         log = read_log(args.log, profile.schema_, len(profile.classes_), extra=extra,
                        columns=columns)
-        groups = client_groups(log, args.group_column) if args.group_column else None
+        groups = groups_by(log, grouping) if grouping is not None else None
     except LogError as exc:
         raise CommandError(str(exc)) from exc
     monitor = Monitor(profile, config=config, model=model,
@@ -164,14 +186,14 @@ def _run_in_memory(args, profile, config, model) -> int:
     warn_no_evidence(monitor, log)
     try:
         with progress_bar(args) as bar:
-            table = analyze_log(log, monitor, on_progress=bar, group_column=args.group_column)
+            table = analyze_log(log, monitor, on_progress=bar, groups=groups)
     except InvalidInput as exc:
         raise CommandError(f"{args.log.name}: {exc}") from exc
     table = attach_kept(table, log, columns.keep)
     write_table(with_client_column(table, log.client_column), args.out)
     log_flagged(table)
     line = f"{summary_line(table, log.n_skipped_nonfinite)}; verdicts written to {args.out}"
-    if args.group_column:
+    if grouping is not None:
         groups_table = group_table(monitor)
         line += f"; {int(groups_table['flagged'].sum())} of {len(groups_table)} groups flagged"
         if args.group_out is not None:

@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, unquote
 
 import anyio.to_thread
 
+from monitor.monitor import GROUP_PREFIX
 from monitor.serving.responses import send_bytes, send_error, send_json
 from monitor.stores.base import SORTS, StoreUnavailable, StoreWriteError
 
@@ -180,7 +181,8 @@ class AdminAPI:
         total, ids = self.monitor.store.page(offset, limit, sort,
                                              None if flagged is None else flagged == "true")
         return {"total": total, "offset": offset, "limit": limit, "sort": sort,
-                "clients": [self.monitor.verdict(c).listed() for c in ids]}
+                "clients": [{**self.monitor.verdict(c).listed(),
+                             "group": c.startswith(GROUP_PREFIX)} for c in ids]}
 
     def _lookup(self, request: Any) -> dict[str, Any]:
         if not isinstance(request, dict) or len(request) != 1 or not isinstance(

@@ -28,7 +28,8 @@ import hmac
 import ipaddress
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -153,6 +154,49 @@ class ClientIdentifier:
                 return self.hash_key(found[source])
         raise IdentityError(f"the request carries no identity (expected "
                             f"{' or '.join(self.sources)})")
+
+
+class GroupResolver:
+    """Map a request to its group id, as ``[serving] group_by`` says (:mod:`monitor.grouping`).
+
+    ``header:NAME`` and ``peer`` groups derive from a key or an address, so their ids are
+    hashed with the deployment salt like client ids (``tenant-`` / ``net-`` and 24 hex
+    digits); ``peer`` reads the peer address as client identity does (forwarding headers
+    only from ``trusted_proxies``). ``cohort:SECONDS`` groups are time buckets
+    (``cohort-N``) of the request's arrival; the monitor keeps each client's first group,
+    so a cohort is the ids first seen in one bucket. A request without the header (or a
+    peer that is not an IP address) has no group; the header sent twice is ambiguous
+    (:class:`IdentityError`). Group ids are never metric labels.
+
+    >>> from monitor.grouping import parse_grouping
+    >>> ident = ClientIdentifier(salt="demo")
+    >>> by_net = GroupResolver(parse_grouping("peer"), ident)
+    >>> a = by_net({"headers": [], "client": ("10.0.0.5", 1)})
+    >>> a == by_net({"headers": [], "client": ("10.0.0.77", 2)}), a.startswith("net-")
+    (True, True)
+    >>> GroupResolver(parse_grouping("cohort:60"), ident, clock=lambda: 130.0)({})
+    'cohort-2'
+    >>> GroupResolver(parse_grouping("header:X-Tenant"), ident)({"headers": []}) is None
+    True
+    """
+
+    def __init__(self, grouping, identifier: ClientIdentifier,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.grouping = grouping
+        self.identifier = identifier
+        self.clock = clock
+        self._header = grouping.name.lower().encode() if grouping.kind == "header" else b""
+
+    def __call__(self, scope: dict) -> str | None:
+        kind = self.grouping.kind
+        if kind == "cohort":
+            return self.grouping.group(self.clock())
+        if kind == "peer":
+            network = self.grouping.group(self.identifier.peer_address(scope))
+            return None if network is None else self.identifier._hash("net", network)
+        value = self.identifier._single(scope, self._header)
+        group = self.grouping.group(value.decode("latin-1") if value is not None else None)
+        return None if group is None else self.identifier._hash("tenant", group)
 
 
 def _headers(scope: dict) -> dict[bytes, bytes]:

@@ -101,6 +101,8 @@ class ServingMetrics:
         self.queries = Counter(f"{PREFIX}_queries", "Query rows observed by the monitor.",
                                registry=r)
         self.flags = Counter(f"{PREFIX}_flags", "Clients newly flagged.", registry=r)
+        self.group_flags = Counter(f"{PREFIX}_group_flags",
+                                   "Groups ([serving] group_by) newly flagged.", registry=r)
         self.flagged_clients = Gauge(f"{PREFIX}_flagged_clients",
                                      "Clients currently flagged.", registry=r, **shared)
         self.clients = Gauge(f"{PREFIX}_clients", "Clients the monitor tracks.", registry=r,

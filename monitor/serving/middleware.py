@@ -28,7 +28,7 @@ from monitor.serving.alerts import Alerter
 from monitor.serving.extractors import DEFAULT_EXTRACTORS
 from monitor.serving.health import FlagCache, Silence, StoreHealth
 from monitor.serving.http import carries_body
-from monitor.serving.identity import ClientIdentifier, resolve_salt
+from monitor.serving.identity import ClientIdentifier, GroupResolver, resolve_salt
 from monitor.serving.metrics import ServingMetrics
 from monitor.serving.policy import EnforcementPolicy
 from monitor.serving.responder import MonitoredRequest, Notices, RequestContext, RowReader
@@ -104,7 +104,10 @@ class ExtractionMonitorMiddleware:
             reader=reader, calls=calls,
             flags=FlagReader(monitor, calls, cache, config.flag_refresh_seconds),
             health=health, silence=self.silence, metrics=self.metrics, alerter=alerter,
-            notices=Notices(self.metrics))
+            notices=Notices(self.metrics), group_of=None if config.grouping is None else
+            GroupResolver(config.grouping, ClientIdentifier(
+                salt, config.client_header, trusted_proxies=config.trusted_proxies,
+                sources=config.identity_sources)))
         token = admin_token if admin_token is not None else env.admin_token
         self.admin = AdminAPI(monitor, policy, alerter, self.metrics, token or None,
                               config.metrics_require_token, identifier=identify,

@@ -180,6 +180,20 @@ class Notices:
                            "Monitor(model=...))")
 
 
+def newly_flagged_group(group: dict[str, Any], n_rows: int) -> bool:
+    """Whether the ``n_rows`` rows just observed raised the flag of ``group`` (a verdict's
+    ``group`` entry): each group flag is announced once, by the request that raised it.
+
+    >>> newly_flagged_group({"flagged": True, "flag_at": 9, "n_queries": 10}, 3)
+    True
+    >>> newly_flagged_group({"flagged": True, "flag_at": 4, "n_queries": 10}, 3)
+    False
+    """
+    flag_at = group.get("flag_at")
+    return bool(group.get("flagged") and flag_at is not None
+                and group["n_queries"] - n_rows <= flag_at < group["n_queries"])
+
+
 @dataclass(frozen=True)
 class RequestContext:
     """What a monitored request needs from its middleware, and nothing else: the app, the
@@ -199,6 +213,9 @@ class RequestContext:
     metrics: ServingMetrics
     alerter: Alerter
     notices: Notices
+    group_of: Callable[[dict], str | None] | None = None
+    """The request's group (``[serving] group_by``: a
+    :class:`~monitor.serving.identity.GroupResolver`), or ``None``: no groups."""
 
 
 @dataclass(frozen=True)
@@ -224,11 +241,14 @@ class MonitoredRequest:
         self.route, self.method = route, method
         self.started = time.perf_counter()
         self.client_id: str | None = None
+        self.group: str | None = None
 
     async def run(self) -> None:
         ctx = self.ctx
         try:
             self.client_id = ctx.identify(self.scope)
+            if ctx.group_of is not None:
+                self.group = ctx.group_of(self.scope)
         except IdentityError as exc:
             await self.reject(400, "identity", str(exc))
             return
@@ -372,7 +392,10 @@ class MonitoredRequest:
                             ) -> tuple[Any, Decision]:
         """The verdict on these rows and the policy's decision on it, in one call (a
         decision that starts a throttle writes to the store)."""
-        verdict = self.ctx.monitor.observe(self.client_id, X, answers)
+        if self.ctx.group_of is None:
+            verdict = self.ctx.monitor.observe(self.client_id, X, answers)
+        else:
+            verdict = self.ctx.monitor.observe(self.client_id, X, answers, group=self.group)
         return verdict, self.ctx.policy.after_verdict(self.client_id, verdict, n_rows)
 
     def _act_on(self, verdict, decision: Decision, n_rows: int) -> None:
@@ -392,6 +415,25 @@ class MonitoredRequest:
             actions = set(ctx.options.exposure_actions)
             self._announce("exposure_limit_reached", verdict, "log" in actions,
                            "alert" in actions)
+        group = getattr(verdict, "group", None)
+        if group is not None and newly_flagged_group(group, n_rows):
+            self._announce_group(verdict, group)
+
+    def _announce_group(self, verdict, group: dict[str, Any]) -> None:
+        """A group newly flagged by this request: logged and alerted as the ``log`` and
+        ``alert`` levels say for its peak score; its members are not refused for it."""
+        ctx = self.ctx
+        ctx.metrics.group_flags.inc()
+        peak = float(group["peak_score"])
+        if ctx.policy.logs(peak):
+            log_event(logger, "group_flagged", client_id=self.client_id,
+                      group_id=group["group_id"], score=peak,
+                      threshold=float(verdict.threshold), reason=group["reason"],
+                      action="alert", n_queries=int(group["n_queries"]),
+                      flag_at=group["flag_at"], exposure=group["exposure"])
+        if ctx.policy.alerts(peak):
+            ctx.alerter.notify({**group, "client_id": self.client_id,
+                                "threshold": float(verdict.threshold)}, "group_flagged")
 
     def _announce(self, event: str, verdict, log: bool, alert: bool,
                   action: str | None = None) -> None:
