@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-MAX_GROUP_CHARS = 128
+MAX_GROUP_CHARS = 64
 """Longest group id the monitor keeps (longer values are refused: ids are state, not data)."""
 FORMS = "header:NAME, peer, peer:/24 (or peer:COLUMN/24 offline) or cohort:SECONDS"
 """What :func:`parse_grouping` accepts, as its errors say it."""

@@ -143,7 +143,7 @@ def _decoded_header(header: bytes) -> _Layout:
 
 
 def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
-                     exposure_points: int = 256, group_chars: int = 128) -> int:
+                     exposure_points: int = 256, group_chars: int = 64) -> int:
     """Upper bound in bytes of one client's encoded record for ``config`` (PRADA excluded).
 
     ``8*dedup_memory + 4*history + sum(windows)*len(detectors)`` (one byte per unit per
@@ -156,7 +156,7 @@ def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
 
     >>> from monitor import MonitorConfig
     >>> state_size_bound(MonitorConfig(), n_features=30)
-    12160
+    11904
     >>> state_size_bound(MonitorConfig(detectors=["density", "block"]), n_features=64) <= 16384
     True
     """
