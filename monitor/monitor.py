@@ -412,7 +412,7 @@ class Monitor:
         # per-query detectors first: their p-values also tell the units which queries escalate
         if group_pvalues is None:
             per_query = self._pvalues(self._per_query, queries, state, precomputed, distinct)
-            per_query = self.rounding.adjust(per_query, X)  # rounded rows: the rounded null
+            per_query = self.rounding.adjust(per_query, X, queries)  # rounded rows' null
             per_query = self.scaling.adjust(  # and taken back by the client's unit change
                 per_query, X, state.detector_state[self.scaling.name])
         else:  # a group: its member's p-values, judged with the member's own nulls

@@ -166,6 +166,7 @@ class Profile:
         held_out = cal if cal is not None else train
         self._calibrate_drift(data, rng)
         self._calibrate_rounding(data, np.random.default_rng([self.seed, 3]))
+        self._calibrate_wiping_grids(data)
         self.exposure_ = {}
         if self.exposure_points > 0:
             from monitor.exposure import ExposureTracker
@@ -180,13 +181,17 @@ class Profile:
                       "sklearn": sklearn.__version__, "python": platform.python_version()}
         return self
 
-    def model_calls(self, model, calibration: bool, labels: bool = True) -> int:
+    def model_calls(self, model, calibration: bool, labels: bool = True,
+                    rows: Rows | None = None) -> int:
         """Model calls (fit, predict, predict_proba, decision_function) :meth:`fit` makes
         calibrating with these parameters — what a progress bar over them counts to.
         ``calibration``: a calibration split is given; ``labels``: training labels are
         given (else the model labels the training rows once). The missing-value probes of
         :meth:`FeatureSchema.fit <monitor.features.FeatureSchema.fit>` (one call per probe
-        the model answers) are not included: they depend on the data.
+        the model answers) are not included: they depend on the data. Nor, unless ``rows``
+        (the training and calibration rows, validated) are given or the profile is fitted, are the
+        margins on rows rounded to a grid that wipes a column out (one call per split and
+        grid, :meth:`_calibrate_wiping_grids`): their decimals decide those grids.
 
         >>> from sklearn.linear_model import LogisticRegression
         >>> model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
@@ -200,10 +205,17 @@ class Profile:
         answers = int(task == "classification" and not margins)  # labels without margins
         folds = self.n_folds if (self.cross_fit or not calibration) else 0
         splits = int(calibration) + folds
+        if rows is not None:
+            from monitor.rounding import wiping_grids
+
+            wiping = len(wiping_grids(rows.X, rows.schema.numeric_mask))
+        else:
+            wiping = len(getattr(self, "wiped_calibration_", {}))
         return (int(calibration) * (margins + answers)  # margins (or labels), calibration split
                 + (folds > 0 and not labels)          # the model labels the training rows
                 + folds * (1 + margins + answers)     # each fold's clone: fit, margins/labels
                 + self.drift_draws * splits * margins  # margins on each drifted split
+                + wiping * splits * margins           # margins on each wiping grid's split
                 + int(self.exposure_points > 0))      # labels for exposure accounting
 
     def _boundary_kind(self) -> str:
@@ -344,6 +356,37 @@ class Profile:
             self.calibration_[name]["rounded_surprise"] = np.asarray(members, np.float32)
             self.calibration_[name]["rounded_decimals"] = np.asarray(decimals, np.int64)
 
+    def _calibrate_wiping_grids(self, data) -> None:
+        """For each grid that wipes a column out (:func:`~monitor.rounding.wiping_grids`), the
+        per-query detectors calibrated on held-out rows rounded to it, measured against
+        reference rows rounded to it too: ``wiped_calibration_[grid][detector]``. The boundary
+        detector reads the margins of each split's model on its rounded rows: one model call
+        per split and grid where the answers are margins (:meth:`model_calls`)."""
+        from monitor.detectors import REGISTRY, CalibrationData, HeldOutSplit
+        from monitor.rounding import round_scaled, wiping_grids
+
+        self.wiped_calibration_ = {}
+        names = [name for name, cls in REGISTRY.items()
+                 if not cls.stateful and not getattr(cls, "needs_stream", False)]
+        answered = any(getattr(REGISTRY[name], "reads_answers", False) for name in names)
+        pooled = np.concatenate([split.X for split in data.splits])
+        numeric = self.schema_.numeric_mask
+        for r in wiping_grids(pooled, numeric) if names else []:
+            splits = []
+            for split in data.splits:
+                X = np.where(numeric, np.round(split.X, r), split.X)
+                proba, decision = (self._margins(split.model, Rows(X, self.schema_))
+                                   if answered and split.model is not None else (None, None))
+                splits.append(HeldOutSplit(
+                    X=X, Z=self.transform(X), proba=proba, tree=split.tree, decision=decision,
+                    reference=round_scaled(split.reference, self.space_, r),
+                    source=f"{split.source} rounded to {r} decimals"))
+            rounded = CalibrationData(splits=splits, k_neighbors=data.k_neighbors,
+                                      scale=data.scale,
+                                      reference=round_scaled(data.reference, self.space_, r))
+            self.wiped_calibration_[r] = {name: dict(REGISTRY[name].calibrate(rounded))
+                                          for name in names}
+
     def unit_radius(self) -> float:
         """The evidence-unit radius (:mod:`monitor.units`): a low quantile of held-out rows'
         distances to their nearest training row, from the ``chain`` calibration."""
@@ -394,6 +437,9 @@ class Profile:
         for detector, values in self.calibration_.items():
             arrays.update({f"calibration.{detector}.{key}": v for key, v in values.items()})
         arrays.update({f"exposure.{key}": v for key, v in self.exposure_.items()})
+        for grid, detectors in self.wiped_calibration_.items():
+            arrays.update({f"wiped.{grid}.{detector}.{key}": v
+                           for detector, values in detectors.items() for key, v in values.items()})
         if self.tree_ is not None:
             arrays.update(self.tree_.to_arrays())
         np.savez_compressed(path / "arrays.npz", **arrays)
@@ -438,6 +484,12 @@ class Profile:
             profile.tree_ = TreeGeometry.from_arrays(arrays)
             profile.exposure_ = {key.split(".", 1)[1]: arrays[key] for key in arrays.files
                                  if key.startswith("exposure.")}
+            profile.wiped_calibration_ = {}  # none in profiles saved before them
+            for key in arrays.files:
+                if key.startswith("wiped."):
+                    _, grid, detector, name = key.split(".", 3)
+                    profile.wiped_calibration_.setdefault(int(grid), {}).setdefault(
+                        detector, {})[name] = arrays[key]
             if version == LEGACY_FORMAT_VERSION:
                 profile.calibration_ = _legacy_calibration(arrays)
             else:

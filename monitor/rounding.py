@@ -19,6 +19,16 @@ itself: all its values are multiples of ``10**-r``. So the null is chosen per qu
   — tail-aware ranks (:mod:`monitor.tails`), so ``p'`` is a valid p-value under every member
   that could have produced the row, and under the plain null (it is never below ``p``).
 
+**Grids that wipe a column out.** A grid may be coarser than a column's spread (breast-cancer
+smoothness, 0.10 +- 0.014, stored with one decimal is 0.1 for nearly every record): such
+rounded records are not the data drifted a little but other data, far off the training rows in
+that column, and the members above would widen the null until rounded *uniform* queries pass
+too. A row on such a grid (:func:`wiping_grids`) is instead judged by the density-type
+detectors refitted on the profile's reference rows rounded to the same grid and calibrated on
+held-out rows rounded to it (``Profile.wiped_calibration_``, :class:`WipedGridNull`): under
+the null "a benign record, rounded", its p-value is exact, and the wiped column still counts
+(a rounded query whose value there is one the rounded data rarely has is still far off).
+
 Rows off every grid (continuous data, synthetic queries, most natural records) are untouched
 and cost one vectorised check. What this gives up: a client that rounds its queries to a
 kept grid gets the rounded null's weaker evidence; rounding also costs it the detail it
@@ -96,6 +106,44 @@ def kept_grids(X: np.ndarray, numeric: np.ndarray) -> list[int]:
     return kept
 
 
+def wiping_grids(X: np.ndarray, numeric: np.ndarray) -> list[int]:
+    """The grids of :data:`DECIMALS` that drop at least :data:`MIN_GRID_DIGITS` digits of
+    held-out rows ``X`` but whose step is wider than :data:`MAX_STEP_SPREAD` standard
+    deviations of a column they change (so :func:`kept_grids` leaves them out): a benign
+    client's records rounded to one of them are judged by :class:`WipedGridNull`.
+
+    >>> rng = np.random.default_rng(0)
+    >>> wiping_grids(np.round(rng.normal(0, [0.3, 50.0], size=(100, 2)), 3), np.array([True, True]))
+    [0]
+    """
+    if not numeric.any():
+        return []
+    decimals = feature_decimals(X[:, numeric])
+    kept = set(kept_grids(X, numeric))
+    return [r for r in DECIMALS if r not in kept
+            and np.maximum(decimals - r, 0).sum() >= MIN_GRID_DIGITS]
+
+
+def round_scaled(Z: np.ndarray, space, decimals: int) -> np.ndarray:
+    """Scaled rows ``Z`` (of :class:`~monitor.features.FeatureSpace` ``space``) with their
+    numeric coordinates rounded to ``decimals`` places in the data's own units.
+
+    >>> from monitor.features import FeatureSchema, FeatureSpace
+    >>> X = np.array([[0.12, 10.0], [0.31, 30.0]])
+    >>> schema = FeatureSchema.numeric(["a", "b"])
+    >>> space = FeatureSpace.fit(schema, X)
+    >>> bool(np.allclose(round_scaled(space.transform(X), space, 1), space.transform(np.round(X, 1))))
+    True
+    """
+    Z = np.array(Z, dtype=np.float64)
+    columns = np.arange(Z.shape[1]) if space.plain else space.numeric  # first in Z, in order
+    n = len(columns)
+    center, scale = space.center[columns], space.scale[columns]
+    X = np.round(Z[:, :n] * scale + center, decimals)
+    Z[:, :n] = (X - center) / scale
+    return Z
+
+
 def _on_grid(X: np.ndarray, decimals: int) -> np.ndarray:
     """Elementwise: the value is a multiple of ``10**-decimals`` (missing values are)."""
     scaled = X * 10.0**decimals
@@ -151,6 +199,36 @@ class RoundedMembers:
         return adjusted
 
 
+class WipedGridNull:
+    """Per wiping grid (:func:`wiping_grids`), the per-query detectors bound to the profile's
+    reference rows rounded to that grid, with the calibration the profile measured on held-out
+    rows rounded to it (``Profile.wiped_calibration_``; the boundary detector's from the
+    answers of the models that did not train on them)."""
+
+    def __init__(self, profile, detectors: Sequence[str]) -> None:
+        import copy
+
+        from monitor.detectors import REGISTRY
+
+        self.detectors: dict[int, list] = {}
+        for grid, calibration in getattr(profile, "wiped_calibration_", {}).items():
+            view = copy.copy(profile)  # the profile, as rows rounded to ``grid`` are measured
+            view.reference_ = round_scaled(profile.reference_, profile.space_,
+                                           grid).astype(np.float32)
+            view.calibration_ = calibration
+            bound = [REGISTRY[name](view) for name in detectors if name in calibration]
+            if bound:
+                self.detectors[int(grid)] = bound
+
+    @property
+    def grids(self) -> list[int]:
+        return sorted(self.detectors)
+
+    def pvalues(self, grid: int, queries) -> dict[str, np.ndarray]:
+        """Each bound detector's p-values for the rows of Batch ``queries``, all on ``grid``."""
+        return {detector.name: detector.pvalues(queries) for detector in self.detectors[grid]}
+
+
 class RoundingNull:
     """Per-query null for rounded queries (module docstring), for the detectors a profile
     calibrated on rounded held-out data.
@@ -162,8 +240,8 @@ class RoundingNull:
     >>> X = rng.normal(size=(300, 4)); y = (X[:, 0] > 0).astype(int)
     >>> profile = Profile(seed=0).fit(LogisticRegression().fit(X, y), X, y)
     >>> null = RoundingNull(profile, ["density"])
-    >>> null.grids  # integers would wipe out features of spread 1
-    [1, 2, 3]
+    >>> null.grids, null.wiped.grids  # integers wipe out features of spread 1: own null
+    ([0, 1, 2, 3], [0])
     >>> p = {"density": np.array([1e-6, 1e-6])}
     >>> adjusted = null.adjust(p, np.array([[1.0, 2.0, 0.0, -1.0], [0.1234567, 1, 2, 3]]))
     >>> bool(adjusted["density"][0] > 1e-6), float(adjusted["density"][1])
@@ -175,26 +253,38 @@ class RoundingNull:
         self.members = {name: members for name in detectors
                         if (members := RoundedMembers.from_calibration(
                             calibration.get(name, {}))) is not None}
-        self.grids = sorted({int(d) for m in self.members.values() for d in m.decimals})
+        self.wiped = WipedGridNull(profile, detectors)
+        self.grids = sorted({int(d) for m in self.members.values() for d in m.decimals}
+                            | set(self.wiped.grids))
         self.numeric = np.asarray(profile.schema_.numeric_mask, bool)
 
-    def adjust(self, pvalues: dict[str, np.ndarray], X: np.ndarray) -> dict[str, np.ndarray]:
+    def adjust(self, pvalues: dict[str, np.ndarray], X: np.ndarray,
+               queries=None) -> dict[str, np.ndarray]:
         """``pvalues`` (detector name → one per row of ``X``) with the rows that lie on a
-        kept grid judged against the rounded members; the same dict when none does."""
-        if not self.members:
+        kept grid judged against the rounded members, and those whose coarsest grid wipes a
+        column out measured again by :class:`WipedGridNull` (from ``queries``, the rows'
+        :class:`~monitor.detectors.base.Batch`); the same dict when no row is on a grid."""
+        if not self.grids:
             return pvalues
         grid = coarsest_grid(X, self.numeric, self.grids)
-        rows = np.flatnonzero(grid >= 0)
-        if not len(rows):
+        wiped = (np.isin(grid, self.wiped.grids) if queries is not None
+                 else np.zeros(len(X), bool))
+        rows = np.flatnonzero((grid >= 0) & ~wiped)
+        if not len(rows) and not wiped.any():
             return pvalues
-        adjusted = dict(pvalues)
+        adjusted = {name: np.array(p, dtype=np.float64) for name, p in pvalues.items()}
         for name, members in self.members.items():
-            if name in adjusted:
-                p = np.array(adjusted[name], dtype=np.float64)
-                p[rows] = members.adjust(p[rows], grid[rows])
-                adjusted[name] = p
+            if name in adjusted and len(rows):
+                adjusted[name][rows] = members.adjust(adjusted[name][rows], grid[rows])
+        for r in self.wiped.grids:
+            on = np.flatnonzero(wiped & (grid == r))
+            if len(on):
+                for name, p in self.wiped.pvalues(r, queries.take(on)).items():
+                    if name in adjusted:
+                        adjusted[name][on] = p
         return adjusted
 
 
 __all__ = ["DECIMALS", "MAX_STEP_SPREAD", "MIN_GRID_DIGITS", "ROUNDED_DRAWS", "RoundedMembers", "RoundingNull",
+           "WipedGridNull", "round_scaled", "wiping_grids",
            "coarsest_grid", "feature_decimals", "kept_grids"]

@@ -239,8 +239,10 @@ def run(args: argparse.Namespace) -> int:
     cross_fit = not args.no_cross_fit
     params = {"n_folds": args.folds, "cross_fit": cross_fit, "drift_draws": args.drift_draws,
               "max_reference": args.reference_rows, "seed": args.seed}
-    total = len(probes) + Profile(**params).model_calls(model, calibration=X_cal is not None,
-                                                        labels=y_train is not None)
+    pooled = X_train if X_cal is None else pd.concat([X_train, X_cal], ignore_index=True)
+    total = len(probes) + Profile(**params).model_calls(
+        model, calibration=X_cal is not None, labels=y_train is not None,
+        rows=schema.rows(pooled, "training and calibration data"))
     try:
         with Progress("fitting the profile", total=total, unit="model calls") as bar, \
                 count_calls(lambda kind: bar.advance()) as key, \

@@ -121,3 +121,28 @@ def test_model_calls_is_what_fitting_calls(kind, calibration, labels, cross_fit)
                     X_cal=X_cal, y_cal=y_cal)
     probes = int(kind == "tree")
     assert len(calls) == profile.model_calls(model, calibration, labels) + probes, calls
+
+
+def test_model_calls_counts_the_margins_on_grids_that_wipe_a_column_out():
+    """Rounded to 1 decimal, a column of spread 0.014 is wiped out: the profile asks the model
+    for margins on each split rounded to such a grid, and the estimate made before fitting
+    (the profile command's progress bar) counts them from the rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    from monitor.features import FeatureSchema
+    from monitor.named_features import count_calls, with_feature_names
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(0.1, 0.014, 240), rng.normal(50, 10, (240, 2))]).round(4)
+    y = (X[:, 1] > 50).astype(int)
+    model = LogisticRegression().fit(X[:160], y[:160])
+    profile = Profile(n_folds=3, drift_draws=2)
+    rows = FeatureSchema.fit(X).rows(X, "rows")
+    before = profile.model_calls(model, calibration=True, rows=rows)
+    calls: list[str] = []
+    with count_calls(calls.append) as key:
+        profile.fit(with_feature_names(model, calls=key), X[:160], y[:160],
+                    X_cal=X[160:], y_cal=y[160:])
+    assert sorted(profile.wiped_calibration_) == [0, 1]
+    assert len(calls) == before == profile.model_calls(model, calibration=True)
+    assert before == Profile(n_folds=3, drift_draws=2).model_calls(model, True) + 2 * 4
