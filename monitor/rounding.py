@@ -91,19 +91,21 @@ def kept_grids(X: np.ndarray, numeric: np.ndarray) -> list[int]:
     >>> kept_grids(np.round(rng.normal(0, [0.3, 50.0], size=(100, 2)), 3), np.array([True, True]))
     [1]
     """
+    return [r for r, wipes in _coarse_grids(X, numeric).items() if not wipes]
+
+
+def _coarse_grids(X: np.ndarray, numeric: np.ndarray) -> dict[int, bool]:
+    """Each grid of :data:`DECIMALS` that drops at least :data:`MIN_GRID_DIGITS` of the
+    digits the numeric columns of ``X`` have (coarsest first), and whether its step is wider
+    than :data:`MAX_STEP_SPREAD` standard deviations of a column it changes."""
     if not numeric.any():
-        return []
+        return {}
     values = X[:, numeric]
     decimals = feature_decimals(values)
     with np.errstate(invalid="ignore"):
         spread = np.nanstd(values, axis=0)
-    kept = []
-    for r in DECIMALS:
-        changed = decimals > r
-        if (np.maximum(decimals - r, 0).sum() >= MIN_GRID_DIGITS
-                and np.all(10.0**-r <= MAX_STEP_SPREAD * spread[changed])):
-            kept.append(r)
-    return kept
+    return {r: bool(np.any(10.0**-r > MAX_STEP_SPREAD * spread[decimals > r]))
+            for r in DECIMALS if np.maximum(decimals - r, 0).sum() >= MIN_GRID_DIGITS}
 
 
 def wiping_grids(X: np.ndarray, numeric: np.ndarray) -> list[int]:
@@ -116,12 +118,7 @@ def wiping_grids(X: np.ndarray, numeric: np.ndarray) -> list[int]:
     >>> wiping_grids(np.round(rng.normal(0, [0.3, 50.0], size=(100, 2)), 3), np.array([True, True]))
     [0]
     """
-    if not numeric.any():
-        return []
-    decimals = feature_decimals(X[:, numeric])
-    kept = set(kept_grids(X, numeric))
-    return [r for r in DECIMALS if r not in kept
-            and np.maximum(decimals - r, 0).sum() >= MIN_GRID_DIGITS]
+    return [r for r, wipes in _coarse_grids(X, numeric).items() if wipes]
 
 
 def round_scaled(Z: np.ndarray, space, decimals: int) -> np.ndarray:
@@ -267,7 +264,7 @@ class RoundingNull:
         if not self.grids:
             return pvalues
         grid = coarsest_grid(X, self.numeric, self.grids)
-        wiped = (np.isin(grid, self.wiped.grids) if queries is not None
+        wiped = (np.isin(grid, self.wiped.grids) if queries is not None and self.wiped.grids
                  else np.zeros(len(X), bool))
         rows = np.flatnonzero((grid >= 0) & ~wiped)
         if not len(rows) and not wiped.any():

@@ -143,7 +143,7 @@ def _decoded_header(header: bytes) -> _Layout:
 
 
 def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
-                     exposure_points: int = 256, group_chars: int = 64) -> int:
+                     exposure_points: int = 256, group_chars: int | None = None) -> int:
     """Upper bound in bytes of one client's encoded record for ``config`` (PRADA excluded).
 
     ``8*dedup_memory + 4*history + sum(windows)*len(detectors)`` (one byte per unit per
@@ -160,10 +160,12 @@ def state_size_bound(config=None, n_features: int = 0, reason_chars: int = 256,
     >>> state_size_bound(MonitorConfig(detectors=["density", "block"]), n_features=64) <= 16384
     True
     """
+    from monitor.grouping import MAX_GROUP_CHARS
     from monitor.settings import MonitorConfig
     from monitor.units import N_LEADERS, N_ROOTS, N_VARIANTS
 
     c = config or MonitorConfig()
+    group_chars = MAX_GROUP_CHARS if group_chars is None else group_chars
     units = 2 * (N_LEADERS + N_ROOTS) * n_features + 2 * N_LEADERS + 10 * N_ROOTS \
         + 8 * N_VARIANTS + 8
     exposure = 4 * exposure_points if c.exposure else 0
