@@ -9,6 +9,9 @@ the mean, over ``--repeats`` distinct new rows, single-threaded BLAS, measured s
 Run:  .venv/bin/python benchmarks/per_query_cost.py          (a few minutes; PRADA's 100k
                                                              pre-fill dominates)
       .venv/bin/python benchmarks/per_query_cost.py --quick  (histories up to 10k, < 1 min)
+      .venv/bin/python benchmarks/per_query_cost.py --quick --anchor /tmp/base
+           (also the one-row observe of the code of checkout /tmp/base, side by side: ours
+           and the anchor each in a worker process, timed in alternating blocks of rows)
 Writes benchmarks/results/per_query_cost.{json,md}.
 """
 
@@ -20,7 +23,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from offline_throughput import digits_profile, public_like_rows, write_results  # noqa: E402
@@ -38,12 +45,81 @@ def timed_us(fn, rows) -> tuple[float, float]:
     return float(np.median(times) * 1e6), float(np.mean(times) * 1e6)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK_ROWS = 50
+"""Rows timed per turn when ours and the anchor alternate."""
+
+
+def serve_timings(history: int, repeats: int) -> None:
+    """Worker mode (``--worker``): the monitor of this process's tree after ``history`` rows;
+    each line on stdin is a count of next rows to observe one at a time, answered with their
+    times (seconds, a JSON list)."""
+    from monitor import Monitor
+
+    victim, profile = digits_profile()
+    rng = np.random.default_rng(0)
+    X = public_like_rows(victim, history + repeats, rng)
+    P = victim.model.predict_proba(X)
+    mon = Monitor(profile)
+    for start in range(0, history, 50_000):
+        mon.observe("c", X[start:min(history, start + 50_000)],
+                    P[start:min(history, start + 50_000)])
+    i = history
+    print("ready", flush=True)
+    for line in sys.stdin:
+        times = []
+        for _ in range(int(line)):
+            start = time.perf_counter()
+            mon.observe("c", X[i], P[i:i + 1])
+            times.append(time.perf_counter() - start)
+            i += 1
+        print(json.dumps(times), flush=True)
+
+
+def side_by_side(anchor: Path, history: int, repeats: int) -> dict:
+    """One-row observe p50 of ours and of the anchor tree, in worker processes timed in
+    alternating blocks (ours, anchor, anchor, ours, ...: no order bias)."""
+    trees = {"ours": ROOT, "anchor": anchor.resolve()}
+    workers = {
+        who: subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", str(history),
+             "--repeats", str(repeats)], cwd=str(tree), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'benchmarks'}"})
+        for who, tree in trees.items()}
+    try:
+        for worker in workers.values():
+            if worker.stdout.readline().strip() != "ready":
+                raise RuntimeError("a timing worker failed to start")
+        times: dict[str, list[float]] = {who: [] for who in workers}
+        for turn, start in enumerate(range(0, repeats, BLOCK_ROWS)):
+            order = list(workers) if turn % 2 == 0 else list(workers)[::-1]
+            for who in order:
+                workers[who].stdin.write(f"{min(BLOCK_ROWS, repeats - start)}\n")
+                workers[who].stdin.flush()
+                times[who] += json.loads(workers[who].stdout.readline())
+    finally:
+        for worker in workers.values():
+            worker.stdin.close()
+            worker.wait()
+    ours, theirs = (float(np.median(times[w]) * 1e6) for w in ("ours", "anchor"))
+    return {"history": history, "ours_p50_us": ours, "anchor_p50_us": theirs,
+            "ours_over_anchor": ours / theirs}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--anchor", type=Path, default=None, metavar="TREE",
+                        help="also time the one-row observe of the code in checkout TREE, "
+                             "side by side with ours")
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker is not None:
+        serve_timings(args.worker, args.repeats or 300)
+        return {}
     from monitor import Monitor
     from monitor.baselines.prada import PradaState
 
@@ -78,6 +154,14 @@ def main(argv: list[str] | None = None) -> dict:
               f"PRADA/ours {theirs / ours:5.2f}x | mean ours {ours_mean:7.1f} us, PRADA "
               f"{theirs_mean:7.1f} us (its Shapiro-Wilk test runs every 10th query) | state ours {state.nbytes():,} B, "
               f"PRADA {prada.nbytes():,} B")
+    anchored = []
+    if args.anchor is not None:
+        for history in histories:
+            anchored.append(side_by_side(args.anchor, history, repeats))
+            a = anchored[-1]
+            print(f"history {history:>7,}: side by side, ours p50 {a['ours_p50_us']:8.1f} us | "
+                  f"anchor p50 {a['anchor_p50_us']:8.1f} us | ours/anchor "
+                  f"{a['ours_over_anchor']:5.2f}x")
     flat = max(r["ours_p50_us"] for r in rows) / min(r["ours_p50_us"] for r in rows)
     print(f"ours: max/min p50 across histories = {flat:.2f} (1.0 = perfectly flat); "
           f"target <= 100 us p50: "
@@ -85,9 +169,30 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"command": "benchmarks/per_query_cost.py" + (" --quick" if args.quick else ""),
               "victim": "digits-mlp", "repeats": repeats, "rows": rows,
               "ours_max_over_min_p50": flat, "target_p50_us": 100}
+    if anchored:
+        result["anchor"] = {"tree": str(args.anchor), "commit": _commit(args.anchor),
+                            "rows": anchored}
+        result["command"] += f" --anchor {args.anchor}"
     if not args.no_write:
-        write_results("per_query_cost", result)
+        lines = None
+        if anchored:
+            lines = [f"One-row observe p50, side by side with the anchor `{args.anchor}` "
+                     f"(commit {result['anchor']['commit']}):", "",
+                     "| history | ours p50 (us) | anchor p50 (us) | ours / anchor |",
+                     "|---|---|---|---|"]
+            lines += [f"| {a['history']:,} | {a['ours_p50_us']:.1f} | {a['anchor_p50_us']:.1f} | "
+                      f"{a['ours_over_anchor']:.2f} |" for a in anchored]
+        write_results("per_query_cost", result, lines)
     return result
+
+
+def _commit(tree: Path) -> str:
+    """The anchor's commit (``unknown`` for an exported tree without git)."""
+    try:
+        return subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 if __name__ == "__main__":

@@ -57,10 +57,20 @@ def row_factors(X: np.ndarray, center: np.ndarray, spread: np.ndarray,
                 numeric: np.ndarray) -> np.ndarray:
     """Each row's unit-change factor: ``sum_j x_j c_j / s_j**2 / sum_j c_j**2 / s_j**2`` over
     its finite numeric features (1 when they carry no weight)."""
-    weight = np.where(numeric, center / np.maximum(spread, 1e-12) ** 2, 0.0)
+    weight = _weight(center, spread, numeric)
+    return _weighted_factors(X, numeric, weight, center * weight)
+
+
+def _weight(center: np.ndarray, spread: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+    return np.where(numeric, center / np.maximum(spread, 1e-12) ** 2, 0.0)
+
+
+def _weighted_factors(X: np.ndarray, numeric: np.ndarray, weight: np.ndarray,
+                      center_weight: np.ndarray) -> np.ndarray:
+    """:func:`row_factors` with its per-feature weights (and ``center * weight``) given."""
     finite = np.isfinite(X) & numeric[None, :]
     top = np.where(finite, X, 0.0) @ weight
-    bottom = np.where(finite, center[None, :] * weight[None, :], 0.0).sum(axis=1)
+    bottom = np.where(finite, center_weight[None, :], 0.0).sum(axis=1)
     return np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1.0), 1.0)
 
 
@@ -105,6 +115,9 @@ class ScalingNull:
         """Whether a unit change can move a record by :data:`MIN_SHIFT` spreads at all."""
         self.truncation = float(truncation)
         self.profile = profile
+        self.weight = _weight(self.center, self.spread, self.numeric)
+        self.center_weight = self.center * self.weight
+        """:func:`row_factors`' weights, worked out once."""
 
     def initial_state(self) -> dict[str, np.ndarray]:
         """The sum of the client's row factors and how many rows it holds."""
@@ -116,7 +129,7 @@ class ScalingNull:
         also judged taken back by the client's factor; ``state`` advanced by ``X``'s rows."""
         if not self.active or not len(X):
             return pvalues
-        factors = row_factors(X, self.center, self.spread, self.numeric)
+        factors = _weighted_factors(X, self.numeric, self.weight, self.center_weight)
         running = (state["factor_sum"][0] + np.cumsum(factors)) / (
             state["rows"][0] + np.arange(1, len(X) + 1))
         state["factor_sum"] = state["factor_sum"] + factors.sum()

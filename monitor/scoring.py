@@ -112,23 +112,22 @@ def score_rows(windows: Windows, pvalues: Mapping[str, np.ndarray], new_unit: np
     if u == 1:  # the online path: a few scalar operations per test
         meta = windows.meta.tolist()
         totals, scores = [], []
-        evidence = [int(quantised[pair][0]) for pair in _plan(tests).pairs]
-        for t, (test, pair) in enumerate(zip(tests, _plan(tests).pair_of_test, strict=True)):
+        plan = _plan(tests)
+        evidence = [int(quantised[pair][0]) for pair in plan.pairs]
+        for t, (key, window, table, last, pair) in enumerate(plan.online):
             y = evidence[pair]
-            ring = rings[test.key] if in_place else rings[test.key].copy()
-            rings[test.key] = ring
+            ring = rings[key] if in_place else rings[key].copy()
+            rings[key] = ring
             head, fill, total, unusual = meta[t]
-            if fill == test.window:
+            if fill == window:
                 dropped = int(ring[head])
                 total -= dropped
                 unusual -= dropped > 0
             ring[head] = y
             total += y
-            meta[t] = [(head + 1) % test.window, min(fill + 1, test.window), total,
-                       unusual + (y > 0)]
+            meta[t] = [(head + 1) % window, min(fill + 1, window), total, unusual + (y > 0)]
             totals.append(total)
-            table = test.evidence.overall_scores_
-            scores.append(table[min(total, len(table) - 1)])
+            scores.append(table[min(total, last)])
         meta = np.array(meta, dtype=np.int64)
         sums = np.array(totals, dtype=np.int64)[:, None]
         test_scores = np.array(scores, dtype=np.float64)[:, None]
@@ -179,6 +178,9 @@ class _Plan:
     pairs: tuple[tuple[str, float], ...]
     truncations: np.ndarray
     pair_of_test: tuple[int, ...]
+    online: tuple[tuple[str, int, list[float], int, int], ...]
+    """Per test, what the one-unit path reads: its key, window, score table (a list: Python
+    floats, read without numpy scalars), the table's last index and the test's pair."""
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -188,8 +190,12 @@ def _plan(tests: Sequence[WindowTest]) -> _Plan:
     plan = _PLANS.get(id(tests))
     if plan is None or plan.tests is not tests:
         pairs = tuple(dict.fromkeys((t.detector, t.truncation) for t in tests))
-        plan = _Plan(tests, pairs, np.array([[level] for _, level in pairs]),
-                     tuple(pairs.index((t.detector, t.truncation)) for t in tests))
+        pair_of_test = tuple(pairs.index((t.detector, t.truncation)) for t in tests)
+        online = tuple((t.key, int(t.window), np.asarray(t.evidence.overall_scores_).tolist(),
+                        len(t.evidence.overall_scores_) - 1, pair)
+                       for t, pair in zip(tests, pair_of_test, strict=True))
+        plan = _Plan(tests, pairs, np.array([[level] for _, level in pairs]), pair_of_test,
+                     online)
         if len(_PLANS) > 64:  # monitors come and go in tests; keep the cache small
             _PLANS.clear()
         _PLANS[id(tests)] = plan

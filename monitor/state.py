@@ -22,12 +22,13 @@ change, :meth:`ClientState.reset_evidence` drops the evidence and keeps the flag
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from monitor.baselines.prada import PradaState
-from monitor.state_record import StateRecord, decode_state, encode_state, summarise
+from monitor.state_record import RecordSummary, StateRecord, decode_state, encode_state
 
 STATE_VERSION = 2
 """Layout of :meth:`ClientState.to_arrays`. Version 1 records (0.1) are still read: their
@@ -127,8 +128,11 @@ class ClientState:
 
     def to_record(self) -> StateRecord:
         """The record a store keeps: the encoded arrays and the summary it indexes."""
-        arrays = self.to_arrays()
-        return StateRecord(encode_state(arrays), summarise(arrays))
+        score, peak = float(self.score), float(self.peak_score)
+        # what summarise(arrays) reads back from the counters and scores, taken directly
+        return StateRecord(encode_state(self.to_arrays()), RecordSummary(
+            n_queries=int(self.n_queries), score=score if math.isfinite(score) else 0.0,
+            peak_score=peak if math.isfinite(peak) else 0.0, flagged=self.flag_at is not None))
 
     @classmethod
     def from_record(cls, blob: bytes) -> ClientState:

@@ -50,19 +50,38 @@ def encode_state(arrays: Mapping[str, np.ndarray]) -> bytes:
     """Serialise named numpy arrays (no pickle): magic + version + JSON header + raw bytes."""
     layout, chunks = [], []
     for name, value in arrays.items():
-        arr = np.ascontiguousarray(value)
-        if arr.dtype.kind not in _SAFE_KINDS:
+        arr = value if type(value) is np.ndarray and value.flags.c_contiguous \
+            else np.ascontiguousarray(value)
+        known = _dtype_code(arr.dtype)
+        if known is None:
             raise TypeError(f"state array {name!r} has unsupported dtype {arr.dtype}")
-        if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not _NATIVE_LITTLE):
-            arr = arr.astype(arr.dtype.newbyteorder("<"))
-        layout.append((str(name), arr.dtype.str, arr.shape))
-        chunks.append(arr.tobytes())
+        little, code = known
+        if little is not None:
+            arr = arr.astype(little)
+        layout.append((name if type(name) is str else str(name), code, arr.shape))
+        chunks.append(arr.data)  # contiguous: joined below without a copy per array
     header = _encoded_header(tuple(layout))
-    blob = _HEADER.pack(MAGIC, RECORD_FORMAT_VERSION, len(header)) + header + b"".join(chunks)
+    blob = b"".join([_HEADER.pack(MAGIC, RECORD_FORMAT_VERSION, len(header)), header, *chunks])
     if len(blob) > MAX_RECORD_BYTES:
         raise ValueError(f"client state record of {len(blob)} bytes exceeds "
                          f"{MAX_RECORD_BYTES} bytes")
     return blob
+
+
+_DTYPE_CODES: dict[np.dtype, tuple[np.dtype | None, str]] = {}
+
+
+def _dtype_code(dtype: np.dtype) -> tuple[np.dtype | None, str] | None:
+    """``(the little-endian dtype to convert to, None when it is one; its header code)``, or
+    ``None`` for a dtype records do not hold (worked out once per dtype)."""
+    code = _DTYPE_CODES.get(dtype)
+    if code is None:
+        if dtype.kind not in _SAFE_KINDS:
+            return None
+        swap = dtype.byteorder == ">" or (dtype.byteorder == "=" and not _NATIVE_LITTLE)
+        little = dtype.newbyteorder("<") if swap else None
+        code = _DTYPE_CODES[dtype] = (little, (little or dtype).str)
+    return code
 
 
 @lru_cache(maxsize=_LAYOUTS_CACHED)

@@ -310,10 +310,17 @@ class _Pass:
         """Write the pass back into ``state`` (bounded) and return the assignment."""
         t = self.tracker
         if self.n_created:
-            state["leaders"] = np.concatenate([self.old, self.created[:self.n_created]])[
-                -t.n_leaders:].astype(np.float16)
-            state["roots"] = self.root_rows[max(0, self.n_root_rows - t.n_roots):
-                                            self.n_root_rows].astype(np.float16)
+            # in half precision already (assign rounded the queries): only the new rows are
+            # converted back, not every kept one
+            kept = max(0, self.n_old + self.n_created - t.n_leaders)
+            state["leaders"] = np.concatenate([
+                np.asarray(state["leaders"][min(kept, self.n_old):], dtype=np.float16),
+                self.created[max(0, kept - self.n_old):self.n_created].astype(np.float16)])
+            n_stored = len(state["roots"])
+            kept = max(0, self.n_root_rows - t.n_roots)
+            state["roots"] = np.concatenate([
+                np.asarray(state["roots"][min(kept, n_stored):], dtype=np.float16),
+                self.root_rows[max(kept, n_stored):self.n_root_rows].astype(np.float16)])
         state["leader_scores"] = np.array(self.leader_scores[-t.n_leaders:], dtype=np.float16)
         state["root_ids"] = np.array(self.root_ids, dtype=np.int64)
         state["root_variants"] = np.array(self.root_variants, dtype=np.int16)

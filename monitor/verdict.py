@@ -58,6 +58,20 @@ ROW_COLUMNS = ("client_id", "n_queries", "score", "peak_score", "threshold", "fl
 """The leading columns of :meth:`Verdict.to_row`; ``score_<detector>`` columns follow."""
 
 
+_PLANS: dict[type, tuple[tuple[str, Callable[[], Any] | None, Any], ...]] = {}
+
+
+def _deferred_plan(cls: type) -> tuple[tuple[str, Callable[[], Any] | None, Any], ...]:
+    """The non-deferred fields of a verdict class, in order, each with its default factory
+    (or ``None``) and default: read once per class, not on every verdict."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = tuple(
+            (spec.name, None if spec.default_factory is MISSING else spec.default_factory,
+             spec.default) for spec in fields(cls) if spec.name not in DEFERRED_FIELDS)
+    return plan
+
+
 @dataclass(frozen=True)
 class FlagStatus:
     """What enforcement needs to know about a client, read from its state."""
@@ -126,16 +140,12 @@ class Verdict:
         (False, 'not flagged', True)
         """
         verdict = cls.__new__(cls)
-        for spec in fields(cls):
-            if spec.name in DEFERRED_FIELDS:
-                continue
-            if spec.name in values:
-                value = values.pop(spec.name)
-            elif spec.default_factory is not MISSING:
-                value = spec.default_factory()
+        state = verdict.__dict__
+        for name, factory, default in _deferred_plan(cls):
+            if name in values:
+                state[name] = values.pop(name)
             else:
-                value = spec.default
-            verdict.__dict__[spec.name] = value
+                state[name] = factory() if factory is not None else default
         if values:
             raise TypeError(f"Verdict has no field(s) {sorted(values)}")
         verdict.__dict__["_explain"] = explain

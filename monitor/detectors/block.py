@@ -304,6 +304,8 @@ class BlockDetector:
         held-out data has); ``state["on_grid"]`` carries the current block's per-grid counts
         across calls."""
         g = len(DECIMALS)
+        if len(X) == 1:  # the online path: one unit, its block closing or not
+            return self._rounded_unit(X, bool(len(closing)), state)
         on = np.zeros((len(X), g), dtype=np.int64)
         for i, r in enumerate(DECIMALS):  # a loop over grids
             if r in self.grids:
@@ -317,6 +319,23 @@ class BlockDetector:
         state["on_grid"] = (prefix[-1] - prefix[last]) if last is not None else carry + prefix[-1]
         return (counts == BLOCK).any(axis=1) if len(closing) else np.zeros(0, dtype=bool)
 
+    def _rounded_unit(self, X: np.ndarray, closes: bool, state: DetectorState) -> np.ndarray:
+        """:meth:`_rounded_blocks` of one unit (the same counts, without the prefix sums)."""
+        carry = np.asarray(state.get("on_grid", np.zeros(len(DECIMALS), np.int64)),
+                           dtype=np.int64)
+        if self.grids:
+            row = np.asarray(X, dtype=np.float64)
+            on = np.array([r in self.grids and bool(_on_grid(row, r).all()) for r in DECIMALS],
+                          dtype=np.int64)
+            counts = carry + on
+        else:  # no grid is kept: the unit is on none
+            counts = carry.copy()
+        if not closes:
+            state["on_grid"] = counts
+            return np.zeros(0, dtype=bool)
+        state["on_grid"] = np.zeros(len(DECIMALS), dtype=np.int64)
+        return np.array([bool((counts == BLOCK).any())])
+
     def pvalues(self, batch: Batch, state: DetectorState | None = None) -> np.ndarray:
         u = len(batch.Z)
         p = np.ones(u)
@@ -326,9 +345,11 @@ class BlockDetector:
         state["units_seen"] = np.array([seen + u], dtype=np.int64)
         closing = np.flatnonzero((seen + 1 + np.arange(u)) % BLOCK == 0)
         rounded = self._rounded_blocks(batch.X, closing, state)
+        if not len(closing):
+            return p  # no block closes
         before = np.asarray(batch.leaders, dtype=np.float64)[-(BLOCK - 1):]
-        if not len(closing) or len(before) + closing[0] + 1 < BLOCK:
-            return p  # no block closes (or the leaders were reset mid-block)
+        if len(before) + closing[0] + 1 < BLOCK:
+            return p  # the leaders were reset mid-block
         # the units as the tracker stores them: half precision, then the block's rows
         new = np.asarray(batch.Z, dtype=np.float64).astype(np.float16).astype(np.float64)
         rows = np.concatenate([before, new])

@@ -172,6 +172,15 @@ class LabelChangeDetector:
         if not len(rows):
             return out
         width = self.memory
+        if len(Z) == 1:  # the online path: the window is a slice (the blocks' sums exactly)
+            lo = max(0, n_old - width)
+            diff = rows[None, lo:n_old] - Z[:, None, :]
+            d2 = np.einsum("ijk,ijk->ij", diff, diff)[0]
+            other, mine = row_labels[lo:n_old], codes[0]
+            d2[(other == mine) | (other < 0) | (mine < 0)] = np.inf
+            if len(d2):
+                out[0] = np.sqrt(d2.min())
+            return out
         step = max(1, _BLOCK_VALUES // max(1, width * Z.shape[1]))
         for start in range(0, len(Z), step):
             k = np.arange(start, min(len(Z), start + step))

@@ -254,8 +254,11 @@ class StripedLocks:
     def __init__(self, n: int = 64) -> None:
         self.locks = [threading.Lock() for _ in range(n)]
 
+    def lock_of(self, client_id: str) -> threading.Lock:
+        """The lock of ``client_id``."""
+        return self.locks[zlib.crc32(client_id.encode()) % len(self.locks)]
+
     @contextmanager
     def hold(self, client_id: str) -> Iterator[None]:
-        lock = self.locks[zlib.crc32(client_id.encode()) % len(self.locks)]
-        with lock:
+        with self.lock_of(client_id):
             yield

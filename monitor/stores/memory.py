@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from monitor.state_record import StateRecord
 from monitor.stores.base import (
     RecordSummary,
     StateStore,
@@ -79,6 +80,24 @@ class MemoryStore(StateStore):
                     self._drop(client_id)
                     self._records[client_id] = (tx.saved, self._clock(), tx.summary)
                     self._n_flagged += tx.summary.flagged
+
+    def update(self, client_id: str,
+               compute: Callable[[bytes | None], StateRecord | None]) -> bytes | None:
+        """:meth:`StateStore.update` without the context managers of :meth:`transaction`
+        (the per-request path; a subclass that wraps :meth:`transaction` is still used)."""
+        if type(self).transaction is not MemoryStore.transaction:
+            return super().update(client_id, compute)
+        check_client_id(client_id)
+        with self._locks.lock_of(client_id):
+            record = self._live(client_id)
+            new = compute(None if record is None else record[0])
+            if new is None:
+                return None
+            with self._guard:
+                self._drop(client_id)
+                self._records[client_id] = (new.blob, self._clock(), new.summary)
+                self._n_flagged += new.summary.flagged
+            return new.blob
 
     def get_blob(self, client_id: str) -> bytes | None:
         record = self._live(client_id)
