@@ -206,16 +206,16 @@ class Profile:
         folds = self.n_folds if (self.cross_fit or not calibration) else 0
         splits = int(calibration) + folds
         if rows is not None:
-            from monitor.rounding import wiping_grids
+            from monitor.rounding import GRID_MODES, wiping_grids
 
-            wiping = len(wiping_grids(rows.X, rows.schema.numeric_mask))
+            wiping = len(wiping_grids(rows.X, rows.schema.numeric_mask)) * len(GRID_MODES)
         else:
-            wiping = len(getattr(self, "wiped_calibration_", {}))
+            wiping = sum(len(modes) for modes in getattr(self, "wiped_calibration_", {}).values())
         return (int(calibration) * (margins + answers)  # margins (or labels), calibration split
                 + (folds > 0 and not labels)          # the model labels the training rows
                 + folds * (1 + margins + answers)     # each fold's clone: fit, margins/labels
                 + self.drift_draws * splits * margins  # margins on each drifted split
-                + wiping * splits * margins           # margins on each wiping grid's split
+                + wiping * splits * margins           # margins on each wiping grid's split, per mode
                 + int(self.exposure_points > 0))      # labels for exposure accounting
 
     def _boundary_kind(self) -> str:
@@ -357,13 +357,15 @@ class Profile:
             self.calibration_[name]["rounded_decimals"] = np.asarray(decimals, np.int64)
 
     def _calibrate_wiping_grids(self, data) -> None:
-        """For each grid that wipes a column out (:func:`~monitor.rounding.wiping_grids`), the
-        per-query detectors calibrated on held-out rows rounded to it, measured against
-        reference rows rounded to it too: ``wiped_calibration_[grid][detector]``. The boundary
-        detector reads the margins of each split's model on its rounded rows: one model call
-        per split and grid where the answers are margins (:meth:`model_calls`)."""
+        """For each grid that wipes a column out (:func:`~monitor.rounding.wiping_grids`) and
+        each way of getting onto it (:data:`~monitor.rounding.GRID_MODES`: rounding,
+        truncation), the per-query detectors calibrated on held-out rows put on it that way,
+        measured against reference rows put on it the same way:
+        ``wiped_calibration_[grid][mode][detector]``. The boundary detector reads the margins
+        of each split's model on those rows: one model call per split, grid and mode where the
+        answers are margins (:meth:`model_calls`)."""
         from monitor.detectors import REGISTRY, CalibrationData, HeldOutSplit
-        from monitor.rounding import round_scaled, wiping_grids
+        from monitor.rounding import GRID_MODES, quantise, round_scaled, wiping_grids
 
         self.wiped_calibration_ = {}
         names = [name for name, cls in REGISTRY.items()
@@ -372,20 +374,23 @@ class Profile:
         pooled = np.concatenate([split.X for split in data.splits])
         numeric = self.schema_.numeric_mask
         for r in wiping_grids(pooled, numeric) if names else []:
-            splits = []
-            for split in data.splits:
-                X = np.where(numeric, np.round(split.X, r), split.X)
-                proba, decision = (self._margins(split.model, Rows(X, self.schema_))
-                                   if answered and split.model is not None else (None, None))
-                splits.append(HeldOutSplit(
-                    X=X, Z=self.transform(X), proba=proba, tree=split.tree, decision=decision,
-                    reference=round_scaled(split.reference, self.space_, r),
-                    source=f"{split.source} rounded to {r} decimals"))
-            rounded = CalibrationData(splits=splits, k_neighbors=data.k_neighbors,
-                                      scale=data.scale,
-                                      reference=round_scaled(data.reference, self.space_, r))
-            self.wiped_calibration_[r] = {name: dict(REGISTRY[name].calibrate(rounded))
-                                          for name in names}
+            for mode in GRID_MODES:
+                splits = []
+                for split in data.splits:
+                    X = np.where(numeric, quantise(split.X, r, mode), split.X)
+                    proba, decision = (self._margins(split.model, Rows(X, self.schema_))
+                                       if answered and split.model is not None else (None, None))
+                    splits.append(HeldOutSplit(
+                        X=X, Z=self.transform(X), proba=proba, tree=split.tree,
+                        decision=decision,
+                        reference=round_scaled(split.reference, self.space_, r, mode),
+                        source=f"{split.source} put on {r} decimals by {mode}"))
+                moved = CalibrationData(splits=splits, k_neighbors=data.k_neighbors,
+                                        scale=data.scale,
+                                        reference=round_scaled(data.reference, self.space_, r,
+                                                               mode))
+                self.wiped_calibration_.setdefault(r, {})[mode] = {
+                    name: dict(REGISTRY[name].calibrate(moved)) for name in names}
 
     def unit_radius(self) -> float:
         """The evidence-unit radius (:mod:`monitor.units`): a low quantile of held-out rows'
@@ -437,8 +442,9 @@ class Profile:
         for detector, values in self.calibration_.items():
             arrays.update({f"calibration.{detector}.{key}": v for key, v in values.items()})
         arrays.update({f"exposure.{key}": v for key, v in self.exposure_.items()})
-        for grid, detectors in self.wiped_calibration_.items():
-            arrays.update({f"wiped.{grid}.{detector}.{key}": v
+        for grid, modes in self.wiped_calibration_.items():
+            arrays.update({f"wiped.{grid}.{mode}.{detector}.{key}": v
+                           for mode, detectors in modes.items()
                            for detector, values in detectors.items() for key, v in values.items()})
         if self.tree_ is not None:
             arrays.update(self.tree_.to_arrays())
@@ -484,12 +490,7 @@ class Profile:
             profile.tree_ = TreeGeometry.from_arrays(arrays)
             profile.exposure_ = {key.split(".", 1)[1]: arrays[key] for key in arrays.files
                                  if key.startswith("exposure.")}
-            profile.wiped_calibration_ = {}  # none in profiles saved before them
-            for key in arrays.files:
-                if key.startswith("wiped."):
-                    _, grid, detector, name = key.split(".", 3)
-                    profile.wiped_calibration_.setdefault(int(grid), {}).setdefault(
-                        detector, {})[name] = arrays[key]
+            profile.wiped_calibration_ = _wiped_calibration(arrays)
             if version == LEGACY_FORMAT_VERSION:
                 profile.calibration_ = _legacy_calibration(arrays)
             else:
@@ -540,6 +541,24 @@ def _take(inputs, index):
     if hasattr(inputs, "iloc"):
         return inputs.iloc[index]
     return inputs[index]
+
+
+def _wiped_calibration(arrays) -> dict[int, dict[str, dict[str, dict[str, np.ndarray]]]]:
+    """``wiped_calibration_`` from a profile's arrays, ``wiped.{grid}.{mode}.{detector}.{key}``;
+    profiles saved before the modes (``wiped.{grid}.{detector}.{key}``) calibrated rounding
+    only; profiles saved before wiping grids have none."""
+    from monitor.rounding import GRID_MODES
+
+    found: dict[int, dict[str, dict[str, dict[str, np.ndarray]]]] = {}
+    for key in arrays.files:
+        if not key.startswith("wiped."):
+            continue
+        _, grid, rest = key.split(".", 2)
+        mode, rest = rest.split(".", 1) if rest.split(".", 1)[0] in GRID_MODES else ("round", rest)
+        detector, name = rest.split(".", 1)
+        found.setdefault(int(grid), {}).setdefault(mode, {}).setdefault(detector, {})[name] = \
+            arrays[key]
+    return found
 
 
 def _legacy_calibration(arrays) -> dict[str, dict[str, np.ndarray]]:

@@ -28,6 +28,8 @@ detectors refitted on the profile's reference rows rounded to the same grid and 
 held-out rows rounded to it (``Profile.wiped_calibration_``, :class:`WipedGridNull`): under
 the null "a benign record, rounded", its p-value is exact, and the wiped column still counts
 (a rounded query whose value there is one the rounded data rarely has is still far off).
+Records *truncated* to the grid (``int(x)``) land on it too, half a step lower: each mode of
+:data:`GRID_MODES` has its own refit and calibration, and a row keeps the larger p-value.
 
 Rows off every grid (continuous data, synthetic queries, most natural records) are untouched
 and cost one vectorised check. What this gives up: a client that rounds its queries to a
@@ -63,6 +65,10 @@ MAX_STEP_SPREAD = 1.0
 """Widest grid step kept, in standard deviations of the columns the rounding changes."""
 MAX_DECIMALS = 6
 """Finest resolution (decimal places) read from data; finer values count as continuous."""
+GRID_MODES = ("round", "trunc")
+"""How a benign client may have put its records on a wiping grid: rounded to the nearest step
+or truncated toward zero (``int(x)``, a cut string). Both land on the same grid, so a row on it
+is judged under each and keeps the larger p-value (valid under either)."""
 
 
 def feature_decimals(X: np.ndarray) -> np.ndarray:
@@ -121,9 +127,28 @@ def wiping_grids(X: np.ndarray, numeric: np.ndarray) -> list[int]:
     return [r for r, wipes in _coarse_grids(X, numeric).items() if wipes]
 
 
-def round_scaled(Z: np.ndarray, space, decimals: int) -> np.ndarray:
+def quantise(X: np.ndarray, decimals: int, mode: str = "round") -> np.ndarray:
+    """``X`` on the grid of ``decimals`` places, by ``mode``: ``"round"`` to the nearest
+    multiple of ``10**-decimals`` or ``"trunc"`` toward zero (what ``int()`` and ``%.1f``-less
+    string cuts do); float noise of values already on the grid is ignored.
+
+    >>> quantise(np.array([0.29, -1.77, 0.3]), 1, "trunc")
+    array([ 0.2, -1.7,  0.3])
+    >>> quantise(np.array([0.29, -1.77, 0.3]), 1)
+    array([ 0.3, -1.8,  0.3])
+    """
+    if mode == "round":
+        return np.round(X, decimals)
+    if mode == "trunc":
+        step = 10.0**decimals
+        return np.trunc(np.round(np.asarray(X, np.float64) * step, MAX_DECIMALS)) / step
+    raise ValueError(f"unknown quantisation mode {mode!r}; expected one of {GRID_MODES}")
+
+
+def round_scaled(Z: np.ndarray, space, decimals: int, mode: str = "round") -> np.ndarray:
     """Scaled rows ``Z`` (of :class:`~monitor.features.FeatureSpace` ``space``) with their
-    numeric coordinates rounded to ``decimals`` places in the data's own units.
+    numeric coordinates put on the grid of ``decimals`` places in the data's own units, by
+    ``mode`` (:func:`quantise`).
 
     >>> from monitor.features import FeatureSchema, FeatureSpace
     >>> X = np.array([[0.12, 10.0], [0.31, 30.0]])
@@ -136,7 +161,7 @@ def round_scaled(Z: np.ndarray, space, decimals: int) -> np.ndarray:
     columns = np.arange(Z.shape[1]) if space.plain else space.numeric  # first in Z, in order
     n = len(columns)
     center, scale = space.center[columns], space.scale[columns]
-    X = np.round(Z[:, :n] * scale + center, decimals)
+    X = quantise(Z[:, :n] * scale + center, decimals, mode)
     Z[:, :n] = (X - center) / scale
     return Z
 
@@ -197,33 +222,43 @@ class RoundedMembers:
 
 
 class WipedGridNull:
-    """Per wiping grid (:func:`wiping_grids`), the per-query detectors bound to the profile's
-    reference rows rounded to that grid, with the calibration the profile measured on held-out
-    rows rounded to it (``Profile.wiped_calibration_``; the boundary detector's from the
-    answers of the models that did not train on them)."""
+    """Per wiping grid (:func:`wiping_grids`) and per way of getting there
+    (:data:`GRID_MODES`), the per-query detectors bound to the profile's reference rows put on
+    that grid the same way, with the calibration the profile measured on held-out rows put on
+    it that way (``Profile.wiped_calibration_[grid][mode]``; the boundary detector's from the
+    answers of the models that did not train on them). A row's p-value is the largest over the
+    modes: valid whether the client rounded or truncated."""
 
     def __init__(self, profile, detectors: Sequence[str]) -> None:
         import copy
 
         from monitor.detectors import REGISTRY
 
-        self.detectors: dict[int, list] = {}
-        for grid, calibration in getattr(profile, "wiped_calibration_", {}).items():
-            view = copy.copy(profile)  # the profile, as rows rounded to ``grid`` are measured
-            view.reference_ = round_scaled(profile.reference_, profile.space_,
-                                           grid).astype(np.float32)
-            view.calibration_ = calibration
-            bound = [REGISTRY[name](view) for name in detectors if name in calibration]
-            if bound:
-                self.detectors[int(grid)] = bound
+        self.detectors: dict[int, dict[str, list]] = {}
+        for grid, modes in getattr(profile, "wiped_calibration_", {}).items():
+            for mode, calibration in modes.items():
+                view = copy.copy(profile)  # the profile, as rows put on ``grid`` are measured
+                view.reference_ = round_scaled(profile.reference_, profile.space_,
+                                               grid, mode).astype(np.float32)
+                view.calibration_ = calibration
+                bound = [REGISTRY[name](view) for name in detectors if name in calibration]
+                if bound:
+                    self.detectors.setdefault(int(grid), {})[mode] = bound
 
     @property
     def grids(self) -> list[int]:
         return sorted(self.detectors)
 
     def pvalues(self, grid: int, queries) -> dict[str, np.ndarray]:
-        """Each bound detector's p-values for the rows of Batch ``queries``, all on ``grid``."""
-        return {detector.name: detector.pvalues(queries) for detector in self.detectors[grid]}
+        """Each bound detector's p-values for the rows of Batch ``queries``, all on ``grid``:
+        the largest over the modes that calibrated the detector."""
+        found: dict[str, np.ndarray] = {}
+        for detectors in self.detectors[grid].values():
+            for detector in detectors:
+                p = np.asarray(detector.pvalues(queries), np.float64)
+                found[detector.name] = (np.maximum(found[detector.name], p)
+                                        if detector.name in found else p)
+        return found
 
 
 class RoundingNull:
@@ -282,6 +317,6 @@ class RoundingNull:
         return adjusted
 
 
-__all__ = ["DECIMALS", "MAX_STEP_SPREAD", "MIN_GRID_DIGITS", "ROUNDED_DRAWS", "RoundedMembers", "RoundingNull",
-           "WipedGridNull", "round_scaled", "wiping_grids",
+__all__ = ["DECIMALS", "GRID_MODES", "MAX_STEP_SPREAD", "MIN_GRID_DIGITS", "ROUNDED_DRAWS", "RoundedMembers", "RoundingNull",
+           "WipedGridNull", "quantise", "round_scaled", "wiping_grids",
            "coarsest_grid", "feature_decimals", "kept_grids"]
