@@ -13,7 +13,8 @@ independently of ``attacks/benign.py``:
   feature; 80% one class; re-measured (2% noise); rounded to integers, to 1 and to 2 decimals;
   to 3 significant digits; retried (each record 1-3 times); a small working set (20 records
   re-sent); browsing neighbourhoods (5 of a record's 8 nearest public records); scaled by one
-  factor per client in [0.95, 1.05] and in [0.85, 1.15].
+  factor per client in [0.95, 1.05] and in [0.85, 1.15]; cut (truncated toward zero) to
+  integers and to 1 decimal.
 * attacks: every registry attack that applies to any classifier (``attacks.registry``), at its
   default budget, seed 0.
 
@@ -150,6 +151,8 @@ def benign_users(public: np.ndarray, labels: np.ndarray, rng: np.random.Generato
         "browsing": browsing,
         "scaled-5%": lambda: records() * rng.uniform(0.95, 1.05),
         "scaled-15%": lambda: records() * rng.uniform(0.85, 1.15),
+        "cut-to-integers": lambda: np.trunc(records()),
+        "cut-to-1-decimal": lambda: np.trunc(np.round(records() * 10, 6)) / 10,
     }
 
 
