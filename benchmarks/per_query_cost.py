@@ -50,20 +50,28 @@ BLOCK_ROWS = 50
 """Rows timed per turn when ours and the anchor alternate."""
 
 
+def prefilled_monitor(profile, X: np.ndarray, P: np.ndarray, history: int):
+    """A default monitor whose client ``"c"`` has observed the first ``history`` rows of
+    ``X`` (answers ``P``) through the batch path, in chunks of 50,000."""
+    from monitor import Monitor
+
+    mon = Monitor(profile)
+    for start in range(0, history, 50_000):
+        stop = min(history, start + 50_000)
+        mon.observe("c", X[start:stop], P[start:stop])
+    return mon
+
+
 def serve_timings(history: int, repeats: int) -> None:
     """Worker mode (``--worker``): the monitor of this process's tree after ``history`` rows;
     each line on stdin is a count of next rows to observe one at a time, answered with their
     times (seconds, a JSON list)."""
-    from monitor import Monitor
 
     victim, profile = digits_profile()
     rng = np.random.default_rng(0)
     X = public_like_rows(victim, history + repeats, rng)
     P = victim.model.predict_proba(X)
-    mon = Monitor(profile)
-    for start in range(0, history, 50_000):
-        mon.observe("c", X[start:min(history, start + 50_000)],
-                    P[start:min(history, start + 50_000)])
+    mon = prefilled_monitor(profile, X, P, history)
     i = history
     print("ready", flush=True)
     for line in sys.stdin:
@@ -120,7 +128,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.worker is not None:
         serve_timings(args.worker, args.repeats or 300)
         return {}
-    from monitor import Monitor
     from monitor.baselines.prada import PradaState
 
     histories = HISTORIES[:3] if args.quick else HISTORIES
@@ -131,10 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     for history in histories:
         X = public_like_rows(victim, history + repeats, rng)
         P = victim.model.predict_proba(X)
-        mon = Monitor(profile)
-        for start in range(0, history, 50_000):
-            mon.observe("c", X[start:min(history, start + 50_000)],
-                        P[start:min(history, start + 50_000)])
+        mon = prefilled_monitor(profile, X, P, history)
         new = list(range(history, history + repeats))
         ours, ours_mean = timed_us(lambda i, m=mon, X=X, P=P: m.observe("c", X[i], P[i:i + 1]), new)
         Z = profile.transform(X)
