@@ -365,7 +365,7 @@ class Profile:
         of each split's model on those rows: one model call per split, grid and mode where the
         answers are margins (:meth:`model_calls`)."""
         from monitor.detectors import REGISTRY, CalibrationData, HeldOutSplit
-        from monitor.rounding import GRID_MODES, quantise, round_scaled, wiping_grids
+        from monitor.rounding import GRID_MODES, put_on_grid, round_scaled, wiping_grids
 
         self.wiped_calibration_ = {}
         names = [name for name, cls in REGISTRY.items()
@@ -377,7 +377,7 @@ class Profile:
             for mode in GRID_MODES:
                 splits = []
                 for split in data.splits:
-                    X = np.where(numeric, quantise(split.X, r, mode), split.X)
+                    X = np.where(numeric, put_on_grid(split.X, r, mode), split.X)
                     proba, decision = (self._margins(split.model, Rows(X, self.schema_))
                                        if answered and split.model is not None else (None, None))
                     splits.append(HeldOutSplit(
@@ -553,9 +553,10 @@ def _wiped_calibration(arrays) -> dict[int, dict[str, dict[str, dict[str, np.nda
     for key in arrays.files:
         if not key.startswith("wiped."):
             continue
-        _, grid, rest = key.split(".", 2)
-        mode, rest = rest.split(".", 1) if rest.split(".", 1)[0] in GRID_MODES else ("round", rest)
-        detector, name = rest.split(".", 1)
+        _, grid, *parts = key.split(".", 4)
+        if parts[0] not in GRID_MODES:  # saved before the modes: wiped.{grid}.{detector}.{key}
+            parts = ["round", *".".join(parts).split(".", 1)]
+        mode, detector, name = parts
         found.setdefault(int(grid), {}).setdefault(mode, {}).setdefault(detector, {})[name] = \
             arrays[key]
     return found

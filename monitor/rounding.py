@@ -127,14 +127,15 @@ def wiping_grids(X: np.ndarray, numeric: np.ndarray) -> list[int]:
     return [r for r, wipes in _coarse_grids(X, numeric).items() if wipes]
 
 
-def quantise(X: np.ndarray, decimals: int, mode: str = "round") -> np.ndarray:
+def put_on_grid(X: np.ndarray, decimals: int, mode: str = "round") -> np.ndarray:
     """``X`` on the grid of ``decimals`` places, by ``mode``: ``"round"`` to the nearest
-    multiple of ``10**-decimals`` or ``"trunc"`` toward zero (what ``int()`` and ``%.1f``-less
-    string cuts do); float noise of values already on the grid is ignored.
+    multiple of ``10**-decimals`` or ``"trunc"`` toward zero (what ``int()`` and cutting a
+    number's string do); float noise of values already on the grid is ignored. (Not
+    :func:`monitor.evidence.quantise`, which turns p-values into evidence levels.)
 
-    >>> quantise(np.array([0.29, -1.77, 0.3]), 1, "trunc")
+    >>> put_on_grid(np.array([0.29, -1.77, 0.3]), 1, "trunc")
     array([ 0.2, -1.7,  0.3])
-    >>> quantise(np.array([0.29, -1.77, 0.3]), 1)
+    >>> put_on_grid(np.array([0.29, -1.77, 0.3]), 1)
     array([ 0.3, -1.8,  0.3])
     """
     if mode == "round":
@@ -148,7 +149,7 @@ def quantise(X: np.ndarray, decimals: int, mode: str = "round") -> np.ndarray:
 def round_scaled(Z: np.ndarray, space, decimals: int, mode: str = "round") -> np.ndarray:
     """Scaled rows ``Z`` (of :class:`~monitor.features.FeatureSpace` ``space``) with their
     numeric coordinates put on the grid of ``decimals`` places in the data's own units, by
-    ``mode`` (:func:`quantise`).
+    ``mode`` (:func:`put_on_grid`).
 
     >>> from monitor.features import FeatureSchema, FeatureSpace
     >>> X = np.array([[0.12, 10.0], [0.31, 30.0]])
@@ -161,7 +162,7 @@ def round_scaled(Z: np.ndarray, space, decimals: int, mode: str = "round") -> np
     columns = np.arange(Z.shape[1]) if space.plain else space.numeric  # first in Z, in order
     n = len(columns)
     center, scale = space.center[columns], space.scale[columns]
-    X = quantise(Z[:, :n] * scale + center, decimals, mode)
+    X = put_on_grid(Z[:, :n] * scale + center, decimals, mode)
     Z[:, :n] = (X - center) / scale
     return Z
 
@@ -318,5 +319,5 @@ class RoundingNull:
 
 
 __all__ = ["DECIMALS", "GRID_MODES", "MAX_STEP_SPREAD", "MIN_GRID_DIGITS", "ROUNDED_DRAWS", "RoundedMembers", "RoundingNull",
-           "WipedGridNull", "quantise", "round_scaled", "wiping_grids",
+           "WipedGridNull", "put_on_grid", "round_scaled", "wiping_grids",
            "coarsest_grid", "feature_decimals", "kept_grids"]

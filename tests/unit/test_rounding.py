@@ -17,7 +17,7 @@ from monitor.rounding import (
     coarsest_grid,
     feature_decimals,
     kept_grids,
-    quantise,
+    put_on_grid,
     wiping_grids,
 )
 
@@ -143,7 +143,7 @@ def test_records_truncated_to_a_wiping_grid_stay_calibrated(cancer, decimals):
     assert set(profile.wiped_calibration_[decimals]) == {"round", "trunc"}
     rng = np.random.default_rng(10 + decimals)
     ids = np.repeat([f"truncated-{i}" for i in range(N_CLIENTS)], N_QUERIES).astype(object)
-    X = quantise(victim.X_public[rng.integers(0, len(victim.X_public), len(ids))], decimals,
+    X = put_on_grid(victim.X_public[rng.integers(0, len(victim.X_public), len(ids))], decimals,
                  "trunc")
     if decimals == 1:  # the control: truncated integers happen to pass the rounded null
         rounded_only = Monitor(profile, MonitorConfig(alpha=ALPHA), model=victim.model)
